@@ -1,0 +1,1 @@
+//! Real-Redis harness (under construction).
