@@ -1,0 +1,251 @@
+//! How the lock behaves: timing allowances, retries, key naming, and how voters are chosen.
+
+use std::time::Duration;
+
+use crate::error::LockError;
+use crate::keys::{MAX_CLUSTER_VOTERS, check_prefix};
+use crate::quorum::{drift, validity};
+use crate::retry::RetryPolicy;
+
+/// The longest TTL accepted: one day. A lock meant to be held longer should be kept alive
+/// with an auto-extending guard, so that a crashed holder does not block others for days.
+pub const MAX_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// How the voters are chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Mode {
+    /// Decide from the first node that answers: `cluster_enabled:1` means cluster mode.
+    #[default]
+    Auto,
+    /// The masters of one Redis Cluster, discovered from the given seed node(s).
+    Cluster,
+    /// Classic Redlock over the given standalone masters, the same key on each.
+    Independent,
+}
+
+/// Settings of a [`crate::LockManager`]. Every setter says its default.
+///
+/// ```
+/// use std::time::Duration;
+/// use redlock_cluster::{LockConfig, Mode};
+///
+/// let config = LockConfig::new()
+///     .node_timeout(Duration::from_millis(50))
+///     .drift_factor(0.01)
+///     .mode(Mode::Cluster);
+/// assert!(config.validate().is_ok());
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct LockConfig {
+    drift_factor: f64,
+    node_timeout: Duration,
+    connect_timeout: Duration,
+    retry: RetryPolicy,
+    key_prefix: String,
+    cluster_voters: usize,
+    mode: Mode,
+}
+
+impl Default for LockConfig {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl LockConfig {
+    /// The defaults: drift factor 0.01, node timeout 100 ms, connect timeout 1 s, the default
+    /// [`RetryPolicy`], key prefix `"redlock:"`, 3 cluster voters, [`Mode::Auto`].
+    pub fn new() -> Self {
+        LockConfig {
+            drift_factor: 0.01,
+            node_timeout: Duration::from_millis(100),
+            connect_timeout: Duration::from_secs(1),
+            retry: RetryPolicy::new(),
+            key_prefix: "redlock:".to_string(),
+            cluster_voters: 3,
+            mode: Mode::Auto,
+        }
+    }
+
+    /// Clock-drift allowance as a fraction of the TTL; the drift subtracted from every
+    /// validity is `ttl * factor + 2 ms`. Must be in `[0, 0.5)`. Defaults to 0.01.
+    #[must_use]
+    pub fn drift_factor(mut self, factor: f64) -> Self {
+        self.drift_factor = factor;
+        self
+    }
+
+    /// How long one voter may take to answer one script before its vote counts as failed.
+    /// Keep it small next to the TTL: a slow voter eats into the validity of every lock. It is
+    /// further capped per call at `ttl - drift`. Defaults to 100 ms.
+    #[must_use]
+    pub fn node_timeout(mut self, timeout: Duration) -> Self {
+        self.node_timeout = timeout;
+        self
+    }
+
+    /// How long opening a connection (and reading the topology) may take. Connections are
+    /// opened before the timed voting round starts. Defaults to 1 s.
+    #[must_use]
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// The retry policy of [`crate::LockManager::acquire`]. Defaults to
+    /// [`RetryPolicy::new`] (3 attempts).
+    #[must_use]
+    pub fn retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Prefix of every lock key; must not contain `{` or `}`. Defaults to `"redlock:"`.
+    #[must_use]
+    pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.key_prefix = prefix.into();
+        self
+    }
+
+    /// Number of voters (keys) per lock in cluster mode; every client of a resource must use
+    /// the same value. With the even slot split of `redis-cli --cluster create`, voter `i`
+    /// lands on master `i`. Between 1 and 64. Defaults to 3.
+    #[must_use]
+    pub fn cluster_voters(mut self, voters: usize) -> Self {
+        self.cluster_voters = voters;
+        self
+    }
+
+    /// How voters are chosen. Defaults to [`Mode::Auto`].
+    #[must_use]
+    pub fn mode(mut self, mode: Mode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// The retry policy in use.
+    pub fn retry_policy(&self) -> &RetryPolicy {
+        &self.retry
+    }
+
+    /// The drift factor in use.
+    pub(crate) fn drift_factor_value(&self) -> f64 {
+        self.drift_factor
+    }
+
+    /// The per-node timeout in use.
+    pub(crate) fn node_timeout_value(&self) -> Duration {
+        self.node_timeout
+    }
+
+    /// The connect timeout in use.
+    pub(crate) fn connect_timeout_value(&self) -> Duration {
+        self.connect_timeout
+    }
+
+    /// The key prefix in use.
+    pub(crate) fn key_prefix_str(&self) -> &str {
+        &self.key_prefix
+    }
+
+    /// The number of cluster voters in use.
+    pub(crate) fn voter_count(&self) -> usize {
+        self.cluster_voters
+    }
+
+    /// The mode in use.
+    pub(crate) fn mode_value(&self) -> Mode {
+        self.mode
+    }
+
+    /// Check every value.
+    ///
+    /// # Errors
+    /// [`LockError::InvalidConfig`] naming the first value out of range.
+    pub fn validate(&self) -> Result<(), LockError> {
+        if !(self.drift_factor.is_finite() && (0.0..0.5).contains(&self.drift_factor)) {
+            return Err(LockError::InvalidConfig(format!(
+                "drift factor must be in [0, 0.5), got {}",
+                self.drift_factor
+            )));
+        }
+        if self.node_timeout.is_zero() || self.connect_timeout.is_zero() {
+            return Err(LockError::InvalidConfig(
+                "node and connect timeouts must be greater than zero".into(),
+            ));
+        }
+        if self.cluster_voters == 0 || self.cluster_voters > MAX_CLUSTER_VOTERS {
+            return Err(LockError::InvalidConfig(format!(
+                "cluster voters must be between 1 and {MAX_CLUSTER_VOTERS}, got {}",
+                self.cluster_voters
+            )));
+        }
+        check_prefix(&self.key_prefix)
+    }
+
+    /// Check a TTL and round it down to whole milliseconds (the precision of `PX`).
+    ///
+    /// # Errors
+    /// [`LockError::InvalidTtl`] when the TTL is under 1 ms, over [`MAX_TTL`], or not longer
+    /// than its drift allowance (no validity could ever be left).
+    pub fn check_ttl(&self, ttl: Duration) -> Result<Duration, LockError> {
+        let invalid = |reason: String| LockError::InvalidTtl { ttl, reason };
+        let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+        if millis == 0 {
+            return Err(invalid("the TTL must be at least 1 ms".into()));
+        }
+        if ttl > MAX_TTL {
+            return Err(invalid(format!(
+                "the TTL may be at most {MAX_TTL:?}; hold longer with an auto-extending guard"
+            )));
+        }
+        let ttl = Duration::from_millis(millis);
+        let allowance = drift(ttl, self.drift_factor);
+        if validity(ttl, Duration::ZERO, allowance).is_none() {
+            return Err(invalid(format!(
+                "the TTL must be longer than its clock-drift allowance of {allowance:?} \
+                 (ttl * {} + 2 ms)",
+                self.drift_factor
+            )));
+        }
+        Ok(ttl)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttl_bounds() {
+        let c = LockConfig::new();
+        assert!(c.check_ttl(Duration::ZERO).is_err());
+        assert!(c.check_ttl(Duration::from_micros(999)).is_err());
+        assert!(c.check_ttl(Duration::from_millis(2)).is_err());
+        assert_eq!(
+            c.check_ttl(Duration::from_micros(10_500)).unwrap(),
+            Duration::from_millis(10)
+        );
+        assert!(c.check_ttl(MAX_TTL).is_ok());
+        assert!(c.check_ttl(MAX_TTL + Duration::from_millis(1)).is_err());
+        assert!(c.check_ttl(Duration::MAX).is_err());
+        assert!(c.check_ttl(Duration::from_millis(u64::MAX)).is_err());
+    }
+
+    #[test]
+    fn config_bounds() {
+        assert!(LockConfig::new().validate().is_ok());
+        assert!(LockConfig::new().drift_factor(0.5).validate().is_err());
+        assert!(LockConfig::new().drift_factor(-0.1).validate().is_err());
+        assert!(LockConfig::new().drift_factor(f64::NAN).validate().is_err());
+        assert!(
+            LockConfig::new()
+                .node_timeout(Duration::ZERO)
+                .validate()
+                .is_err()
+        );
+        assert!(LockConfig::new().cluster_voters(0).validate().is_err());
+        assert!(LockConfig::new().key_prefix("a{").validate().is_err());
+    }
+}

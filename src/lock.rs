@@ -1,0 +1,144 @@
+//! What a user holds: a granted lock with its token and validity deadline, and what a
+//! lock-info read reports.
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use crate::config::Mode;
+use crate::error::NodeError;
+
+/// The random value that identifies one acquisition: 128 random bits (UUID v4). Every write
+/// to a lock key is conditional on it, so nobody else's release or extend can touch our keys.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct LockToken(String);
+
+impl LockToken {
+    pub(crate) fn new() -> Self {
+        LockToken(uuid::Uuid::new_v4().simple().to_string())
+    }
+
+    /// The token as stored in Redis.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for LockToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for LockToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "LockToken({})", self.0)
+    }
+}
+
+/// A lock granted by a quorum of voters.
+///
+/// It is valid until [`Lock::validity_deadline`], a monotonic-clock instant computed as
+/// `start + ttl - drift` (the start is taken before the first vote was sent). Past that
+/// instant another client may hold the resource: check [`Lock::is_valid`] before acting on
+/// shared state, and prefer short critical sections or an auto-extending guard.
+#[derive(Clone)]
+pub struct Lock {
+    pub(crate) resource: String,
+    pub(crate) token: LockToken,
+    pub(crate) ttl: Duration,
+    pub(crate) deadline: tokio::time::Instant,
+    pub(crate) granted_by: Vec<String>,
+}
+
+impl fmt::Debug for Lock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Lock")
+            .field("resource", &self.resource)
+            .field("token", &self.token)
+            .field("ttl", &self.ttl)
+            .field("remaining", &self.remaining())
+            .field("granted_by", &self.granted_by)
+            .finish()
+    }
+}
+
+impl Lock {
+    /// The locked resource's name.
+    pub fn resource(&self) -> &str {
+        &self.resource
+    }
+
+    /// This acquisition's token.
+    pub fn token(&self) -> &LockToken {
+        &self.token
+    }
+
+    /// The TTL of the last successful acquire or extend.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// The instant after which the lock must be presumed lost.
+    pub fn validity_deadline(&self) -> Instant {
+        self.deadline.into_std()
+    }
+
+    /// Validity left now (zero once expired).
+    pub fn remaining(&self) -> Duration {
+        self.deadline
+            .saturating_duration_since(tokio::time::Instant::now())
+    }
+
+    /// Whether validity is left now.
+    pub fn is_valid(&self) -> bool {
+        tokio::time::Instant::now() < self.deadline
+    }
+
+    /// The voters (`host:port`) that granted the lock or its last extension.
+    pub fn granted_by(&self) -> &[String] {
+        &self.granted_by
+    }
+}
+
+/// One voter's view in a [`LockInfo`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct NodeLockState {
+    /// The voter's address, `host:port`.
+    pub node: String,
+    /// The key this voter stores for the resource (binary-safe; lossy UTF-8 here).
+    pub key: String,
+    /// The token found there, if any.
+    pub holder: Option<String>,
+    /// Remaining time of the key: `None` for "no expiry" or when the node did not answer.
+    pub remaining: Option<Duration>,
+    /// Why the node did not answer, if it did not.
+    pub error: Option<NodeError>,
+}
+
+/// Who holds a resource, decided by quorum (never by the first node to answer).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LockInfo {
+    /// The resource's name.
+    pub resource: String,
+    /// Whether one token is held by at least a quorum of voters.
+    pub locked: bool,
+    /// That token, when locked.
+    pub holder: Option<String>,
+    /// Whether the holder is the token the caller asked about.
+    pub held_by_caller: bool,
+    /// Validity a quorum still guarantees: the quorum-th largest remaining time minus drift.
+    /// `None` when not locked (or already spent); `Some(Duration::MAX)` for keys without
+    /// expiry.
+    pub remaining: Option<Duration>,
+    /// Votes needed.
+    pub quorum: usize,
+    /// Cluster or independent.
+    pub mode: Mode,
+    /// Whether two voter keys currently live on one master (fault tolerance is reduced: one
+    /// node failure costs two votes). Safety still holds.
+    pub voters_share_master: bool,
+    /// Every voter's view, in voter order.
+    pub nodes: Vec<NodeLockState>,
+}

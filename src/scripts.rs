@@ -1,0 +1,37 @@
+//! What each node runs: one Lua script per operation, every write conditional on the token.
+//!
+//! The scripts live in `src/scripts/*.lua`. Each is compiled into one [`redis::Script`] once
+//! per process; `invoke_async` sends `EVALSHA` and reloads the script on `NOSCRIPT` (after a
+//! `SCRIPT FLUSH` or a restart), and [`Scripts::preload`] loads all of them when a connection
+//! opens, so that the first lock costs one round trip.
+
+use std::sync::LazyLock;
+
+/// The four lock scripts.
+pub(crate) struct Scripts {
+    pub(crate) acquire: redis::Script,
+    pub(crate) extend: redis::Script,
+    pub(crate) release: redis::Script,
+    pub(crate) inspect: redis::Script,
+}
+
+pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
+    acquire: redis::Script::new(include_str!("scripts/acquire.lua")),
+    extend: redis::Script::new(include_str!("scripts/extend.lua")),
+    release: redis::Script::new(include_str!("scripts/release.lua")),
+    inspect: redis::Script::new(include_str!("scripts/inspect.lua")),
+});
+
+impl Scripts {
+    /// `SCRIPT LOAD` every script; the loads are pipelined on the multiplexed connection.
+    pub(crate) async fn preload(
+        &self,
+        conn: &redis::aio::MultiplexedConnection,
+    ) -> redis::RedisResult<()> {
+        let loads = [&self.acquire, &self.extend, &self.release, &self.inspect].map(|script| {
+            let mut conn = conn.clone();
+            async move { script.load_async(&mut conn).await }
+        });
+        futures::future::try_join_all(loads).await.map(|_| ())
+    }
+}

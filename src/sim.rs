@@ -1,0 +1,424 @@
+//! Model-based property tests: the real [`LockManager`] voting over in-memory nodes, with
+//! paused tokio time, random message delays and loss, node crashes with and without data loss,
+//! and node clocks that run fast within the drift factor.
+//!
+//! These complement the real-Redis tests under `tests/`: they explore thousands of
+//! interleavings that real processes would take hours to hit.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestError, TestRunner};
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use tokio::time::{Instant, sleep};
+
+use crate::config::LockConfig;
+use crate::engine::LockManager;
+use crate::error::NodeError;
+use crate::node::{AcquireReply, KeyState, Node, NodeResult, SharedNode};
+use crate::retry::RetryPolicy;
+
+/// A crash window of one node, in ms from the start of the run.
+#[derive(Debug, Clone, Copy)]
+struct Crash {
+    at_ms: u64,
+    down_ms: u64,
+    /// The node comes back without its data (no AOF, or a replica that never got the key).
+    loses_data: bool,
+}
+
+#[derive(Debug, Clone)]
+struct Scenario {
+    /// Per node: how fast its clock runs relative to real time, in `[1, 1 + drift]`: a fast
+    /// clock expires keys early, which the drift allowance must cover.
+    clock_rates: Vec<f64>,
+    crashes: Vec<Vec<Crash>>,
+    max_delay_ms: u64,
+    loss_percent: u32,
+    clients: usize,
+    ops_per_client: usize,
+    seed: u64,
+}
+
+#[derive(Default)]
+struct NodeData {
+    keys: HashMap<Vec<u8>, (String, Instant)>,
+    wiped: Vec<bool>,
+}
+
+/// The shared state of one simulated Redis master.
+struct SimNode {
+    name: String,
+    clock_rate: f64,
+    crashes: Vec<Crash>,
+    epoch: Instant,
+    data: Mutex<NodeData>,
+}
+
+impl SimNode {
+    /// Apply `op` at `now` if the node is up, wiping the data of crashes that lose it.
+    fn apply<T>(
+        &self,
+        op: impl FnOnce(&mut HashMap<Vec<u8>, (String, Instant)>, Instant) -> T,
+    ) -> Result<T, NodeError> {
+        let now = Instant::now();
+        let since = now.duration_since(self.epoch).as_millis() as u64;
+        let mut data = self.data.lock().unwrap_or_else(|p| p.into_inner());
+        data.wiped.resize(self.crashes.len(), false);
+        for (i, crash) in self.crashes.iter().enumerate() {
+            if crash.loses_data && since >= crash.at_ms && !data.wiped[i] {
+                data.wiped[i] = true;
+                data.keys.clear();
+            }
+            if (crash.at_ms..crash.at_ms + crash.down_ms).contains(&since) {
+                return Err(NodeError::Connect("simulated node is down".into()));
+            }
+        }
+        data.keys.retain(|_, (_, expires)| *expires > now);
+        Ok(op(&mut data.keys, now))
+    }
+
+    fn expiry(&self, now: Instant, ttl: Duration) -> Instant {
+        now + ttl.div_f64(self.clock_rate)
+    }
+}
+
+/// One client's ordered link to one node: requests apply in the order they were sent (as on
+/// one TCP connection), each after a random delay, and requests or replies may be lost.
+struct SimLink {
+    node: Arc<SimNode>,
+    order: tokio::sync::Mutex<()>,
+    rng: Mutex<StdRng>,
+    max_delay: Duration,
+    loss_percent: u32,
+}
+
+impl fmt::Debug for SimLink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SimLink({})", self.node.name)
+    }
+}
+
+impl SimLink {
+    async fn call<T: Send>(
+        &self,
+        op: impl FnOnce(&mut HashMap<Vec<u8>, (String, Instant)>, Instant) -> T + Send,
+    ) -> Result<T, NodeError> {
+        let (to_node, to_client, lose_request, lose_reply) = {
+            let mut rng = self.rng.lock().unwrap_or_else(|p| p.into_inner());
+            let max = self.max_delay.as_millis() as u64;
+            (
+                Duration::from_millis(rng.random_range(0..=max)),
+                Duration::from_millis(rng.random_range(0..=max)),
+                rng.random_ratio(self.loss_percent, 100),
+                rng.random_ratio(self.loss_percent, 100),
+            )
+        };
+        let order = self.order.lock().await;
+        sleep(to_node).await;
+        if lose_request {
+            drop(order);
+            return std::future::pending().await;
+        }
+        let result = self.node.apply(op);
+        drop(order);
+        sleep(to_client).await;
+        if lose_reply {
+            return std::future::pending().await;
+        }
+        result
+    }
+}
+
+impl Node for SimLink {
+    fn addr(&self) -> &str {
+        &self.node.name
+    }
+
+    fn connect(&self) -> NodeResult<'_, ()> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn acquire<'a>(
+        &'a self,
+        key: &'a [u8],
+        token: &'a str,
+        ttl: Duration,
+    ) -> NodeResult<'a, AcquireReply> {
+        Box::pin(self.call(move |keys, now| match keys.get(key) {
+            Some((_, expires)) => AcquireReply::Held(Some(expires.duration_since(now))),
+            None => {
+                keys.insert(
+                    key.to_vec(),
+                    (token.to_string(), self.node.expiry(now, ttl)),
+                );
+                AcquireReply::Granted
+            }
+        }))
+    }
+
+    fn extend<'a>(&'a self, key: &'a [u8], token: &'a str, ttl: Duration) -> NodeResult<'a, bool> {
+        Box::pin(self.call(move |keys, now| match keys.get_mut(key) {
+            Some((holder, expires)) if holder == token => {
+                *expires = self.node.expiry(now, ttl);
+                true
+            }
+            _ => false,
+        }))
+    }
+
+    fn release<'a>(&'a self, key: &'a [u8], token: &'a str) -> NodeResult<'a, bool> {
+        Box::pin(self.call(move |keys, _| {
+            if keys.get(key).is_some_and(|(holder, _)| holder == token) {
+                keys.remove(key);
+                true
+            } else {
+                false
+            }
+        }))
+    }
+
+    fn inspect<'a>(&'a self, key: &'a [u8]) -> NodeResult<'a, KeyState> {
+        Box::pin(self.call(move |keys, now| match keys.get(key) {
+            Some((holder, expires)) => (Some(holder.clone()), Some(expires.duration_since(now))),
+            None => (None, Some(Duration::ZERO)),
+        }))
+    }
+}
+
+/// A hold interval: from the moment the client learned it holds the lock to the moment it
+/// stopped relying on it (release started, or validity ran out).
+#[derive(Debug, Clone, Copy)]
+struct Hold {
+    client: usize,
+    from: Instant,
+    until: Instant,
+}
+
+const TTL: Duration = Duration::from_millis(1000);
+
+/// Run the scenario on a paused clock; return every hold interval.
+fn run(scenario: &Scenario) -> Vec<Hold> {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => panic!("cannot build a tokio runtime: {e}"),
+    };
+    runtime.block_on(async {
+        let epoch = Instant::now();
+        let nodes: Vec<Arc<SimNode>> = scenario
+            .clock_rates
+            .iter()
+            .zip(&scenario.crashes)
+            .enumerate()
+            .map(|(i, (rate, crashes))| {
+                Arc::new(SimNode {
+                    name: format!("sim{i}"),
+                    clock_rate: *rate,
+                    crashes: crashes.clone(),
+                    epoch,
+                    data: Mutex::new(NodeData::default()),
+                })
+            })
+            .collect();
+        let config = LockConfig::new()
+            .node_timeout(Duration::from_millis(100))
+            .retry(RetryPolicy::once());
+        let holds = Arc::new(Mutex::new(Vec::new()));
+        let mut clients = Vec::new();
+        for client in 0..scenario.clients {
+            let links: Vec<SharedNode> = nodes
+                .iter()
+                .enumerate()
+                .map(|(i, node)| {
+                    Arc::new(SimLink {
+                        node: node.clone(),
+                        order: tokio::sync::Mutex::new(()),
+                        rng: Mutex::new(StdRng::seed_from_u64(
+                            scenario.seed ^ ((client as u64) << 32) ^ i as u64,
+                        )),
+                        max_delay: Duration::from_millis(scenario.max_delay_ms),
+                        loss_percent: scenario.loss_percent,
+                    }) as SharedNode
+                })
+                .collect();
+            let manager = LockManager::with_nodes(links, config.clone());
+            let holds = holds.clone();
+            let ops = scenario.ops_per_client;
+            let mut rng = StdRng::seed_from_u64(scenario.seed.wrapping_add(client as u64));
+            clients.push(tokio::spawn(async move {
+                for _ in 0..ops {
+                    match manager.try_acquire("resource", TTL).await {
+                        Ok(Some(mut lock)) => {
+                            let from = Instant::now();
+                            // Hold for up to 1.5 TTL: sometimes past validity, which the
+                            // holder must then stop relying on.
+                            sleep(Duration::from_millis(rng.random_range(0..1500))).await;
+                            if rng.random_bool(0.3) && lock.is_valid() {
+                                let _ = manager.extend(&mut lock, TTL).await;
+                                sleep(Duration::from_millis(rng.random_range(0..600))).await;
+                            }
+                            let until = Instant::now().min(lock.deadline);
+                            holds.lock().unwrap_or_else(|p| p.into_inner()).push(Hold {
+                                client,
+                                from,
+                                until,
+                            });
+                            let _ = manager.release(&lock).await;
+                        }
+                        _ => sleep(Duration::from_millis(rng.random_range(0..200))).await,
+                    }
+                }
+            }));
+        }
+        for client in clients {
+            let _ = client.await;
+        }
+        holds.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    })
+}
+
+/// The first pair of overlapping hold intervals, if any.
+fn overlap(holds: &[Hold]) -> Option<(Hold, Hold)> {
+    for (i, a) in holds.iter().enumerate() {
+        for b in &holds[i + 1..] {
+            if a.from < b.until && b.from < a.until {
+                return Some((*a, *b));
+            }
+        }
+    }
+    None
+}
+
+/// Random scenarios on 3 or 5 nodes; `crashes_per_node` and `down_ms` shape the faults.
+fn scenario(
+    loses_data: impl Strategy<Value = bool> + Clone,
+    crashes_per_node: std::ops::Range<usize>,
+    down_ms: std::ops::Range<u64>,
+) -> impl Strategy<Value = Scenario> {
+    let crash = (0u64..6000, down_ms, loses_data).prop_map(|(at_ms, down_ms, loses_data)| Crash {
+        at_ms,
+        down_ms,
+        loses_data,
+    });
+    prop_oneof![Just(3usize), Just(5usize)].prop_flat_map(move |n| {
+        (
+            prop::collection::vec(1.0f64..=1.01, n),
+            prop::collection::vec(
+                prop::collection::vec(crash.clone(), crashes_per_node.clone()),
+                n,
+            ),
+            0u64..150,
+            0u32..20,
+            2usize..5,
+            3usize..8,
+            any::<u64>(),
+        )
+            .prop_map(
+                |(
+                    clock_rates,
+                    crashes,
+                    max_delay_ms,
+                    loss_percent,
+                    clients,
+                    ops_per_client,
+                    seed,
+                )| {
+                    Scenario {
+                        clock_rates,
+                        crashes,
+                        max_delay_ms,
+                        loss_percent,
+                        clients,
+                        ops_per_client,
+                        seed,
+                    }
+                },
+            )
+    })
+}
+
+proptest! {
+    #![proptest_config(Config { cases: 128, ..Config::default() })]
+
+    /// Without data loss, no two clients ever hold overlapping validity windows, whatever
+    /// the delays, losses, crashes and clock drift (within the factor).
+    #[test]
+    fn no_overlap_without_data_loss(s in scenario(Just(false), 0..3, 100..3000)) {
+        let holds = run(&s);
+        prop_assert!(overlap(&holds).is_none(), "overlap: {:?}", overlap(&holds));
+    }
+}
+
+/// Acquisitions do happen in the model: a property that never grants anything proves
+/// nothing.
+#[test]
+fn the_model_grants_locks() {
+    let holds = run(&Scenario {
+        clock_rates: vec![1.0, 1.005, 1.01],
+        crashes: vec![vec![]; 3],
+        max_delay_ms: 20,
+        loss_percent: 5,
+        clients: 3,
+        ops_per_client: 6,
+        seed: 7,
+    });
+    assert!(holds.len() >= 3, "only {} holds", holds.len());
+    let clients: std::collections::HashSet<usize> = holds.iter().map(|h| h.client).collect();
+    assert!(clients.len() >= 2, "only one client ever won: {clients:?}");
+}
+
+/// A clock faster than the drift factor allows breaks safety: the model is sensitive enough
+/// to see a violated assumption.
+#[test]
+fn clocks_beyond_the_drift_factor_break_safety() {
+    let found = (0..64u64).any(|seed| {
+        overlap(&run(&Scenario {
+            clock_rates: vec![2.0, 2.0, 2.0],
+            crashes: vec![vec![]; 3],
+            max_delay_ms: 5,
+            loss_percent: 0,
+            clients: 3,
+            ops_per_client: 6,
+            seed,
+        }))
+        .is_some()
+    });
+    assert!(
+        found,
+        "nodes whose clocks run twice as fast should let locks overlap"
+    );
+}
+
+/// With data loss (a master restarting empty), Redlock's safety does not hold: proptest finds
+/// and shrinks a counterexample. The shrunk case is printed; docs/design.md explains it.
+#[test]
+fn data_loss_yields_a_shrunk_counterexample() {
+    let mut runner = TestRunner::new(Config {
+        cases: 512,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let result = runner.run(&scenario(any::<bool>(), 1..4, 20..600), |s| {
+        let holds = run(&s);
+        prop_assert!(overlap(&holds).is_none(), "overlap: {:?}", overlap(&holds));
+        Ok(())
+    });
+    match result {
+        Err(TestError::Fail(reason, minimal)) => {
+            eprintln!("counterexample with data loss: {minimal:#?}\n{reason}");
+            assert!(
+                minimal.crashes.iter().flatten().any(|c| c.loses_data),
+                "the counterexample must involve a crash that loses data: {minimal:?}"
+            );
+        }
+        other => panic!("expected a counterexample with data loss, got {other:?}"),
+    }
+}
