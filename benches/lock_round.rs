@@ -42,25 +42,29 @@ async fn baseline_round(conns: &[(MultiplexedConnection, Vec<u8>)], i: usize) {
                 .query_async(&mut conn)
                 .await
                 .expect("SET");
-            let _: i64 = redis::cmd("DEL").arg(key).query_async(&mut conn).await.expect("DEL");
+            let _: i64 = redis::cmd("DEL")
+                .arg(key)
+                .query_async(&mut conn)
+                .await
+                .expect("DEL");
         }
     }))
     .await;
 }
 
 async fn measure(label: &str, seed_urls: &[String]) {
-    let manager = LockManager::connect(
-        seed_urls,
-        LockConfig::new().retry(RetryPolicy::once()),
-    )
-    .await
-    .expect("manager");
+    let manager = LockManager::connect(seed_urls, LockConfig::new().retry(RetryPolicy::once()))
+        .await
+        .expect("manager");
     // The baseline talks to exactly the lock's voters, each with its own key.
     let voters = manager.voters_of("bench").await.expect("voters");
     let mut conns = Vec::new();
     for (addr, key) in &voters {
         let client = redis::Client::open(format!("redis://{addr}")).expect("client");
-        let conn = client.get_multiplexed_async_connection().await.expect("connection");
+        let conn = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connection");
         let mut raw_key = b"bench-raw:".to_vec();
         raw_key.extend_from_slice(key);
         conns.push((conn, raw_key));
@@ -68,7 +72,11 @@ async fn measure(label: &str, seed_urls: &[String]) {
     // Warm up both paths (connections, script cache).
     for i in 0..50 {
         baseline_round(&conns, i).await;
-        let lock = manager.try_acquire("bench", TTL).await.expect("acquire").expect("free");
+        let lock = manager
+            .try_acquire("bench", TTL)
+            .await
+            .expect("acquire")
+            .expect("free");
         manager.release(&lock).await.expect("release");
     }
     let (mut base, mut lock_times) = (Vec::new(), Vec::new());
@@ -80,7 +88,11 @@ async fn measure(label: &str, seed_urls: &[String]) {
         }
         for _ in 0..PER_BATCH {
             let t = Instant::now();
-            let lock = manager.try_acquire("bench", TTL).await.expect("acquire").expect("free");
+            let lock = manager
+                .try_acquire("bench", TTL)
+                .await
+                .expect("acquire")
+                .expect("free");
             assert!(manager.release(&lock).await.expect("release"));
             lock_times.push(t.elapsed());
         }

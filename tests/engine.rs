@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use redlock_cluster::harness::{Cluster, ClusterOptions, Standalone};
-use redlock_cluster::{LockConfig, LockError, LockManager, Mode, RetryPolicy, key_slot, quorum};
+use redlock_cluster::{LockConfig, LockError, LockManager, Mode, RetryPolicy, key_slot};
 
 /// Generous per-node timeout: these tests check decisions, not speed, on a loaded machine.
 fn config() -> LockConfig {
@@ -13,17 +13,26 @@ fn config() -> LockConfig {
         .retry(RetryPolicy::once())
 }
 
+/// A strict majority, written out here rather than taken from the crate under test.
+fn majority(n: usize) -> usize {
+    n / 2 + 1
+}
+
 fn raw(addr: &str) -> redis::Connection {
     let client = redis::Client::open(format!("redis://{addr}")).expect("client");
     let con = client
         .get_connection_with_timeout(Duration::from_secs(2))
         .expect("raw connection");
-    con.set_read_timeout(Some(Duration::from_secs(2))).expect("timeout");
+    con.set_read_timeout(Some(Duration::from_secs(2)))
+        .expect("timeout");
     con
 }
 
 fn get(addr: &str, key: &[u8]) -> Option<String> {
-    redis::cmd("GET").arg(key).query(&mut raw(addr)).expect("GET")
+    redis::cmd("GET")
+        .arg(key)
+        .query(&mut raw(addr))
+        .expect("GET")
 }
 
 fn set_foreign(addr: &str, key: &[u8], token: &str, ttl_ms: u64) {
@@ -37,7 +46,10 @@ fn set_foreign(addr: &str, key: &[u8], token: &str, ttl_ms: u64) {
 }
 
 fn del(addr: &str, key: &[u8]) {
-    let _: i64 = redis::cmd("DEL").arg(key).query(&mut raw(addr)).expect("DEL");
+    let _: i64 = redis::cmd("DEL")
+        .arg(key)
+        .query(&mut raw(addr))
+        .expect("DEL");
 }
 
 /// Wait (bounded) until `check` holds; the failed-attempt cleanup runs in a spawned task.
@@ -50,19 +62,36 @@ async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
 }
 
 async fn two_managers_exclude_each_other(urls: &[String]) {
-    let a = LockManager::connect(urls, config()).await.expect("manager a");
-    let b = LockManager::connect(urls, config()).await.expect("manager b");
+    let a = LockManager::connect(urls, config())
+        .await
+        .expect("manager a");
+    let b = LockManager::connect(urls, config())
+        .await
+        .expect("manager b");
     let ttl = Duration::from_secs(10);
-    let lock = a.try_acquire("exclusive", ttl).await.expect("a").expect("a wins");
+    let lock = a
+        .try_acquire("exclusive", ttl)
+        .await
+        .expect("a")
+        .expect("a wins");
     assert!(lock.is_valid());
     assert!(lock.remaining() <= ttl);
     assert!(b.try_acquire("exclusive", ttl).await.expect("b").is_none());
     let info = b.inspect("exclusive", None).await.expect("info");
     assert!(info.locked && !info.held_by_caller);
     assert_eq!(info.holder.as_deref(), Some(lock.token().as_str()));
-    assert!(a.inspect("exclusive", Some(lock.token())).await.expect("info").held_by_caller);
+    assert!(
+        a.inspect("exclusive", Some(lock.token()))
+            .await
+            .expect("info")
+            .held_by_caller
+    );
     assert!(a.release(&lock).await.expect("release"));
-    let again = b.try_acquire("exclusive", ttl).await.expect("b").expect("b after release");
+    let again = b
+        .try_acquire("exclusive", ttl)
+        .await
+        .expect("b")
+        .expect("b after release");
     assert!(!a.is_locked("other").await.expect("is_locked"));
     assert!(b.is_locked("exclusive").await.expect("is_locked"));
     assert!(b.release(&again).await.expect("release"));
@@ -89,15 +118,19 @@ async fn subsets_decide_by_majority(urls: &[String]) {
         let outcome = manager.try_acquire("subset", Duration::from_secs(10)).await;
         match outcome {
             Ok(Some(lock)) => {
-                assert!(free >= quorum(n), "granted with only {free} of {n} free");
+                assert!(free >= majority(n), "granted with only {free} of {n} free");
                 for (i, (addr, key)) in voters.iter().enumerate() {
-                    let want = if held[i] { "foreign" } else { lock.token().as_str() };
+                    let want = if held[i] {
+                        "foreign"
+                    } else {
+                        lock.token().as_str()
+                    };
                     assert_eq!(get(addr, key).as_deref(), Some(want));
                 }
                 assert!(manager.release(&lock).await.expect("release"));
             }
             Ok(None) => {
-                assert!(free < quorum(n), "refused with {free} of {n} free");
+                assert!(free < majority(n), "refused with {free} of {n} free");
                 eventually("the failed attempt's keys are released", || {
                     voters.iter().enumerate().all(|(i, (addr, key))| {
                         get(addr, key) == held[i].then(|| "foreign".to_string())
@@ -123,7 +156,12 @@ async fn extend_and_release_rules(urls: &[String]) {
         .expect("granted");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!short.is_valid());
-    assert!(!manager.extend(&mut short, Duration::from_secs(5)).await.expect("extend"));
+    assert!(
+        !manager
+            .extend(&mut short, Duration::from_secs(5))
+            .await
+            .expect("extend")
+    );
 
     // Extend while valid: the new remaining time is just under the new TTL.
     let mut lock = manager
@@ -131,7 +169,12 @@ async fn extend_and_release_rules(urls: &[String]) {
         .await
         .expect("acquire")
         .expect("granted");
-    assert!(manager.extend(&mut lock, Duration::from_secs(30)).await.expect("extend"));
+    assert!(
+        manager
+            .extend(&mut lock, Duration::from_secs(30))
+            .await
+            .expect("extend")
+    );
     assert!(lock.remaining() > Duration::from_secs(20));
     assert!(lock.remaining() <= Duration::from_secs(30));
 
@@ -140,11 +183,19 @@ async fn extend_and_release_rules(urls: &[String]) {
     for (addr, key) in &voters {
         set_foreign(addr, key, "intruder", 60_000);
     }
-    assert!(!manager.extend(&mut lock, Duration::from_secs(5)).await.expect("extend"));
+    assert!(
+        !manager
+            .extend(&mut lock, Duration::from_secs(5))
+            .await
+            .expect("extend")
+    );
     assert!(!manager.release(&lock).await.expect("release"));
     for (addr, key) in &voters {
         assert_eq!(get(addr, key).as_deref(), Some("intruder"));
-        let pttl: i64 = redis::cmd("PTTL").arg(key).query(&mut raw(addr)).expect("PTTL");
+        let pttl: i64 = redis::cmd("PTTL")
+            .arg(key)
+            .query(&mut raw(addr))
+            .expect("PTTL");
         assert!(pttl > 50_000, "foreign TTL was changed: {pttl}");
         del(addr, key);
     }
@@ -159,7 +210,10 @@ async fn script_flush_does_not_break_locking(urls: &[String], all_nodes: &[Strin
         .expect("granted");
     for url in all_nodes {
         let addr = url.trim_start_matches("redis://");
-        let _: () = redis::cmd("SCRIPT").arg("FLUSH").query(&mut raw(addr)).expect("flush");
+        let _: () = redis::cmd("SCRIPT")
+            .arg("FLUSH")
+            .query(&mut raw(addr))
+            .expect("flush");
     }
     assert!(manager.release(&lock).await.expect("release after flush"));
     let again = manager
@@ -175,7 +229,12 @@ async fn independent_three_masters() {
     let servers = Standalone::start(3).expect("3 masters");
     let urls = servers.urls();
     assert_eq!(
-        LockManager::connect(&urls, config()).await.expect("m").mode().await.expect("mode"),
+        LockManager::connect(&urls, config())
+            .await
+            .expect("m")
+            .mode()
+            .await
+            .expect("mode"),
         Mode::Independent
     );
     two_managers_exclude_each_other(&urls).await;
@@ -197,7 +256,9 @@ async fn independent_five_masters() {
 async fn cluster_three_masters() {
     let cluster = Cluster::start(ClusterOptions::default()).expect("3+3 cluster");
     let seed = vec![cluster.seed_url()];
-    let manager = LockManager::connect(&seed, config()).await.expect("manager");
+    let manager = LockManager::connect(&seed, config())
+        .await
+        .expect("manager");
     assert_eq!(manager.mode().await.expect("mode"), Mode::Cluster);
 
     // The default layout puts the three voter keys on three distinct masters, each in the
@@ -215,10 +276,20 @@ async fn cluster_three_masters() {
             .expect("KEYSLOT");
         assert_eq!(server_slot, key_slot(key));
         let owner = cluster.index_of_slot_owner(server_slot).expect("owner");
-        assert_eq!(cluster.nodes()[owner].port().to_string(), addr.rsplit(':').next().unwrap());
+        assert_eq!(
+            cluster.nodes()[owner].port().to_string(),
+            addr.rsplit(':').next().unwrap()
+        );
         assert_eq!(cluster.master_indices().expect("masters")[i], owner);
     }
-    for name in ["a", "{weird}", "}{", "ünïcødé/ключ", "with space\nand newline", "x".repeat(300).as_str()] {
+    for name in [
+        "a",
+        "{weird}",
+        "}{",
+        "ünïcødé/ключ",
+        "with space\nand newline",
+        "x".repeat(300).as_str(),
+    ] {
         let sample = cluster_voter_sample(&manager, name).await;
         for key in sample {
             let server_slot: u16 = redis::cmd("CLUSTER")
@@ -248,7 +319,9 @@ async fn cluster_voter_sample(manager: &LockManager, resource: &str) -> Vec<Vec<
 async fn one_voter_down_still_locks_two_down_is_unavailable() {
     let mut servers = Standalone::start(3).expect("3 masters");
     let urls = servers.urls();
-    let manager = LockManager::connect(&urls, config()).await.expect("manager");
+    let manager = LockManager::connect(&urls, config())
+        .await
+        .expect("manager");
     servers.node_mut(2).kill().expect("kill");
     let lock = manager
         .try_acquire("degraded", Duration::from_secs(5))
@@ -264,14 +337,26 @@ async fn one_voter_down_still_locks_two_down_is_unavailable() {
         .acquire_with(
             "degraded",
             Duration::from_secs(5),
-            &RetryPolicy::new().max_attempts(3).base_delay(Duration::from_millis(20)),
+            &RetryPolicy::new()
+                .max_attempts(3)
+                .base_delay(Duration::from_millis(20)),
         )
         .await
         .expect_err("two of three down must be an error");
     assert!(err.is_unavailable(), "{err}");
     assert_eq!(err.failures().len(), 2, "{err}");
-    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
-    assert!(manager.is_locked("degraded").await.unwrap_err().is_unavailable());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        manager
+            .is_locked("degraded")
+            .await
+            .unwrap_err()
+            .is_unavailable()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -298,7 +383,9 @@ async fn a_paused_voter_costs_at_most_the_node_timeout() {
 async fn dropping_an_acquire_mid_flight_leaves_no_key() {
     let servers = Standalone::start(3).expect("3 masters");
     let urls = servers.urls();
-    let manager = LockManager::connect(&urls, config()).await.expect("manager");
+    let manager = LockManager::connect(&urls, config())
+        .await
+        .expect("manager");
     // Pause one node so the round cannot finish, then cancel the acquire while it waits.
     servers.nodes()[2].pause().expect("pause");
     let attempt = manager.try_acquire("cancelled", Duration::from_secs(60));
@@ -324,9 +411,20 @@ async fn bad_input_is_a_clear_error() {
     };
     check(manager.try_acquire("", ttl).await, "empty resource");
     check(manager.try_acquire("r", Duration::ZERO).await, "zero TTL");
-    check(manager.try_acquire("r", Duration::from_millis(2)).await, "TTL under the drift");
-    check(manager.try_acquire("r", Duration::from_millis(u64::MAX)).await, "huge TTL");
-    check(manager.try_acquire("r", Duration::MAX).await, "Duration::MAX");
+    check(
+        manager.try_acquire("r", Duration::from_millis(2)).await,
+        "TTL under the drift",
+    );
+    check(
+        manager
+            .try_acquire("r", Duration::from_millis(u64::MAX))
+            .await,
+        "huge TTL",
+    );
+    check(
+        manager.try_acquire("r", Duration::MAX).await,
+        "Duration::MAX",
+    );
     check(
         manager
             .try_acquire(&"x".repeat(redlock_cluster::MAX_RESOURCE_LEN + 1), ttl)
@@ -335,11 +433,22 @@ async fn bad_input_is_a_clear_error() {
     );
     // Odd names are fine.
     for name in ["{", "}", "{}", "a b\tc\n", "ключ", "\u{0}"] {
-        let lock = manager.try_acquire(name, ttl).await.expect(name).expect(name);
+        let lock = manager
+            .try_acquire(name, ttl)
+            .await
+            .expect(name)
+            .expect(name);
         assert!(manager.release(&lock).await.expect(name));
     }
 
-    for url in ["", "localhost:6379", "http://127.0.0.1:1", "redis://", "redis://127.0.0.1:notaport", "redis://[::1"] {
+    for url in [
+        "",
+        "localhost:6379",
+        "http://127.0.0.1:1",
+        "redis://",
+        "redis://127.0.0.1:notaport",
+        "redis://[::1",
+    ] {
         let err = LockManager::new(&[url], config()).expect_err(url);
         assert!(matches!(err, LockError::InvalidUrl { .. }), "{url}: {err}");
     }
@@ -380,6 +489,9 @@ async fn unreachable_and_non_redis_ports_fail_fast() {
             .expect_err("nothing to vote with");
         assert!(err.is_unavailable(), "port {port}: {err}");
         assert!(err.to_string().contains(&port.to_string()), "{err}");
-        assert!(started.elapsed() < Duration::from_secs(5), "port {port} hung");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "port {port} hung"
+        );
     }
 }
