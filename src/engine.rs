@@ -335,12 +335,19 @@ impl LockManager {
         Ok((voters, topology.mode()))
     }
 
-    /// Mark the topology stale after redirects (cluster mode only matters, but it is cheap).
-    fn note_failures<'a>(&self, errors: impl Iterator<Item = &'a NodeError>) {
-        if errors
-            .into_iter()
-            .any(|e| matches!(e, NodeError::Redirected(_)))
-        {
+    /// Mark the topology stale after a redirect (MOVED/ASK), and in cluster mode also after a
+    /// voter could not be reached (refused or broken connection): it may have been failed
+    /// over, and without a re-read the promoted replica would never get its vote. Timeouts do
+    /// not count: a slow or paused master usually still owns its slots, and re-reading the
+    /// topology through it would stall every operation; once resumed after a failover it
+    /// answers MOVED, which does count.
+    fn note_failures<'a>(&self, mode: Mode, errors: impl Iterator<Item = &'a NodeError>) {
+        let moved = |e: &NodeError| match e {
+            NodeError::Redirected(_) => true,
+            NodeError::Connect(_) | NodeError::Io(_) => mode == Mode::Cluster,
+            _ => false,
+        };
+        if errors.into_iter().any(moved) {
             self.inner.stale.store(true, Ordering::Release);
         }
     }
@@ -349,7 +356,7 @@ impl LockManager {
     async fn attempt(&self, resource: &str, ttl: Duration) -> Result<Attempt, LockError> {
         let config = &self.inner.config;
         let ttl = config.check_ttl(ttl)?;
-        let (voters, _) = self.voters(resource).await?;
+        let (voters, mode) = self.voters(resource).await?;
         let connect_limit = config.connect_timeout_value();
         // Open connections before the clock starts: connecting is not part of the vote.
         let connected = join_all(
@@ -392,10 +399,13 @@ impl LockManager {
         }))
         .await;
         let elapsed = start.elapsed();
-        self.note_failures(votes.iter().filter_map(|(_, v)| match v {
-            AcquireVote::Failed(e) => Some(e),
-            _ => None,
-        }));
+        self.note_failures(
+            mode,
+            votes.iter().filter_map(|(_, v)| match v {
+                AcquireVote::Failed(e) => Some(e),
+                _ => None,
+            }),
+        );
         let decision = decide_acquire(&votes, ttl, elapsed, allowance);
         let granted_by: Vec<String> = votes
             .iter()
@@ -516,7 +526,7 @@ impl LockManager {
         if !lock.is_valid() {
             return Ok(false);
         }
-        let (voters, _) = self.voters(&lock.resource).await?;
+        let (voters, mode) = self.voters(&lock.resource).await?;
         let allowance = drift(ttl, config.drift_factor_value());
         let per_call = config
             .node_timeout_value()
@@ -530,7 +540,7 @@ impl LockManager {
         .await;
         let elapsed = start.elapsed();
         let tally = Tally::of(&voters, &results);
-        self.note_failures(tally.errors());
+        self.note_failures(mode, tally.errors());
         tracing::debug!(
             resource = lock.resource,
             extended = tally.yes(),
@@ -561,11 +571,11 @@ impl LockManager {
     /// [`LockError::Unavailable`] when fewer than a quorum answered (the keys on the nodes
     /// that did answer are deleted all the same; the others expire with their TTL).
     pub async fn release(&self, lock: &Lock) -> Result<bool, LockError> {
-        let (voters, _) = self.voters(&lock.resource).await?;
+        let (voters, mode) = self.voters(&lock.resource).await?;
         let results =
             release_on(&voters, &lock.token, self.inner.config.node_timeout_value()).await;
         let tally = Tally::of(&voters, &results);
-        self.note_failures(tally.errors());
+        self.note_failures(mode, tally.errors());
         tracing::debug!(
             resource = lock.resource,
             released = tally.yes(),
@@ -615,7 +625,7 @@ impl LockManager {
                 }
             })
             .collect();
-        self.note_failures(nodes.iter().filter_map(|n| n.error.as_ref()));
+        self.note_failures(mode, nodes.iter().filter_map(|n| n.error.as_ref()));
         let (locked, holder, remaining) =
             match decide_info(&answers, self.inner.config.drift_factor_value()) {
                 InfoDecision::Locked { token, remaining } => (true, Some(token), remaining),
