@@ -4,8 +4,11 @@ use std::time::{Duration, Instant};
 
 use super::HarnessError;
 use super::config::{ClusterTimings, NodeConfig};
-use super::node::{RedisNode, info_field};
-use super::topology::{NodeEntry, SLOTS, even_slot_ranges, parse_cluster_nodes, settled_signature};
+use super::node::{IO_TIMEOUT, RedisNode, info_field, query_port};
+use super::topology::{
+    NodeEntry, SLOTS, even_slot_ranges, healthy_replicas, parse_cluster_nodes, serving_masters,
+    settled_signature,
+};
 use super::wait::{Check, redis_errors_are_transient, remaining, wait_for};
 
 /// How long forming a cluster (meet, replicate, settle) may take.
@@ -241,14 +244,10 @@ impl Cluster {
     /// [`HarnessError::Topology`] if no node answers or the view names unknown nodes.
     pub fn master_indices(&self) -> Result<Vec<usize>, HarnessError> {
         let view = self.view()?;
-        let mut masters = Vec::new();
-        for entry in view.iter().filter(|e| e.is_master() && !e.has_flag("fail")) {
-            if let Some(lowest) = entry.slots.iter().map(|r| *r.start()).min() {
-                masters.push((lowest, self.index_of(entry)?));
-            }
-        }
-        masters.sort_unstable();
-        Ok(masters.into_iter().map(|(_, index)| index).collect())
+        serving_masters(&view)
+            .into_iter()
+            .map(|entry| self.index_of(entry))
+            .collect()
     }
 
     /// The index of a replica of the master at `master_index` (the lowest index among its
@@ -264,10 +263,8 @@ impl Cluster {
                 "node {master_index} (port {port}) is not in the cluster"
             ))
         })?;
-        let mut replicas = view
-            .iter()
-            .filter(|e| e.is_replica() && !e.is_unsettled())
-            .filter(|e| e.master_id.as_deref() == Some(master.id.as_str()))
+        let mut replicas = healthy_replicas(&view, master)
+            .into_iter()
             .map(|e| self.index_of(e))
             .collect::<Result<Vec<_>, _>>()?;
         replicas.sort_unstable();
@@ -304,27 +301,7 @@ impl Cluster {
     }
 
     fn health(&self) -> Result<Check<()>, HarnessError> {
-        {
-            let mut first_signature = None;
-            for node in self.live_nodes() {
-                if let Some(problem) = node_health_problem(node)? {
-                    return Ok(Check::NotYet(problem));
-                }
-                let view = parse_cluster_nodes(&node.query_string(&["CLUSTER", "NODES"])?);
-                let signature = settled_signature(&view);
-                match &first_signature {
-                    None => first_signature = Some(signature),
-                    Some(first) if *first != signature => {
-                        return Ok(Check::NotYet(format!(
-                            "views differ: {first:?} vs port {}: {signature:?}",
-                            node.port()
-                        )));
-                    }
-                    Some(_) => {}
-                }
-            }
-            Ok(Check::Done(()))
-        }
+        cluster_health(self.live_nodes().map(RedisNode::port))
     }
 
     /// Kills the master at `master_index` with SIGKILL and waits until its replica reports
@@ -443,17 +420,40 @@ impl Cluster {
     }
 }
 
+/// Whether the cluster nodes on `ports` are healthy: each reports `cluster_state:ok` with
+/// every slot ok, each replica's link is up, and all agree on who owns which slots and who
+/// replicates whom.
+pub(crate) fn cluster_health(ports: impl Iterator<Item = u16>) -> Result<Check<()>, HarnessError> {
+    let mut first_signature = None;
+    for port in ports {
+        if let Some(problem) = node_health_problem(port)? {
+            return Ok(Check::NotYet(problem));
+        }
+        let view = parse_cluster_nodes(&query_port(port, &["CLUSTER", "NODES"], IO_TIMEOUT)?);
+        let signature = settled_signature(&view);
+        match &first_signature {
+            None => first_signature = Some(signature),
+            Some(first) if *first != signature => {
+                return Ok(Check::NotYet(format!(
+                    "views differ: {first:?} vs port {port}: {signature:?}"
+                )));
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(Check::Done(()))
+}
+
 /// What keeps one node from being healthy, if anything.
-fn node_health_problem(node: &RedisNode) -> Result<Option<String>, HarnessError> {
-    let port = node.port();
-    let info = node.query_string(&["CLUSTER", "INFO"])?;
+fn node_health_problem(port: u16) -> Result<Option<String>, HarnessError> {
+    let info = query_port(port, &["CLUSTER", "INFO"], IO_TIMEOUT)?;
     if info_field(&info, "cluster_state") != Some("ok") {
         return Ok(Some(format!("port {port}: cluster_state is not ok")));
     }
     if info_field(&info, "cluster_slots_ok") != Some(&SLOTS.to_string()) {
         return Ok(Some(format!("port {port}: not all slots ok")));
     }
-    let replication = node.query_string(&["INFO", "replication"])?;
+    let replication = query_port(port, &["INFO", "replication"], IO_TIMEOUT)?;
     if info_field(&replication, "role") == Some("slave")
         && info_field(&replication, "master_link_status") != Some("up")
     {

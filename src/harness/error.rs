@@ -128,6 +128,25 @@ pub enum HarnessError {
         detail: String,
     },
 
+    /// Docker is not installed or its daemon does not answer.
+    #[error(
+        "Docker is needed for this test and is not usable: {detail}. Set REDLOCK_SKIP_DOCKER=1 \
+         to skip the Docker tests instead"
+    )]
+    DockerUnavailable {
+        /// What is missing and how to get it.
+        detail: String,
+    },
+
+    /// A `docker` or `docker-compose` step failed.
+    #[error("{context} failed: {detail}")]
+    Docker {
+        /// The step (usually the command line).
+        context: String,
+        /// Its exit status and stderr, or what was wrong.
+        detail: String,
+    },
+
     /// The options or arguments cannot work.
     #[error("invalid harness options: {detail}")]
     InvalidOptions {

@@ -11,6 +11,8 @@
 //! - [`Cluster`] and [`ClusterOptions`] (`cluster.rs`): a cluster formed by hand so its
 //!   layout is known, plus failover helpers; `topology.rs` reads `CLUSTER NODES`.
 //! - [`demo_cluster`] (`demo.rs`): the user's cluster on 7000-7005 or a throwaway one.
+//! - [`DockerCluster`] (`docker.rs`): the docker-compose cluster on 7000-7005 for the
+//!   fault-injection suite, its containers killed, paused and restarted by port.
 //! - `ports.rs`: free ports that hold across threads and processes; `workdir.rs`: each
 //!   node's temp directory and the sweep of orphans; `config.rs`: the redis.conf written;
 //!   `binary.rs`: finding `redis-server`; `wait.rs`: bounded polling; `error.rs`.
@@ -40,6 +42,7 @@ mod binary;
 mod cluster;
 mod config;
 mod demo;
+mod docker;
 mod error;
 mod node;
 mod ports;
@@ -51,6 +54,9 @@ mod workdir;
 pub use binary::{REDIS_SERVER_BIN_ENV, find_redis_server, redis_server_path};
 pub use cluster::{Cluster, ClusterOptions, FORM_TIMEOUT};
 pub use demo::{DEMO_PORTS, DemoCluster, demo_cluster};
+pub use docker::{
+    DOCKER_PROJECT, DockerCluster, LOCAL_IMAGE, REDIS_IMAGE_ENV, docker_available, docker_lock_path,
+};
 pub use error::HarnessError;
 pub use node::{IO_TIMEOUT, RedisNode, START_TIMEOUT};
 pub use ports::{BUS_PORT_OFFSET, FIRST_PORT, LAST_PORT};

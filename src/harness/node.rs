@@ -196,15 +196,7 @@ impl RedisNode {
         &self,
         timeout: Duration,
     ) -> Result<redis::Connection, HarnessError> {
-        let port = self.port();
-        let err = |e| HarnessError::redis(port, "connecting", e);
-        let con = redis::Client::open(self.url())
-            .map_err(err)?
-            .get_connection_with_timeout(timeout)
-            .map_err(err)?;
-        con.set_read_timeout(Some(timeout)).map_err(err)?;
-        con.set_write_timeout(Some(timeout)).map_err(err)?;
-        Ok(con)
+        connect_port(self.port(), timeout)
     }
 
     /// Runs one command that answers with a (bulk) string, on a fresh connection.
@@ -217,13 +209,7 @@ impl RedisNode {
         args: &[&str],
         timeout: Duration,
     ) -> Result<String, HarnessError> {
-        let mut con = self.connection_with_timeout(timeout)?;
-        let mut cmd = redis::Cmd::new();
-        for arg in args {
-            cmd.arg(*arg);
-        }
-        cmd.query(&mut con)
-            .map_err(|e| HarnessError::redis(self.port(), args.join(" "), e))
+        query_port(self.port(), args, timeout)
     }
 
     /// Writes the config, starts the server and waits until it is ready.
@@ -319,6 +305,38 @@ fn reap_if_exited(server: &mut Option<Child>) {
     {
         *server = None;
     }
+}
+
+/// A new synchronous connection to 127.0.0.1:`port` with `timeout` for connect, reads and
+/// writes.
+pub(crate) fn connect_port(
+    port: u16,
+    timeout: Duration,
+) -> Result<redis::Connection, HarnessError> {
+    let err = |e| HarnessError::redis(port, "connecting", e);
+    let con = redis::Client::open(format!("redis://127.0.0.1:{port}"))
+        .map_err(err)?
+        .get_connection_with_timeout(timeout)
+        .map_err(err)?;
+    con.set_read_timeout(Some(timeout)).map_err(err)?;
+    con.set_write_timeout(Some(timeout)).map_err(err)?;
+    Ok(con)
+}
+
+/// Runs one command that answers with a (bulk) string on 127.0.0.1:`port`, on a fresh
+/// connection.
+pub(crate) fn query_port(
+    port: u16,
+    args: &[&str],
+    timeout: Duration,
+) -> Result<String, HarnessError> {
+    let mut con = connect_port(port, timeout)?;
+    let mut cmd = redis::Cmd::new();
+    for arg in args {
+        cmd.arg(*arg);
+    }
+    cmd.query(&mut con)
+        .map_err(|e| HarnessError::redis(port, args.join(" "), e))
 }
 
 /// The value of `field` in an `INFO`-style `key:value` text.

@@ -72,6 +72,28 @@ impl NodeEntry {
     }
 }
 
+/// The masters that serve slots and are not marked failed, ordered by their lowest slot.
+pub(crate) fn serving_masters(view: &[NodeEntry]) -> Vec<&NodeEntry> {
+    let mut masters: Vec<(u16, &NodeEntry)> = view
+        .iter()
+        .filter(|e| e.is_master() && !e.has_flag("fail"))
+        .filter_map(|e| Some((e.slots.iter().map(|r| *r.start()).min()?, e)))
+        .collect();
+    masters.sort_unstable_by_key(|(lowest, _)| *lowest);
+    masters.into_iter().map(|(_, entry)| entry).collect()
+}
+
+/// The replicas of `master` that are settled members (not failed or suspected).
+pub(crate) fn healthy_replicas<'a>(
+    view: &'a [NodeEntry],
+    master: &NodeEntry,
+) -> Vec<&'a NodeEntry> {
+    view.iter()
+        .filter(|e| e.is_replica() && !e.is_unsettled())
+        .filter(|e| e.master_id.as_deref() == Some(master.id.as_str()))
+        .collect()
+}
+
 /// Parses `CLUSTER NODES` output; lines that do not parse are skipped.
 pub(crate) fn parse_cluster_nodes(text: &str) -> Vec<NodeEntry> {
     text.lines().filter_map(parse_line).collect()
