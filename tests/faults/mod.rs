@@ -12,6 +12,7 @@
 #![allow(dead_code)]
 
 use std::fmt;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use redlock_cluster::harness::Standalone;
@@ -27,6 +28,8 @@ pub const CLIENTS: usize = 8;
 pub const RESOURCES: usize = 3;
 /// How long a failover (or a whole-cluster restart) may take before the test fails.
 pub const FAILOVER_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the clients keep going after the fault thread is done (to see the recovery).
+pub const AFTER_FAULT: Duration = Duration::from_secs(2);
 /// Generous bound on one acquire round while one voter is paused: the per-node timeout plus
 /// one second of scheduling slack.
 pub const PAUSED_LATENCY_BOUND: Duration = Duration::from_millis(250 + 1000);
@@ -82,7 +85,8 @@ pub struct Workload {
     pub resources: usize,
     /// Acquire attempts per client, at most.
     pub ops_per_client: usize,
-    /// Wall time of the run, at most.
+    /// Wall time of the run: at least this, and until the fault is [`AFTER_FAULT`] behind
+    /// it, but never more than this plus [`FAILOVER_TIMEOUT`].
     pub duration: Duration,
     /// Lock TTL.
     pub ttl: Duration,
@@ -96,7 +100,7 @@ impl Workload {
         Workload {
             clients: CLIENTS,
             resources: RESOURCES,
-            ops_per_client: 600,
+            ops_per_client: 2000,
             duration,
             ttl: TTL,
             hold: Duration::from_millis(5),
@@ -189,13 +193,32 @@ pub async fn run_with_fault<T: Send + 'static>(
 ) -> (Run, T) {
     let counter_url = counter.urls()[0].clone();
     let start = Instant::now();
-    let fault = tokio::task::spawn_blocking(move || fault(start));
+    let fault_done: Arc<Mutex<Option<Instant>>> = Arc::new(Mutex::new(None));
+    let fault = tokio::task::spawn_blocking({
+        let fault_done = fault_done.clone();
+        move || {
+            let result = fault(start);
+            *fault_done.lock().expect("fault_done") = Some(Instant::now());
+            result
+        }
+    });
     let clients: Vec<_> = (0..workload.clients)
         .map(|client| {
             let (urls, counter_url, workload) =
                 (urls.clone(), counter_url.clone(), workload.clone());
+            let fault_done = fault_done.clone();
+            let ended = move || {
+                let elapsed = start.elapsed();
+                let settled = fault_done
+                    .lock()
+                    .expect("fault_done")
+                    .is_some_and(|done| done.elapsed() >= AFTER_FAULT);
+                (elapsed >= workload.duration && settled)
+                    || elapsed >= workload.duration + FAILOVER_TIMEOUT
+            };
+            let workload = workload.clone();
             tokio::spawn(
-                async move { client_loop(client, urls, counter_url, workload, start).await },
+                async move { client_loop(client, urls, counter_url, workload, ended).await },
             )
         })
         .collect();
@@ -244,7 +267,7 @@ async fn client_loop(
     urls: Vec<String>,
     counter_url: String,
     workload: Workload,
-    start: Instant,
+    ended: impl Fn() -> bool,
 ) -> Vec<Attempt> {
     let manager = LockManager::connect(&urls, lock_config())
         .await
@@ -252,7 +275,7 @@ async fn client_loop(
     let mut counter = counter_connection(&counter_url).await;
     let mut attempts = Vec::new();
     for op in 0..workload.ops_per_client {
-        if start.elapsed() >= workload.duration {
+        if ended() {
             break;
         }
         let resource = (client + op) % workload.resources;
@@ -481,7 +504,7 @@ fn finish(target: &dyn Target, scenario: &str, run: &Run) -> Report {
 pub async fn kill_one<T: Target>(target: T) -> Report {
     let counter = Standalone::start(1).expect("counter redis");
     let cluster = target.is_cluster();
-    let workload = Workload::new(Duration::from_secs(if cluster { 11 } else { 6 }));
+    let workload = Workload::new(Duration::from_secs(5));
     let (run, (target, killed, promoted)) =
         run_with_fault(target.lock_urls(), &counter, &workload, move |start| {
             let mut target = target;
@@ -499,6 +522,12 @@ pub async fn kill_one<T: Target>(target: T) -> Report {
         .await;
     let report = finish(&target, "kill 1 of 3 masters", &run);
     report.assert_safe(&run);
+    if let Some(error) = run.attempts.iter().find_map(|a| match &a.outcome {
+        Outcome::Unavailable(message) => Some(message),
+        _ => None,
+    }) {
+        eprintln!("example Unavailable error with one master down: {error}");
+    }
     assert!(
         run.sections_after(killed) > 0,
         "{report}\nno acquisition after the kill"
@@ -524,7 +553,7 @@ pub async fn kill_one<T: Target>(target: T) -> Report {
 /// and acquisitions again after they are restarted.
 pub async fn kill_two<T: Target>(target: T) -> Report {
     let counter = Standalone::start(1).expect("counter redis");
-    let workload = Workload::new(Duration::from_secs(9));
+    let workload = Workload::new(Duration::from_secs(5));
     let (run, (target, down_from, down_until, back)) =
         run_with_fault(target.lock_urls(), &counter, &workload, move |start| {
             let mut target = target;
@@ -584,7 +613,7 @@ pub async fn kill_two<T: Target>(target: T) -> Report {
 /// overlap. With `pause` longer than the TTL the paused node's keys expire while it sleeps.
 pub async fn pause_one<T: Target>(target: T, pause: Duration) -> Report {
     let counter = Standalone::start(1).expect("counter redis");
-    let workload = Workload::new(Duration::from_secs(3) + pause + Duration::from_secs(2));
+    let workload = Workload::new(Duration::from_secs(4));
     let (run, (target, paused, resumed)) =
         run_with_fault(target.lock_urls(), &counter, &workload, move |start| {
             let target = target;
@@ -637,7 +666,7 @@ pub async fn pause_one<T: Target>(target: T, pause: Duration) -> Report {
 /// more than a TTL: no overlap either way.
 pub async fn restart_one<T: Target>(target: T, empty: bool) -> Report {
     let counter = Standalone::start(1).expect("counter redis");
-    let workload = Workload::new(Duration::from_secs(7));
+    let workload = Workload::new(Duration::from_secs(4));
     let (run, (target, back)) =
         run_with_fault(target.lock_urls(), &counter, &workload, move |start| {
             let mut target = target;
