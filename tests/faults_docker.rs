@@ -1,0 +1,151 @@
+//! Fault injection against the docker-compose cluster (docker-compose.yml: 3 masters + 3
+//! replicas on 127.0.0.1:7000-7005, host networking), faults done with `docker kill`,
+//! `docker start`, `docker pause` and `docker unpause` on the containers.
+//!
+//! Needs Docker and the image of `REDIS_IMAGE` (default `redlock-redis:local`, built from the
+//! host's redis binaries by docker/build-image.sh when missing). The tests take turns (they all
+//! use ports 7000-7005): see `harness::DockerCluster`. Without a working Docker they fail, unless
+//! `REDLOCK_SKIP_DOCKER=1` is set, which skips them. Run with
+//! `cargo test --test faults_docker -- --nocapture` to see each scenario's results line.
+
+mod faults;
+
+use std::time::Duration;
+
+use faults::{FAILOVER_TIMEOUT, TTL, Target};
+use redlock_cluster::harness::DockerCluster;
+
+/// The environment variable that skips this suite.
+const SKIP_ENV: &str = "REDLOCK_SKIP_DOCKER";
+/// The override that makes failover fast (1000 ms node timeout, validity factor 0).
+const FAST_FAILOVER: &[&str] = &["docker/compose.faults.yml"];
+/// No override: docker-compose.yml as users run it (5000 ms node timeout), so that a pause of
+/// a few seconds stays a pause instead of turning into a failover.
+const AS_SHIPPED: &[&str] = &[];
+
+/// The docker cluster, with nodes named by index (port 7000 + index).
+struct Docker(DockerCluster);
+
+fn port(node: usize) -> u16 {
+    7000 + u16::try_from(node).expect("node index")
+}
+
+fn node(port: u16) -> usize {
+    usize::from(port - 7000)
+}
+
+impl Target for Docker {
+    fn backend(&self) -> String {
+        "docker, 3+3 cluster".into()
+    }
+    fn lock_urls(&self) -> Vec<String> {
+        self.0.urls()
+    }
+    fn is_cluster(&self) -> bool {
+        true
+    }
+    fn masters(&self) -> Vec<usize> {
+        let ports = self.0.master_ports().expect("masters");
+        ports.into_iter().map(node).collect()
+    }
+    fn all_nodes(&self) -> Vec<usize> {
+        self.0.ports().into_iter().map(node).collect()
+    }
+    fn url_of(&self, node: usize) -> String {
+        format!("redis://127.0.0.1:{}", port(node))
+    }
+    fn kill(&mut self, node: usize) {
+        self.0.kill(port(node)).expect("docker kill");
+    }
+    fn restart(&mut self, node: usize) {
+        self.0.restart(port(node)).expect("docker kill + start");
+    }
+    fn restart_empty(&mut self, _node: usize) {
+        panic!("not done on the docker backend: the process suite covers restarts without data")
+    }
+    fn pause(&self, node: usize) {
+        self.0.pause(port(node)).expect("docker pause");
+    }
+    fn resume(&self, node: usize) {
+        self.0.unpause(port(node)).expect("docker unpause");
+    }
+    fn fail_over(&mut self, master: usize) -> usize {
+        let promoted = self
+            .0
+            .kill_and_fail_over(port(master), FAILOVER_TIMEOUT)
+            .expect("failover");
+        node(promoted)
+    }
+    fn restart_all(&mut self) {
+        self.0.restart_all().expect("docker-compose restart");
+    }
+    fn wait_healthy(&self) {
+        self.0
+            .wait_healthy(FAILOVER_TIMEOUT)
+            .expect("healthy docker cluster");
+    }
+}
+
+/// The docker cluster with `overrides`, or `None` (after saying so) when the suite is skipped.
+fn docker(overrides: &[&str]) -> Option<Docker> {
+    if std::env::var(SKIP_ENV).is_ok_and(|v| v == "1") {
+        eprintln!("skipped: {SKIP_ENV}=1 is set");
+        return None;
+    }
+    match DockerCluster::start(env!("CARGO_MANIFEST_DIR"), overrides) {
+        Ok(cluster) => {
+            eprintln!("docker cluster up (image {})", cluster.image());
+            Some(Docker(cluster))
+        }
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_one_and_fail_over() {
+    if let Some(target) = docker(FAST_FAILOVER) {
+        faults::kill_one(target).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_two_then_restart() {
+    if let Some(target) = docker(FAST_FAILOVER) {
+        faults::kill_two(target).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_one() {
+    if let Some(target) = docker(AS_SHIPPED) {
+        faults::pause_one(target, Duration::from_secs(1)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_one_longer_than_ttl() {
+    if let Some(target) = docker(AS_SHIPPED) {
+        faults::pause_one(target, TTL + Duration::from_secs(1)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_one_from_aof() {
+    if let Some(target) = docker(FAST_FAILOVER) {
+        faults::restart_one(target, false).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fail_over_while_held() {
+    if let Some(target) = docker(FAST_FAILOVER) {
+        faults::failover_while_held(target, 2).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn script_flush_and_restart_all() {
+    if let Some(target) = docker(FAST_FAILOVER) {
+        faults::flush_and_restart_all(target).await;
+    }
+}
