@@ -51,7 +51,10 @@ pub mod harness;
 pub use config::{LockConfig, MAX_TTL, Mode};
 pub use engine::{LockManager, MAX_RESOURCE_LEN};
 pub use error::{LockError, NodeError, NodeFailure, NodeFailures};
-pub use keys::{MAX_CLUSTER_VOTERS, SLOT_COUNT, cluster_voter_keys, crc16, key_slot, slot_band};
+pub use keys::{
+    MAX_CLUSTER_VOTERS, SLOT_COUNT, cluster_voter_keys, crc16, even_slot_ranges, key_slot,
+    slot_band,
+};
 pub use lock::{Lock, LockInfo, LockToken, NodeLockState};
 pub use quorum::{DRIFT_FIXED, drift, quorum, validity};
 pub use retry::RetryPolicy;
