@@ -49,7 +49,7 @@ mod topology;
 pub mod harness;
 
 pub use config::{LockConfig, MAX_TTL, Mode};
-pub use engine::{LockManager, MAX_RESOURCE_LEN};
+pub use engine::{LockManager, MAX_RESOURCE_LEN, REFRESH_INTERVAL};
 pub use error::{LockError, NodeError, NodeFailure, NodeFailures};
 pub use keys::{
     MAX_CLUSTER_VOTERS, SLOT_COUNT, cluster_voter_keys, crc16, even_slot_ranges, key_slot,
