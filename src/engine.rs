@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use redis::IntoConnectionInfo;
-use tokio::time::{Instant, timeout};
+use tokio::time::Instant;
 
 use crate::config::{LockConfig, Mode};
 use crate::error::{LockError, NodeError, NodeFailure, NodeFailures};
 use crate::lock::{Lock, LockInfo, LockToken, NodeLockState};
-use crate::node::{AcquireReply, KeyState, SharedNode};
+use crate::node::{AcquireReply, KeyState, SharedNode, with_deadline};
 use crate::quorum::{
     AcquireDecision, AcquireVote, InfoDecision, collect_failures, decide_acquire, decide_info,
     drift, quorum,
@@ -202,15 +202,6 @@ async fn release_on(
             .map(|v| with_deadline(node_timeout, v.node.release(&v.key, token.as_str()))),
     )
     .await
-}
-
-async fn with_deadline<T>(
-    limit: Duration,
-    call: impl Future<Output = Result<T, NodeError>>,
-) -> Result<T, NodeError> {
-    timeout(limit, call)
-        .await
-        .unwrap_or(Err(NodeError::Timeout(limit)))
 }
 
 impl LockManager {
