@@ -59,7 +59,10 @@ pub use distributed_lock::{MAX_BACKOFF_FACTOR, RedisDistributedLock};
 pub use engine::{LockManager, MAX_RESOURCE_LEN};
 pub use error::{LockError, NodeError, NodeFailure, NodeFailures};
 pub use guard::{DEFAULT_EXTEND_FRACTION, GuardOptions, LockGuard, LostReason};
-pub use keys::{MAX_CLUSTER_VOTERS, SLOT_COUNT, cluster_voter_keys, crc16, key_slot, slot_band};
+pub use keys::{
+    MAX_CLUSTER_VOTERS, SLOT_COUNT, cluster_voter_keys, crc16, even_slot_ranges, key_slot,
+    slot_band,
+};
 pub use lock::{Lock, LockInfo, LockToken, NodeLockState};
 pub use quorum::{DRIFT_FIXED, drift, quorum, validity};
 pub use retry::RetryPolicy;

@@ -1,1 +1,58 @@
-//! Real-Redis harness (under construction).
+//! A harness that runs real `redis-server` processes for tests, examples, benchmarks and the
+//! demo binary.
+//!
+//! Everything here is synchronous (processes, blocking sockets, `thread::sleep`), so it works
+//! from `Drop`, from plain `#[test]`s and from inside a tokio runtime alike, and every wait has
+//! a deadline. Servers bind 127.0.0.1 only.
+//!
+//! # Layout
+//! - [`RedisNode`] (`node.rs`): one server process: start, kill, pause, resume, restart.
+//! - [`Standalone`] (`standalone.rs`): N independent masters for classic Redlock.
+//! - [`Cluster`] and [`ClusterOptions`] (`cluster.rs`): a cluster formed by hand so its
+//!   layout is known, plus failover helpers; `topology.rs` reads `CLUSTER NODES`.
+//! - [`demo_cluster`] (`demo.rs`): the user's cluster on 7000-7005 or a throwaway one.
+//! - `ports.rs`: free ports that hold across threads and processes; `workdir.rs`: each
+//!   node's temp directory and the sweep of orphans; `config.rs`: the redis.conf written;
+//!   `binary.rs`: finding `redis-server`; `wait.rs`: bounded polling; `error.rs`.
+//!
+//! # Nothing left running
+//! Dropping a node kills its server (SIGCONT first if paused, then SIGKILL), reaps it and
+//! deletes its directory. If the test process dies before its destructors run (SIGKILL, abort),
+//! its servers survive it; the next process that uses the harness kills them and deletes their
+//! directories (see `workdir.rs`: ownership is an `flock` the kernel releases at process death).
+//!
+//! # Example
+//! ```no_run
+//! use redlock_cluster::harness::{Cluster, ClusterOptions};
+//! use std::time::Duration;
+//!
+//! # fn main() -> Result<(), redlock_cluster::harness::HarnessError> {
+//! let mut cluster = Cluster::start(ClusterOptions::fast_failover())?;
+//! let masters = cluster.master_indices()?;
+//! let new_master = cluster.kill_and_fail_over(masters[0], Duration::from_secs(20))?;
+//! assert!(cluster.master_indices()?.contains(&new_master));
+//! # Ok(())
+//! # }
+//! ```
+#![deny(missing_docs)]
+
+mod binary;
+mod cluster;
+mod config;
+mod demo;
+mod error;
+mod node;
+mod ports;
+mod standalone;
+mod topology;
+mod wait;
+mod workdir;
+
+pub use binary::{REDIS_SERVER_BIN_ENV, find_redis_server, redis_server_path};
+pub use cluster::{Cluster, ClusterOptions, FORM_TIMEOUT};
+pub use demo::{DEMO_PORTS, DemoCluster, demo_cluster};
+pub use error::HarnessError;
+pub use node::{IO_TIMEOUT, RedisNode, START_TIMEOUT};
+pub use ports::{BUS_PORT_OFFSET, FIRST_PORT, LAST_PORT};
+pub use standalone::Standalone;
+pub use topology::{SLOTS, even_slot_ranges};
