@@ -30,3 +30,14 @@ fn demo_binary_runs_every_demo_ok() {
     assert!(stdout.contains("lost_signal_after="), "{stdout}");
     assert!(stdout.contains("all 3 demos OK"));
 }
+
+#[test]
+fn readme_usage_example_is_the_compiled_one() {
+    let usage = include_str!("../examples/usage.rs");
+    let code = &usage[usage.find("use std::time::Duration;").expect("usage code")..];
+    let readme = include_str!("../README.md");
+    assert!(
+        readme.contains(&format!("```rust\n{code}```")),
+        "README's usage example differs from examples/usage.rs"
+    );
+}
