@@ -56,7 +56,7 @@ pub mod harness;
 
 pub use config::{LockConfig, MAX_TTL, Mode};
 pub use distributed_lock::{MAX_BACKOFF_FACTOR, RedisDistributedLock};
-pub use engine::{LockManager, MAX_RESOURCE_LEN};
+pub use engine::{LockManager, MAX_RESOURCE_LEN, REFRESH_INTERVAL};
 pub use error::{LockError, NodeError, NodeFailure, NodeFailures};
 pub use guard::{DEFAULT_EXTEND_FRACTION, GuardOptions, LockGuard, LostReason};
 pub use keys::{
