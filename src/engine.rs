@@ -131,7 +131,7 @@ fn parse_urls<S: AsRef<str>>(urls: &[S]) -> Result<Vec<redis::ConnectionInfo>, L
         .collect()
 }
 
-fn check_resource(resource: &str) -> Result<(), LockError> {
+pub(crate) fn check_resource(resource: &str) -> Result<(), LockError> {
     if resource.is_empty() {
         return Err(LockError::InvalidResource(
             "the resource name must not be empty".into(),
