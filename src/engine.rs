@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use redis::IntoConnectionInfo;
-use tokio::time::{Instant, timeout};
+use tokio::time::Instant;
 
 use crate::config::{LockConfig, Mode};
 use crate::error::{LockError, NodeError, NodeFailure, NodeFailures};
 use crate::lock::{Lock, LockInfo, LockToken, NodeLockState};
-use crate::node::{AcquireReply, KeyState, SharedNode};
+use crate::node::{AcquireReply, KeyState, SharedNode, with_deadline};
 use crate::quorum::{
     AcquireDecision, AcquireVote, InfoDecision, collect_failures, decide_acquire, decide_info,
     drift, quorum,
@@ -55,7 +55,14 @@ struct Inner {
     stale: AtomicBool,
     /// Whether the "voters share a master" warning was already logged.
     warned_shared: AtomicBool,
+    /// Whether a background topology refresh is running.
+    refreshing: AtomicBool,
+    /// When the last refresh finished.
+    last_refresh: std::sync::Mutex<Option<Instant>>,
 }
+
+/// The least time between two topology refreshes.
+pub const REFRESH_INTERVAL: Duration = Duration::from_millis(100);
 
 enum Source {
     Redis {
@@ -124,7 +131,7 @@ fn parse_urls<S: AsRef<str>>(urls: &[S]) -> Result<Vec<redis::ConnectionInfo>, L
         .collect()
 }
 
-fn check_resource(resource: &str) -> Result<(), LockError> {
+pub(crate) fn check_resource(resource: &str) -> Result<(), LockError> {
     if resource.is_empty() {
         return Err(LockError::InvalidResource(
             "the resource name must not be empty".into(),
@@ -197,15 +204,6 @@ async fn release_on(
     .await
 }
 
-async fn with_deadline<T>(
-    limit: Duration,
-    call: impl Future<Output = Result<T, NodeError>>,
-) -> Result<T, NodeError> {
-    timeout(limit, call)
-        .await
-        .unwrap_or(Err(NodeError::Timeout(limit)))
-}
-
 impl LockManager {
     /// A manager over `urls`, connecting lazily on first use. One URL of a cluster node means
     /// cluster mode over that cluster's masters; several standalone URLs mean independent
@@ -254,6 +252,8 @@ impl LockManager {
                 topology: tokio::sync::RwLock::new(None),
                 stale: AtomicBool::new(false),
                 warned_shared: AtomicBool::new(false),
+                refreshing: AtomicBool::new(false),
+                last_refresh: std::sync::Mutex::new(None),
             }),
         }
     }
@@ -268,29 +268,78 @@ impl LockManager {
         &self.inner.config
     }
 
-    /// The current topology, (re)reading it when missing or stale.
+    /// The current topology. It is read on first use; afterwards, when marked stale, it is
+    /// re-read in a background task (one at a time, at most every [`REFRESH_INTERVAL`]) while
+    /// rounds go on with the last good view, so that a paused or dead node never stalls a
+    /// round on a refresh.
     async fn topology(&self) -> Result<Arc<Topology>, LockError> {
-        if !self.inner.stale.load(Ordering::Acquire)
-            && let Some(topology) = self.inner.topology.read().await.as_ref()
-        {
-            return Ok(topology.clone());
+        if let Some(current) = self.inner.topology.read().await.clone() {
+            if self.inner.stale.load(Ordering::Acquire) {
+                self.spawn_refresh(&current);
+            }
+            return Ok(current);
         }
         let mut slot = self.inner.topology.write().await;
-        // Another task may have refreshed it while we waited for the write lock.
-        if let Some(topology) = slot.as_ref()
-            && !self.inner.stale.load(Ordering::Acquire)
-        {
-            return Ok(topology.clone());
+        // Another task may have read it while we waited for the write lock.
+        if let Some(current) = slot.clone() {
+            return Ok(current);
         }
-        let fresh = match &self.inner.source {
+        let fresh = Arc::new(self.read_topology(None).await?);
+        tracing::debug!(mode = ?fresh.mode(), "topology read");
+        *slot = Some(fresh.clone());
+        Ok(fresh)
+    }
+
+    fn spawn_refresh(&self, current: &Arc<Topology>) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if self.inner.refreshing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let recent = self
+            .inner
+            .last_refresh
+            .lock()
+            .map(|last| last.is_some_and(|at| at.elapsed() < REFRESH_INTERVAL))
+            .unwrap_or(false);
+        if recent {
+            self.inner.refreshing.store(false, Ordering::Release);
+            return;
+        }
+        let manager = self.clone();
+        let current = current.clone();
+        runtime.spawn(async move {
+            // Cleared first: failures seen during the refresh mark it stale again.
+            manager.inner.stale.store(false, Ordering::Release);
+            match manager.read_topology(Some(&current)).await {
+                Ok(fresh) => {
+                    tracing::debug!(mode = ?fresh.mode(), "topology refreshed");
+                    *manager.inner.topology.write().await = Some(Arc::new(fresh));
+                }
+                Err(error) => {
+                    tracing::debug!(%error, "topology refresh failed; keeping the last view");
+                    manager.inner.stale.store(true, Ordering::Release);
+                }
+            }
+            if let Ok(mut last) = manager.inner.last_refresh.lock() {
+                *last = Some(Instant::now());
+            }
+            manager.inner.refreshing.store(false, Ordering::Release);
+        });
+    }
+
+    /// Read the topology. On a refresh the previously known masters are asked first: after a
+    /// failover the configured seed may be the dead node.
+    async fn read_topology(&self, previous: Option<&Topology>) -> Result<Topology, LockError> {
+        match &self.inner.source {
             Source::Redis { seeds, registry } => {
-                // On a refresh, ask the masters we knew first: after a failover the seed may
-                // be the dead node.
                 let mut candidates: Vec<redis::ConnectionInfo> = Vec::new();
-                if let Some(Topology::Cluster { masters, .. }) = slot.as_deref() {
+                if let (Some(Topology::Cluster { masters, .. }), Some(seed)) =
+                    (previous, seeds.first())
+                {
                     for master in masters {
-                        if let Some(seed) = seeds.first()
-                            && let Some((host, port)) = master.addr().rsplit_once(':')
+                        if let Some((host, port)) = master.addr().rsplit_once(':')
                             && let Ok(port) = port.parse::<u16>()
                         {
                             candidates.push(crate::topology::master_info(seed, host, port));
@@ -304,20 +353,6 @@ impl LockManager {
             Source::Fixed(nodes) => Ok(Topology::Independent {
                 nodes: nodes.clone(),
             }),
-        };
-        match fresh {
-            Ok(topology) => {
-                let topology = Arc::new(topology);
-                self.inner.stale.store(false, Ordering::Release);
-                *slot = Some(topology.clone());
-                tracing::debug!(mode = ?topology.mode(), "topology read");
-                Ok(topology)
-            }
-            // Keep using the old view if the refresh failed; its failed votes will say why.
-            Err(error) => match slot.as_ref() {
-                Some(old) if !error.is_invalid_input() => Ok(old.clone()),
-                _ => Err(error),
-            },
         }
     }
 
@@ -335,19 +370,14 @@ impl LockManager {
         Ok((voters, topology.mode()))
     }
 
-    /// Mark the topology stale after a redirect (MOVED/ASK), and in cluster mode also after a
-    /// voter could not be reached (refused or broken connection): it may have been failed
-    /// over, and without a re-read the promoted replica would never get its vote. Timeouts do
-    /// not count: a slow or paused master usually still owns its slots, and re-reading the
-    /// topology through it would stall every operation; once resumed after a failover it
-    /// answers MOVED, which does count.
-    fn note_failures<'a>(&self, mode: Mode, errors: impl Iterator<Item = &'a NodeError>) {
-        let moved = |e: &NodeError| match e {
-            NodeError::Redirected(_) => true,
-            NodeError::Connect(_) | NodeError::Io(_) => mode == Mode::Cluster,
-            _ => false,
+    /// Mark the topology stale after a redirect (MOVED/ASK) or, in cluster mode, any lost
+    /// voter: a failover gives the slot a master at another address.
+    fn note_failures<'a>(&self, mode: Mode, mut errors: impl Iterator<Item = &'a NodeError>) {
+        let stale = match mode {
+            Mode::Cluster => errors.next().is_some(),
+            _ => errors.any(|e| matches!(e, NodeError::Redirected(_))),
         };
-        if errors.into_iter().any(moved) {
+        if stale {
             self.inner.stale.store(true, Ordering::Release);
         }
     }

@@ -2,8 +2,9 @@
 //! whatever its view of the cluster topology.
 //!
 //! In cluster mode, voter `i` of `V` gets a key whose hash slot lies in band
-//! `[i * 16384 / V, (i + 1) * 16384 / V)`; with `redis-cli --cluster create`'s even split that
-//! band is master `i`'s range. The key is `prefix {tag} resource`, where the hash tag is
+//! `[i * 16384 / V, (i + 1) * 16384 / V)`, further narrowed to master `i`'s range under
+//! `redis-cli --cluster create`'s even split (which differs by a slot at some boundaries), so
+//! that in the default layout voter `i` is master `i`. The key is `prefix {tag} resource`, where the hash tag is
 //! `<fnv64(resource)>.<i>.<counter>` and `counter` is the smallest value that puts the slot in
 //! the band. The key depends only on (prefix, resource, i, V), never on the live topology, so a
 //! reshard cannot make two clients use different keys for one vote.
@@ -13,6 +14,8 @@
 //! digits, so the tag is always what is hashed, and the resource bytes after the tag are
 //! carried verbatim. Injectivity follows: the resource is exactly the bytes after the first
 //! `}`.
+
+use std::ops::RangeInclusive;
 
 use crate::error::LockError;
 
@@ -58,16 +61,58 @@ pub fn key_slot(key: &[u8]) -> u16 {
     crc16(hashed) % SLOT_COUNT
 }
 
-/// The half-open slot band `[start, end)` of voter `index` out of `voters`.
+/// The slot ranges `redis-cli --cluster create` gives to `masters` masters, in order: master
+/// `i` gets range `i`.
+///
+/// This is redis-cli's arithmetic reproduced exactly (single-precision cursor, rounded ends),
+/// not `[i*16384/M, (i+1)*16384/M)`: the two differ by one slot at some boundaries (with 3
+/// masters redis-cli gives `5461..=10922` and `10923..=16383`).
+#[must_use]
+pub fn even_slot_ranges(masters: usize) -> Vec<RangeInclusive<u16>> {
+    // Mirrors the slot allocation of `--cluster create` in redis-cli.c (Redis 5 to 7).
+    let masters = masters.max(1);
+    let per_master = f32::from(SLOT_COUNT) / masters as f32;
+    let mut cursor = 0.0f32;
+    let mut first: i64 = 0;
+    let mut ranges = Vec::with_capacity(masters);
+    for i in 0..masters {
+        let mut last = (cursor + per_master - 1.0).round() as i64;
+        if last > i64::from(SLOT_COUNT) || i + 1 == masters {
+            last = i64::from(SLOT_COUNT) - 1;
+        }
+        last = last.max(first);
+        ranges.push(clamp_slot(first)..=clamp_slot(last));
+        first = last + 1;
+        cursor += per_master;
+    }
+    ranges
+}
+
+fn clamp_slot(value: i64) -> u16 {
+    u16::try_from(value.clamp(0, i64::from(SLOT_COUNT) - 1)).unwrap_or(0)
+}
+
+/// The half-open slot band `[start, end)` of voter `index` out of `voters`: the part of
+/// `[index * 16384 / voters, (index + 1) * 16384 / voters)` that is also master `index`'s
+/// range in [`even_slot_ranges`], so that voter `i`'s key lands on master `i` of a cluster
+/// created by `redis-cli --cluster create` (whose split differs by one slot at some
+/// boundaries). The bands are disjoint and never empty.
 pub fn slot_band(index: usize, voters: usize) -> (u16, u16) {
-    let voters = voters.max(1) as u32;
-    let index = (index as u32).min(voters - 1);
-    let slots = u32::from(SLOT_COUNT);
-    // Both values are < 16384 <= u16::MAX, so the conversions cannot truncate.
-    (
+    let voters = voters.max(1);
+    let index = index.min(voters - 1);
+    let slots = SLOT_COUNT as usize;
+    // Both values are <= 16384 <= u16::MAX, so the conversions cannot truncate.
+    let (lo, hi) = (
         (index * slots / voters) as u16,
         ((index + 1) * slots / voters) as u16,
-    )
+    );
+    let cli = even_slot_ranges(voters)
+        .get(index)
+        .cloned()
+        .unwrap_or(0..=SLOT_COUNT - 1);
+    let start = lo.max(*cli.start());
+    let end = hi.min(cli.end().saturating_add(1));
+    if start < end { (start, end) } else { (lo, hi) }
 }
 
 /// 64-bit FNV-1a: a stable, platform-independent hash that spreads resources over slots.
@@ -167,21 +212,35 @@ mod tests {
     }
 
     #[test]
-    fn bands_cover_all_slots_without_overlap() {
+    fn bands_are_disjoint_and_inside_both_splits() {
         for voters in 1..=MAX_CLUSTER_VOTERS {
-            let mut next = 0u16;
-            for i in 0..voters {
+            let cli = even_slot_ranges(voters);
+            let mut previous_end = 0u16;
+            for (i, range) in cli.iter().enumerate() {
                 let (start, end) = slot_band(i, voters);
-                assert_eq!(start, next);
-                assert!(end > start);
-                next = end;
+                assert!(end > start, "empty band {i} of {voters}");
+                assert!(start >= previous_end);
+                previous_end = end;
+                let slots = SLOT_COUNT as usize;
+                assert!(usize::from(start) >= i * slots / voters);
+                assert!(usize::from(end) <= (i + 1) * slots / voters);
+                assert!(range.contains(&start) && range.contains(&(end - 1)));
             }
-            assert_eq!(next, SLOT_COUNT);
+            // redis-cli's ranges tile the slot space.
+            assert_eq!(*cli[0].start(), 0);
+            assert_eq!(*cli[voters - 1].end(), SLOT_COUNT - 1);
+            for pair in cli.windows(2) {
+                assert_eq!(*pair[0].end() + 1, *pair[1].start());
+            }
         }
-        // The 3-master split of `redis-cli --cluster create`.
+        // The 3-master split of `redis-cli --cluster create`: 0-5460, 5461-10922, 10923-16383.
+        assert_eq!(
+            even_slot_ranges(3),
+            vec![0..=5460, 5461..=10922, 10923..=16383]
+        );
         assert_eq!(slot_band(0, 3), (0, 5461));
         assert_eq!(slot_band(1, 3), (5461, 10922));
-        assert_eq!(slot_band(2, 3), (10922, 16384));
+        assert_eq!(slot_band(2, 3), (10923, 16384));
     }
 
     #[test]

@@ -26,6 +26,10 @@
 //! - `quorum`: how a round is decided (quorum, drift, validity), pure and property-tested.
 //! - `engine`: [`LockManager`], which runs the rounds in parallel under deadlines.
 //! - `lock`: what a user holds ([`Lock`]) and what an info read reports ([`LockInfo`]).
+//! - `guard`: [`LockGuard`], a lock released on drop, with an optional auto-extending
+//!   watchdog and a lost-lock signal ([`GuardOptions`], [`LostReason`]).
+//! - `distributed_lock`: [`RedisDistributedLock`], the simple one-resource facade over
+//!   [`LockManager`].
 //! - `retry`: [`RetryPolicy`], exponential backoff with full jitter.
 //! - `error`: [`LockError`] and the per-node [`NodeError`].
 //! - `harness` (feature `harness`, on by default): real `redis-server` processes for tests,
@@ -33,8 +37,10 @@
 #![deny(missing_docs, missing_debug_implementations)]
 
 mod config;
+mod distributed_lock;
 mod engine;
 mod error;
+mod guard;
 mod keys;
 mod lock;
 mod node;
@@ -49,9 +55,14 @@ mod topology;
 pub mod harness;
 
 pub use config::{LockConfig, MAX_TTL, Mode};
-pub use engine::{LockManager, MAX_RESOURCE_LEN};
+pub use distributed_lock::{MAX_BACKOFF_FACTOR, RedisDistributedLock};
+pub use engine::{LockManager, MAX_RESOURCE_LEN, REFRESH_INTERVAL};
 pub use error::{LockError, NodeError, NodeFailure, NodeFailures};
-pub use keys::{MAX_CLUSTER_VOTERS, SLOT_COUNT, cluster_voter_keys, crc16, key_slot, slot_band};
+pub use guard::{DEFAULT_EXTEND_FRACTION, GuardOptions, LockGuard, LostReason};
+pub use keys::{
+    MAX_CLUSTER_VOTERS, SLOT_COUNT, cluster_voter_keys, crc16, even_slot_ranges, key_slot,
+    slot_band,
+};
 pub use lock::{Lock, LockInfo, LockToken, NodeLockState};
 pub use quorum::{DRIFT_FIXED, drift, quorum, validity};
 pub use retry::RetryPolicy;

@@ -51,6 +51,16 @@ pub(crate) trait Node: Send + Sync + fmt::Debug {
     fn inspect<'a>(&'a self, key: &'a [u8]) -> NodeResult<'a, KeyState>;
 }
 
+/// Run one node call under a deadline; a missed deadline is [`NodeError::Timeout`].
+pub(crate) async fn with_deadline<T>(
+    limit: Duration,
+    call: impl Future<Output = Result<T, NodeError>>,
+) -> Result<T, NodeError> {
+    tokio::time::timeout(limit, call)
+        .await
+        .unwrap_or(Err(NodeError::Timeout(limit)))
+}
+
 /// A node handle shared by the topology, the voters and the spawned cleanup tasks.
 pub(crate) type SharedNode = Arc<dyn Node>;
 
@@ -146,6 +156,20 @@ impl RedisNode {
                 Err(error)
             }
         }
+    }
+
+    /// Run a plain command (`args[0]` with the rest as arguments) under a deadline.
+    pub(crate) async fn command<T: redis::FromRedisValue>(
+        &self,
+        limit: Duration,
+        args: &[&str],
+    ) -> Result<T, NodeError> {
+        let (name, rest) = args.split_first().unwrap_or((&"PING", &[]));
+        with_deadline(
+            limit,
+            self.query(async |conn| redis::cmd(name).arg(rest).query_async::<T>(conn).await),
+        )
+        .await
     }
 
     async fn script(

@@ -288,32 +288,14 @@ async fn read_cluster(
 ) -> Result<Topology, NodeError> {
     let tls = matches!(seed.addr(), redis::ConnectionAddr::TcpTls { .. });
     let timeout = config.connect_timeout_value();
-    let shards = tokio::time::timeout(
-        timeout,
-        node.query(async |conn| {
-            redis::cmd("CLUSTER")
-                .arg("SHARDS")
-                .query_async::<Value>(conn)
-                .await
-        }),
-    )
-    .await
-    .map_err(|_| NodeError::Timeout(timeout))?;
+    let shards = node.command::<Value>(timeout, &["CLUSTER", "SHARDS"]).await;
     let ranges = match shards.map(|reply| parse_cluster_shards(&reply, tls)) {
         Ok(Ok(ranges)) => ranges,
         // Redis before 7.0 has no CLUSTER SHARDS; fall back to CLUSTER SLOTS.
         _ => {
-            let reply = tokio::time::timeout(
-                timeout,
-                node.query(async |conn| {
-                    redis::cmd("CLUSTER")
-                        .arg("SLOTS")
-                        .query_async::<Value>(conn)
-                        .await
-                }),
-            )
-            .await
-            .map_err(|_| NodeError::Timeout(timeout))??;
+            let reply = node
+                .command::<Value>(timeout, &["CLUSTER", "SLOTS"])
+                .await?;
             parse_cluster_slots(&reply).map_err(NodeError::Protocol)?
         }
     };
@@ -363,18 +345,7 @@ pub(crate) async fn discover(
     let mut failures = Vec::new();
     for seed in seeds {
         let node = registry.node(seed, timeout);
-        let info = tokio::time::timeout(
-            timeout,
-            node.query(async |conn| {
-                redis::cmd("INFO")
-                    .arg("cluster")
-                    .query_async::<String>(conn)
-                    .await
-            }),
-        )
-        .await
-        .map_err(|_| NodeError::Timeout(timeout))
-        .and_then(|r| r);
+        let info = node.command::<String>(timeout, &["INFO", "cluster"]).await;
         let info = match info {
             Ok(info) => info,
             Err(error) => {

@@ -495,3 +495,91 @@ async fn unreachable_and_non_redis_ports_fail_fast() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_failover_is_followed_by_the_voters() {
+    let mut cluster = Cluster::start(ClusterOptions::fast_failover()).expect("3+3 cluster");
+    let manager = LockManager::connect(&[cluster.seed_url()], config())
+        .await
+        .expect("manager");
+    let before = manager.voters_of("failover").await.expect("voters");
+    let victim = cluster.master_indices().expect("masters")[0];
+    let dead_addr = format!("127.0.0.1:{}", cluster.nodes()[victim].port());
+    assert_eq!(before[0].0, dead_addr);
+    let (cluster, promoted) = tokio::task::spawn_blocking(move || {
+        let promoted = cluster
+            .kill_and_fail_over(victim, Duration::from_secs(30))
+            .expect("failover");
+        (cluster, promoted)
+    })
+    .await
+    .expect("join");
+    let promoted_addr = format!("127.0.0.1:{}", cluster.nodes()[promoted].port());
+    // Locking goes on (2 of 3 voters are untouched) and the lost voter makes the manager
+    // re-read the topology in the background until voter 0 is the promoted replica.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let lock = manager
+            .try_acquire("failover", Duration::from_secs(5))
+            .await
+            .expect("acquire during failover")
+            .expect("granted");
+        assert!(manager.release(&lock).await.expect("release"));
+        assert!(
+            !lock.granted_by().contains(&dead_addr),
+            "the dead master cannot have voted: {:?}",
+            lock.granted_by()
+        );
+        if manager.voters_of("failover").await.expect("voters")[0].0 == promoted_addr {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "voter 0 never moved to {promoted_addr}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let lock = manager
+        .try_acquire("failover", Duration::from_secs(5))
+        .await
+        .expect("acquire after failover")
+        .expect("granted");
+    assert_eq!(lock.granted_by().len(), 3, "{:?}", lock.granted_by());
+    assert!(lock.granted_by().contains(&promoted_addr));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acl_user_and_password_in_urls() {
+    let servers = Standalone::start(3).expect("3 masters");
+    for node in servers.nodes() {
+        let mut con = node.connection().expect("connection");
+        let _: () = redis::cmd("ACL")
+            .arg(&["SETUSER", "locker", "on", ">s3cret", "~*", "+@all"])
+            .query(&mut con)
+            .expect("ACL SETUSER");
+    }
+    let urls: Vec<String> = servers
+        .nodes()
+        .iter()
+        .map(|n| format!("redis://locker:s3cret@127.0.0.1:{}", n.port()))
+        .collect();
+    let manager = LockManager::connect(&urls, config())
+        .await
+        .expect("manager");
+    let lock = manager
+        .try_acquire("acl", Duration::from_secs(5))
+        .await
+        .expect("acquire as locker")
+        .expect("granted");
+    assert_eq!(lock.granted_by().len(), 3);
+    assert!(manager.release(&lock).await.expect("release"));
+
+    let wrong: Vec<String> = urls.iter().map(|u| u.replace("s3cret", "wrong")).collect();
+    let manager = LockManager::new(&wrong, config()).expect("valid URLs");
+    let err = manager
+        .try_acquire("acl", Duration::from_secs(5))
+        .await
+        .expect_err("a wrong password cannot lock");
+    assert!(err.is_unavailable(), "{err}");
+    assert!(err.to_string().to_lowercase().contains("pass"), "{err}");
+}

@@ -2,39 +2,7 @@
 
 use std::ops::RangeInclusive;
 
-/// Number of hash slots in a Redis Cluster.
-pub const SLOTS: u16 = 16384;
-
-/// The slot ranges `redis-cli --cluster create` gives to `masters` masters, in order: master
-/// `i` gets range `i`.
-///
-/// This is redis-cli's arithmetic, reproduced exactly (single-precision cursor, rounded ends),
-/// not `[i*16384/M, (i+1)*16384/M)`: the two differ by one slot at some boundaries (with 3
-/// masters redis-cli gives `5461..=10922` and `10923..=16383`, integer division gives
-/// `5461..=10921` and `10922..=16383`).
-#[must_use]
-pub fn even_slot_ranges(masters: usize) -> Vec<RangeInclusive<u16>> {
-    // Mirrors clusterManagerNodeArray allocation in redis-cli.c (Redis 5 to 7).
-    let per_master = f32::from(SLOTS) / masters as f32;
-    let mut cursor = 0.0f32;
-    let mut first: i64 = 0;
-    let mut ranges = Vec::with_capacity(masters);
-    for i in 0..masters {
-        let mut last = (cursor + per_master - 1.0).round() as i64;
-        if last > i64::from(SLOTS) || i + 1 == masters {
-            last = i64::from(SLOTS) - 1;
-        }
-        last = last.max(first);
-        ranges.push(slot(first)..=slot(last));
-        first = last + 1;
-        cursor += per_master;
-    }
-    ranges
-}
-
-fn slot(value: i64) -> u16 {
-    u16::try_from(value.clamp(0, i64::from(SLOTS) - 1)).unwrap_or(0)
-}
+pub use crate::keys::{SLOT_COUNT as SLOTS, even_slot_ranges};
 
 /// One line of `CLUSTER NODES`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,0 +1,361 @@
+//! The seed-shaped facade: one handle per resource, with the original README's method names,
+//! as a thin layer over [`LockManager`].
+
+use std::time::{Duration, Instant};
+
+use tokio::sync::Mutex;
+
+use crate::config::LockConfig;
+use crate::engine::{LockManager, check_resource};
+use crate::error::LockError;
+use crate::guard::{GuardOptions, LockGuard};
+use crate::lock::{Lock, LockInfo};
+use crate::retry::RetryPolicy;
+
+/// How far the backoff of [`RedisDistributedLock::acquire_with_retry`] may grow: the random
+/// delay before a retry is capped at this many times the base delay.
+pub const MAX_BACKOFF_FACTOR: u32 = 32;
+
+/// A lock on one resource, with a fixed TTL: the crate's simple entry point.
+///
+/// The handle is `Send + Sync`: share it through an `Arc` and call its methods from any task.
+/// It remembers the [`Lock`] it currently holds (behind a `tokio::sync::Mutex`, because the
+/// lock state must stay consistent across the network round trips of an operation), so
+/// [`release`](Self::release) and [`extend`](Self::extend) act on this handle's own
+/// acquisition and never on somebody else's.
+///
+/// Build many handles from one [`LockManager`] with [`RedisDistributedLock::with_manager`]:
+/// they then share one connection per master, however many resources they lock.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use redlock_cluster::RedisDistributedLock;
+///
+/// # async fn demo() -> Result<(), redlock_cluster::LockError> {
+/// // One URL of a cluster node: the voters are that cluster's masters.
+/// // Several standalone URLs: classic Redlock over independent masters.
+/// let lock = RedisDistributedLock::new(
+///     vec!["redis://127.0.0.1:7000".to_string()],
+///     "invoices/2024-06".to_string(),
+///     Duration::from_secs(10),
+/// )?;
+///
+/// if lock.acquire_with_retry(5, Duration::from_millis(100)).await? {
+///     // Critical section: finish before the validity deadline.
+///     let deadline = lock.validity_deadline().await;
+///     println!("held until {deadline:?}");
+///
+///     // Need more time? The remaining validity becomes just under 10 s from now.
+///     lock.extend(Duration::from_secs(10)).await?;
+///
+///     let info = lock.get_lock_info().await?;
+///     assert!(info.held_by_caller);
+///
+///     lock.release().await?;
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct RedisDistributedLock {
+    /// The engine; shared with every other handle built from it.
+    manager: LockManager,
+    /// The resource this handle locks.
+    resource: String,
+    /// The TTL of every acquisition, already checked and rounded to whole milliseconds.
+    ttl: Duration,
+    /// This handle's current acquisition, if any (possibly expired: check `is_valid`).
+    held: Mutex<Option<Lock>>,
+}
+
+impl RedisDistributedLock {
+    /// A lock on `resource` over the Redis nodes `nodes`, with the default [`LockConfig`].
+    ///
+    /// Nothing is connected yet: the first operation reads the topology and connects. One
+    /// URL of a cluster node means cluster mode over that cluster's masters; several
+    /// standalone URLs mean independent masters (see [`crate::Mode::Auto`]).
+    ///
+    /// # Errors
+    /// [`LockError::InvalidUrl`] for an empty list or a malformed or duplicate URL;
+    /// [`LockError::InvalidResource`] for an empty or too long resource name;
+    /// [`LockError::InvalidTtl`] for a TTL that is zero, over [`crate::MAX_TTL`] or not longer
+    /// than the clock-drift allowance.
+    pub fn new(nodes: Vec<String>, resource: String, ttl: Duration) -> Result<Self, LockError> {
+        Self::with_config(nodes, resource, ttl, LockConfig::new())
+    }
+
+    /// Like [`RedisDistributedLock::new`], with a custom configuration (timeouts, drift,
+    /// key prefix, mode).
+    ///
+    /// # Errors
+    /// As [`RedisDistributedLock::new`], plus [`LockError::InvalidConfig`].
+    pub fn with_config(
+        nodes: Vec<String>,
+        resource: String,
+        ttl: Duration,
+        config: LockConfig,
+    ) -> Result<Self, LockError> {
+        Self::with_manager(LockManager::new(&nodes, config)?, resource, ttl)
+    }
+
+    /// A lock on `resource` that shares `manager` (its connections and topology) with every
+    /// other lock built from it.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use redlock_cluster::{LockConfig, LockManager, RedisDistributedLock};
+    ///
+    /// # fn demo() -> Result<(), redlock_cluster::LockError> {
+    /// let manager = LockManager::new(&["redis://127.0.0.1:7000"], LockConfig::new())?;
+    /// let locks: Vec<RedisDistributedLock> = (0..1000)
+    ///     .map(|i| {
+    ///         RedisDistributedLock::with_manager(
+    ///             manager.clone(),
+    ///             format!("account/{i}"),
+    ///             Duration::from_secs(5),
+    ///         )
+    ///     })
+    ///     .collect::<Result<_, _>>()?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`LockError::InvalidResource`] or [`LockError::InvalidTtl`], as for
+    /// [`RedisDistributedLock::new`].
+    pub fn with_manager(
+        manager: LockManager,
+        resource: String,
+        ttl: Duration,
+    ) -> Result<Self, LockError> {
+        check_resource(&resource)?;
+        let ttl = manager.config().check_ttl(ttl)?;
+        Ok(RedisDistributedLock {
+            manager,
+            resource,
+            ttl,
+            held: Mutex::new(None),
+        })
+    }
+
+    /// The resource this handle locks.
+    pub fn resource(&self) -> &str {
+        &self.resource
+    }
+
+    /// The TTL of each acquisition (rounded down to whole milliseconds).
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// The manager behind this handle, to build more handles or guards that share it.
+    pub fn manager(&self) -> &LockManager {
+        &self.manager
+    }
+
+    /// One attempt to take the lock for [`ttl`](Self::ttl), without retrying.
+    ///
+    /// Returns `Ok(true)` when a quorum granted it, and `Ok(false)` when anyone holds it,
+    /// **including this handle**: a second `acquire` while the first acquisition is still
+    /// alive returns `false` (locks are not re-entrant; use [`extend`](Self::extend) to keep
+    /// holding).
+    ///
+    /// # Errors
+    /// [`LockError::Unavailable`] when fewer than a quorum of masters answered;
+    /// [`LockError::ValidityExpired`] when the round took longer than the TTL allows.
+    pub async fn acquire(&self) -> Result<bool, LockError> {
+        self.acquire_with(&RetryPolicy::once()).await
+    }
+
+    /// Take the lock, retrying up to `max_retries` times after the first attempt (so at most
+    /// `max_retries + 1` attempts).
+    ///
+    /// The delay before retry `n` (from 0) is random in `[0, min(base_delay * 2^n,
+    /// base_delay * MAX_BACKOFF_FACTOR)]` (exponential backoff with full jitter), cut short to
+    /// about the holder's remaining TTL when the masters reported it, so a waiter arrives
+    /// just after an abandoned lock expires.
+    ///
+    /// # Errors
+    /// As [`acquire`](Self::acquire), for the last attempt: contention after the last
+    /// attempt is `Ok(false)`, an infrastructure failure is the error.
+    pub async fn acquire_with_retry(
+        &self,
+        max_retries: u32,
+        base_delay: Duration,
+    ) -> Result<bool, LockError> {
+        let policy = RetryPolicy::new()
+            .max_attempts(max_retries.saturating_add(1))
+            .base_delay(base_delay)
+            .max_delay(base_delay.saturating_mul(MAX_BACKOFF_FACTOR));
+        self.acquire_with(&policy).await
+    }
+
+    /// Take the lock, retrying per `policy`.
+    ///
+    /// # Errors
+    /// As [`acquire_with_retry`](Self::acquire_with_retry).
+    pub async fn acquire_with(&self, policy: &RetryPolicy) -> Result<bool, LockError> {
+        // Held across the round so that operations on one handle apply one at a time.
+        let mut held = self.held.lock().await;
+        match self
+            .manager
+            .acquire_with(&self.resource, self.ttl, policy)
+            .await?
+        {
+            Some(lock) => {
+                // A quorum granted a new token, so any previous acquisition of this handle
+                // is gone from a majority already.
+                *held = Some(lock);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Release this handle's acquisition (compare-and-delete on every master).
+    ///
+    /// Returns `Ok(true)` when a quorum still held it, `Ok(false)` when this handle holds
+    /// nothing or its lock had expired or been taken over. Never touches another holder's
+    /// keys.
+    ///
+    /// # Errors
+    /// [`LockError::Unavailable`] when fewer than a quorum answered; the handle then keeps
+    /// the lock, so `release` can be called again (the keys expire with their TTL anyway).
+    pub async fn release(&self) -> Result<bool, LockError> {
+        let mut held = self.held.lock().await;
+        let Some(lock) = held.take() else {
+            return Ok(false);
+        };
+        match self.manager.release(&lock).await {
+            Ok(released) => Ok(released),
+            Err(error) => {
+                *held = Some(lock);
+                Err(error)
+            }
+        }
+    }
+
+    /// Extend this handle's acquisition so that it stays valid for just under `ttl` **from
+    /// this call** (the new remaining time replaces the old one; it is not added to it):
+    /// the new deadline is `start + ttl - drift`, with `start` taken before the extend is
+    /// sent.
+    ///
+    /// Returns `Ok(false)` when this handle holds nothing, when its validity has already
+    /// run out (someone else may hold the resource by now), or when fewer than a quorum
+    /// extended it; the old deadline then still stands. A failed extend deletes nothing.
+    ///
+    /// # Errors
+    /// [`LockError::InvalidTtl`] for an unusable `ttl`; [`LockError::Unavailable`] when fewer
+    /// than a quorum answered.
+    pub async fn extend(&self, ttl: Duration) -> Result<bool, LockError> {
+        let mut held = self.held.lock().await;
+        match held.as_mut() {
+            Some(lock) => self.manager.extend(lock, ttl).await,
+            None => Ok(false),
+        }
+    }
+
+    /// Whether anyone (this handle or another client) holds the resource, decided by a
+    /// quorum of masters.
+    ///
+    /// # Errors
+    /// [`LockError::Unavailable`] when too few masters answered to decide.
+    pub async fn is_locked(&self) -> Result<bool, LockError> {
+        self.manager.is_locked(&self.resource).await
+    }
+
+    /// Who holds the resource, read from every master and decided by quorum: whether it is
+    /// locked, whether by this handle ([`LockInfo::held_by_caller`]), the validity a quorum
+    /// still guarantees, and each master's view.
+    ///
+    /// # Errors
+    /// [`LockError::Unavailable`] when too few masters answered to decide.
+    pub async fn get_lock_info(&self) -> Result<LockInfo, LockError> {
+        let token = self.held.lock().await.as_ref().map(|l| l.token().clone());
+        self.manager.inspect(&self.resource, token.as_ref()).await
+    }
+
+    /// The validity deadline of this handle's acquisition: the instant after which it must
+    /// be presumed lost. `None` when the handle holds nothing; an instant in the past when
+    /// the acquisition has expired.
+    pub async fn validity_deadline(&self) -> Option<Instant> {
+        self.held.lock().await.as_ref().map(Lock::validity_deadline)
+    }
+
+    /// A copy of this handle's current acquisition (token, deadline, granting masters), if
+    /// any. It may have expired: check [`Lock::is_valid`].
+    pub async fn lock(&self) -> Option<Lock> {
+        self.held.lock().await.clone()
+    }
+
+    /// One attempt (or several, per [`GuardOptions::retry`]) to take the resource for
+    /// [`ttl`](Self::ttl), returning a [`LockGuard`] that releases it when dropped and can
+    /// keep it alive with a watchdog.
+    ///
+    /// The guard holds its own acquisition, independent of this handle's state:
+    /// [`release`](Self::release) on the handle does not release a guard's lock (it returns
+    /// `false` unless the handle holds an acquisition of its own). While a guard holds the
+    /// resource, [`acquire`](Self::acquire) returns `false`.
+    ///
+    /// # Errors
+    /// As [`LockManager::lock_guard`].
+    pub async fn acquire_guard(
+        &self,
+        options: GuardOptions,
+    ) -> Result<Option<LockGuard>, LockError> {
+        self.manager
+            .lock_guard(&self.resource, self.ttl, options)
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new(
+        nodes: &[&str],
+        resource: &str,
+        ttl: Duration,
+    ) -> Result<RedisDistributedLock, LockError> {
+        RedisDistributedLock::new(
+            nodes.iter().map(|s| s.to_string()).collect(),
+            resource.to_string(),
+            ttl,
+        )
+    }
+
+    const NODE: &str = "redis://127.0.0.1:7000";
+
+    #[test]
+    fn handle_is_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<RedisDistributedLock>();
+    }
+
+    #[test]
+    fn construction_checks_input_without_connecting() {
+        let lock = new(&[NODE], "r", Duration::from_micros(1_500_700)).unwrap();
+        assert_eq!(lock.ttl(), Duration::from_millis(1500));
+        assert_eq!(lock.resource(), "r");
+        assert!(matches!(
+            new(&[NODE], "", Duration::from_secs(1)),
+            Err(LockError::InvalidResource(_))
+        ));
+        for ttl in [
+            Duration::ZERO,
+            Duration::from_millis(2),
+            Duration::from_secs(100 * 24 * 3600),
+            Duration::MAX,
+        ] {
+            assert!(matches!(
+                new(&[NODE], "r", ttl),
+                Err(LockError::InvalidTtl { .. })
+            ));
+        }
+        for nodes in [&[][..], &["localhost:6379"], &["redis://"], &[NODE, NODE]] {
+            assert!(matches!(
+                new(nodes, "r", Duration::from_secs(1)),
+                Err(LockError::InvalidUrl { .. })
+            ));
+        }
+    }
+}
