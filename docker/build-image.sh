@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the image `redlock-redis:local` FROM scratch out of this machine's redis-server and
-# redis-cli (plus their shared libraries found with ldd, the dynamic loader, and dash + sleep
-# for docker-compose.yml's cluster-init script), for machines that cannot pull `redis:7.2`.
+# redis-cli (plus their shared libraries found with ldd, the dynamic loader, dash + sleep for
+# docker-compose.yml's cluster-init script, and rm for the fault suite's restart without
+# data), for machines that cannot pull `redis:7.2`.
 #
 # Usage: docker/build-image.sh [tag]     then: export REDIS_IMAGE=redlock-redis:local
 set -euo pipefail
@@ -26,6 +27,7 @@ binaries=(
   "usr/local/bin/redis-cli:$(command -v redis-cli)"
   "bin/sh:/bin/sh"
   "bin/sleep:$(command -v sleep)"
+  "bin/rm:$(command -v rm)"
 )
 for entry in "${binaries[@]}"; do
   target="${entry%%:*}"

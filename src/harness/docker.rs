@@ -205,6 +205,32 @@ impl DockerCluster {
         self.start_node(port)
     }
 
+    /// Starts the container of `port` again **without its data** (killing it first if it
+    /// runs): the AOF directory and any RDB file on its data volume are deleted by a throwaway
+    /// container of the same image, with no network, before `docker start`. The node's
+    /// `nodes-*.conf` is kept, so it rejoins the cluster as itself, owning the same slots: the
+    /// "master restarts without its data" fault.
+    ///
+    /// # Errors
+    /// As [`kill`](Self::kill) and [`start_node`](Self::start_node), and
+    /// [`HarnessError::Docker`] if the data cannot be deleted.
+    pub fn restart_empty(&self, port: u16) -> Result<(), HarnessError> {
+        if !set_of(&self.down).contains(&port) {
+            self.kill(port)?;
+        }
+        let id = self.container(port)?;
+        let mut wipe = Command::new("docker");
+        wipe.args(["run", "--rm", "--network", "none", "--volumes-from", &id])
+            .arg(&self.image)
+            .args(["rm", "-rf", "/data/appendonlydir", "/data/dump.rdb"]);
+        run(
+            wipe,
+            COMMAND_TIMEOUT,
+            &format!("deleting the data of {}", service(port)),
+        )?;
+        self.start_node(port)
+    }
+
     /// `docker pause` (cgroup freezer: like SIGSTOP) the container of `port`.
     ///
     /// # Errors
