@@ -520,16 +520,19 @@ impl LockManager {
         let attempts = retry.attempts();
         let mut last = Ok(None);
         for attempt in 0..attempts {
-            let hint = match self.attempt(resource, ttl).await? {
-                Attempt::Acquired(lock) => return Ok(Some(lock)),
-                Attempt::Contended(hint) => {
+            let hint = match self.attempt(resource, ttl).await {
+                Ok(Attempt::Acquired(lock)) => return Ok(Some(lock)),
+                Ok(Attempt::Contended(hint)) => {
                     last = Ok(None);
                     hint
                 }
-                Attempt::Failed(error) => {
+                // Infrastructure failures (a round without quorum, or no node answering the
+                // topology read) are retried; bad input is not.
+                Ok(Attempt::Failed(error)) | Err(error @ LockError::Unavailable { .. }) => {
                     last = Err(error);
                     None
                 }
+                Err(error) => return Err(error),
             };
             if attempt + 1 < attempts {
                 let delay = retry.delay(attempt, hint);

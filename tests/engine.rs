@@ -583,3 +583,33 @@ async fn acl_user_and_password_in_urls() {
     assert!(err.is_unavailable(), "{err}");
     assert!(err.to_string().to_lowercase().contains("pass"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_down_at_first_use_is_retried_until_it_answers() {
+    let mut servers = Standalone::start(1).expect("1 master");
+    let urls = servers.urls();
+    servers.node_mut(0).kill().expect("kill");
+    let manager = LockManager::new(&urls, config()).expect("manager");
+    // With no retry the first-use topology read fails at once.
+    let err = manager
+        .try_acquire("late", Duration::from_secs(5))
+        .await
+        .expect_err("nothing answers yet");
+    assert!(err.is_unavailable(), "{err}");
+    let restarter = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        servers.node_mut(0).restart().expect("restart");
+        servers
+    });
+    let retry = RetryPolicy::new()
+        .max_attempts(40)
+        .base_delay(Duration::from_millis(100))
+        .max_delay(Duration::from_millis(200));
+    let lock = manager
+        .acquire_with("late", Duration::from_secs(5), &retry)
+        .await
+        .expect("retried until the node answered")
+        .expect("granted");
+    let _servers = restarter.join().expect("restarter");
+    assert!(manager.release(&lock).await.expect("release"));
+}
