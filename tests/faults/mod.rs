@@ -705,16 +705,20 @@ pub async fn restart_one<T: Target>(target: T, empty: bool) -> Report {
 pub async fn failover_while_held<T: Target>(target: T, rounds: usize) -> Report {
     let mut target = target;
     let urls = target.lock_urls();
-    let first = LockManager::connect(&urls, lock_config())
-        .await
-        .expect("first");
-    let second = LockManager::connect(&urls, lock_config())
-        .await
-        .expect("second");
     let held_ttl = Duration::from_secs(12);
     let mut attempts = Vec::new();
     let mut replica_had_key = 0;
     for round in 0..rounds {
+        // Fresh clients each round: they read the topology as the previous round's failover
+        // left it. (A client kept from round 0 may still map voter 0 to the old master, now a
+        // replica, until its background refresh lands; `voters_of` would then name a node
+        // that is no longer a master.)
+        let first = LockManager::connect(&urls, lock_config())
+            .await
+            .expect("first");
+        let second = LockManager::connect(&urls, lock_config())
+            .await
+            .expect("second");
         let resource = format!("faults/held-{round}");
         let requested = Instant::now();
         let lock = first
