@@ -83,7 +83,41 @@ impl fmt::Display for NodeFailure {
 
 /// A list of node failures, displayed as `a: why; b: why`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct NodeFailures(pub Vec<NodeFailure>);
+pub struct NodeFailures(pub(crate) Vec<NodeFailure>);
+
+impl NodeFailures {
+    /// The failures, one per node, in voter order.
+    pub fn iter(&self) -> std::slice::Iter<'_, NodeFailure> {
+        self.0.iter()
+    }
+
+    /// How many nodes failed.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether no node failed.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The failure of the node at `addr` (`host:port`), if it failed.
+    #[must_use]
+    pub fn get(&self, addr: &str) -> Option<&NodeFailure> {
+        self.0.iter().find(|f| f.node == addr)
+    }
+}
+
+impl<'a> IntoIterator for &'a NodeFailures {
+    type Item = &'a NodeFailure;
+    type IntoIter = std::slice::Iter<'a, NodeFailure>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
 
 impl fmt::Display for NodeFailures {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -50,7 +50,7 @@ impl Default for GuardOptions {
 }
 
 impl GuardOptions {
-    /// The defaults: no auto-extension, extension fraction [`DEFAULT_EXTEND_FRACTION`], no
+    /// The defaults: no auto-extension, extension fraction 1/3, no
     /// maximum hold time, a single acquire attempt ([`RetryPolicy::once`]).
     pub fn new() -> Self {
         GuardOptions {
@@ -73,7 +73,7 @@ impl GuardOptions {
     /// When the watchdog extends, as a fraction of the TTL after the acquisition (or the last
     /// extension) started; in `(0, 1)`. Smaller means more traffic but more room for a slow
     /// or failed extension before the validity runs out. Defaults to
-    /// [`DEFAULT_EXTEND_FRACTION`] (1/3).
+    /// 1/3.
     #[must_use]
     pub fn extend_fraction(mut self, fraction: f64) -> Self {
         self.extend_fraction = fraction;

@@ -46,9 +46,9 @@ pub fn crc16(data: &[u8]) -> u16 {
 /// The cluster hash slot of a key, honouring `{hash tags}` exactly as `CLUSTER KEYSLOT` does.
 ///
 /// ```
-/// assert_eq!(redlock_cluster::key_slot(b"foo"), 12182);
-/// assert_eq!(redlock_cluster::key_slot(b"{user1000}.following"),
-///            redlock_cluster::key_slot(b"user1000"));
+/// assert_eq!(redlock_cluster::cluster::key_slot(b"foo"), 12182);
+/// assert_eq!(redlock_cluster::cluster::key_slot(b"{user1000}.following"),
+///            redlock_cluster::cluster::key_slot(b"user1000"));
 /// ```
 pub fn key_slot(key: &[u8]) -> u16 {
     let hashed = match key.iter().position(|&b| b == b'{') {

@@ -18,10 +18,20 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Where to start
+//! - [`RedisDistributedLock`]: one resource, the seed's API (`acquire`, `release`, `extend`,
+//!   `is_locked`, `get_lock_info`), for a single owner.
+//! - [`LockManager`]: many locks over shared connections; [`Lock`] values that only their
+//!   owner can extend or release, and [`LockGuard`] that releases on drop.
+//! - [`LockConfig`]: timeouts, drift, retries ([`RetryPolicy`]), mode ([`Mode`]).
+//! - [`LockError`]: what went wrong and on which node ([`NodeError`], [`NodeFailures`]).
+//! - [`cluster`]: for operators: where each voter's key lives (slot math, key derivation).
+//!
 //! # Layout
-//! - [`config`](LockConfig): timing allowances, retries, key naming, mode.
+//! - `config`: [`LockConfig`], timing allowances, retries, key naming, mode.
 //! - `topology`: who votes (cluster masters or independent masters) and which key each stores.
-//! - `keys`: the cluster key scheme (CRC16 slots, one slot band per voter).
+//! - `keys`: the cluster key scheme (CRC16 slots, one slot band per voter), public as
+//!   [`cluster`].
 //! - `scripts`: the Lua scripts each node runs; `node`: one voter's connection.
 //! - `quorum`: how a round is decided (quorum, drift, validity), pure and property-tested.
 //! - `engine`: [`LockManager`], which runs the rounds in parallel under deadlines.
@@ -32,9 +42,14 @@
 //!   [`LockManager`].
 //! - `retry`: [`RetryPolicy`], exponential backoff with full jitter.
 //! - `error`: [`LockError`] and the per-node [`NodeError`].
-//! - `harness` (feature `harness`, on by default): real `redis-server` processes for tests,
-//!   examples, benchmarks and the demo binary.
+//! - `sim` (tests only): the engine over simulated in-memory nodes, for model-based property
+//!   tests.
+//!
+//! The workspace around this crate holds what is not the library: `harness/` (real
+//! `redis-server` processes, clusters and Docker containers for tests), `demo/` (the three
+//! demos, `cargo run --release`) and `bench/` (benchmarks).
 #![deny(missing_docs, missing_debug_implementations)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod config;
 mod distributed_lock;
@@ -51,18 +66,28 @@ mod scripts;
 mod sim;
 mod topology;
 
-#[cfg(feature = "harness")]
-pub mod harness;
-
-pub use config::{LockConfig, MAX_TTL, Mode};
-pub use distributed_lock::{MAX_BACKOFF_FACTOR, RedisDistributedLock};
-pub use engine::{LockManager, MAX_RESOURCE_LEN, REFRESH_INTERVAL};
-pub use error::{LockError, NodeError, NodeFailure, NodeFailures};
-pub use guard::{DEFAULT_EXTEND_FRACTION, GuardOptions, LockGuard, LostReason};
-pub use keys::{
-    MAX_CLUSTER_VOTERS, SLOT_COUNT, cluster_voter_keys, crc16, even_slot_ranges, key_slot,
-    slot_band,
-};
+// The lock types a user holds and the handles that make them.
+pub use distributed_lock::RedisDistributedLock;
+pub use engine::LockManager;
+pub use guard::{GuardOptions, LockGuard, LostReason};
 pub use lock::{Lock, LockInfo, LockToken, NodeLockState};
-pub use quorum::{DRIFT_FIXED, drift, quorum, validity};
+
+// Configuration and its limits.
+pub use config::{LockConfig, MAX_TTL, Mode};
+pub use engine::MAX_RESOURCE_LEN;
 pub use retry::RetryPolicy;
+
+// Errors.
+pub use error::{LockError, NodeError, NodeFailure, NodeFailures};
+
+/// For cluster operators: which slot, and so which master, holds each voter's key.
+///
+/// In cluster mode voter `i` of `V` stores its key in a hash slot of band `i`, so that under
+/// `redis-cli --cluster create`'s even split the `V` keys of a resource live on `V` different
+/// masters. These functions let an operator check where a resource's keys are, or lay out
+/// slots to match.
+pub mod cluster {
+    pub use crate::keys::{
+        MAX_CLUSTER_VOTERS, SLOT_COUNT, cluster_voter_keys, even_slot_ranges, key_slot, slot_band,
+    };
+}

@@ -3,8 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use redlock_cluster::harness::{Cluster, ClusterOptions, Standalone};
-use redlock_cluster::{LockConfig, LockError, LockManager, Mode, RetryPolicy, key_slot};
+use redlock_cluster::cluster::key_slot;
+use redlock_cluster::{LockConfig, LockError, LockManager, Mode, RetryPolicy};
+use redlock_harness::{Cluster, ClusterOptions, Standalone};
 
 /// Generous per-node timeout: these tests check decisions, not speed, on a loaded machine.
 fn config() -> LockConfig {

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use redlock_cluster::harness::{Cluster, ClusterOptions, Standalone};
 use redlock_cluster::{LockConfig, LockError, LockManager, MAX_TTL, Mode, RedisDistributedLock};
+use redlock_harness::{Cluster, ClusterOptions, Standalone};
 use tokio::time::Instant;
 
 /// Generous per-node timeout: these tests check decisions, not speed, on a loaded machine.

@@ -4,8 +4,9 @@
 //!
 //! Needs Docker and the image of `REDIS_IMAGE` (default `redlock-redis:local`, built from the
 //! host's redis binaries by docker/build-image.sh when missing). The tests take turns (they all
-//! use ports 7000-7005): see `harness::DockerCluster`. Without a working Docker they fail, unless
-//! `REDLOCK_SKIP_DOCKER=1` is set, which skips them. Run with
+//! use ports 7000-7005): see `harness::DockerCluster`. Without a working Docker each test skips
+//! with one line on stderr saying why and how to run it; with `REDLOCK_REQUIRE_DOCKER=1` (CI)
+//! a missing Docker fails them instead. Run with
 //! `cargo test --test faults_docker -- --nocapture` to see each scenario's results line.
 
 mod faults;
@@ -13,10 +14,8 @@ mod faults;
 use std::time::Duration;
 
 use faults::{FAILOVER_TIMEOUT, TTL, Target};
-use redlock_cluster::harness::DockerCluster;
+use redlock_harness::{DockerCluster, docker_gate};
 
-/// The environment variable that skips this suite.
-const SKIP_ENV: &str = "REDLOCK_SKIP_DOCKER";
 /// The override that makes failover fast (1000 ms node timeout, validity factor 0).
 const FAST_FAILOVER: &[&str] = &["docker/compose.faults.yml"];
 /// No override: docker-compose.yml as users run it (5000 ms node timeout), so that a pause of
@@ -89,10 +88,11 @@ impl Target for Docker {
 }
 
 /// The docker cluster with `overrides`, or `None` (after saying so) when the suite is skipped.
-fn docker(overrides: &[&str]) -> Option<Docker> {
-    if std::env::var(SKIP_ENV).is_ok_and(|v| v == "1") {
-        eprintln!("skipped: {SKIP_ENV}=1 is set");
-        return None;
+fn docker(test: &str, overrides: &[&str]) -> Option<Docker> {
+    match docker_gate(test) {
+        Ok(true) => {}
+        Ok(false) => return None,
+        Err(e) => panic!("{e}"),
     }
     match DockerCluster::start(env!("CARGO_MANIFEST_DIR"), overrides) {
         Ok(cluster) => {
@@ -105,35 +105,35 @@ fn docker(overrides: &[&str]) -> Option<Docker> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_one_and_fail_over() {
-    if let Some(target) = docker(FAST_FAILOVER) {
+    if let Some(target) = docker("kill_one_and_fail_over", FAST_FAILOVER) {
         faults::kill_one(target).await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_two_then_restart() {
-    if let Some(target) = docker(FAST_FAILOVER) {
+    if let Some(target) = docker("kill_two_then_restart", FAST_FAILOVER) {
         faults::kill_two(target).await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pause_one() {
-    if let Some(target) = docker(AS_SHIPPED) {
+    if let Some(target) = docker("pause_one", AS_SHIPPED) {
         faults::pause_one(target, Duration::from_secs(1)).await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pause_one_longer_than_ttl() {
-    if let Some(target) = docker(AS_SHIPPED) {
+    if let Some(target) = docker("pause_one_longer_than_ttl", AS_SHIPPED) {
         faults::pause_one(target, TTL + Duration::from_secs(1)).await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_one_from_aof() {
-    if let Some(target) = docker(FAST_FAILOVER) {
+    if let Some(target) = docker("restart_one_from_aof", FAST_FAILOVER) {
         faults::restart_one(target, false).await;
     }
 }
@@ -142,21 +142,21 @@ async fn restart_one_from_aof() {
 /// so the master is not failed over while down and comes back empty, owning its slots.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delayed_restart_one_empty() {
-    if let Some(target) = docker(AS_SHIPPED) {
+    if let Some(target) = docker("delayed_restart_one_empty", AS_SHIPPED) {
         faults::restart_one(target, true).await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fail_over_while_held() {
-    if let Some(target) = docker(FAST_FAILOVER) {
+    if let Some(target) = docker("fail_over_while_held", FAST_FAILOVER) {
         faults::failover_while_held(target, 2).await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn script_flush_and_restart_all() {
-    if let Some(target) = docker(FAST_FAILOVER) {
+    if let Some(target) = docker("script_flush_and_restart_all", FAST_FAILOVER) {
         faults::flush_and_restart_all(target).await;
     }
 }
@@ -165,11 +165,15 @@ async fn script_flush_and_restart_all() {
 /// AOF is replayed) and is gone after `restart_empty`.
 #[test]
 fn restart_keeps_the_aof_and_restart_empty_loses_it() {
-    let Some(Docker(cluster)) = docker(AS_SHIPPED) else {
+    let Some(Docker(cluster)) = docker(
+        "restart_keeps_the_aof_and_restart_empty_loses_it",
+        AS_SHIPPED,
+    ) else {
         return;
     };
     // A key in the first third of the slots, which redis-cli gives to 7000.
-    let key = redlock_cluster::cluster_voter_keys("wipe-probe:", b"k", 3).expect("key")[0].clone();
+    let key = redlock_cluster::cluster::cluster_voter_keys("wipe-probe:", b"k", 3).expect("key")[0]
+        .clone();
     let get = |key: &[u8]| -> Option<String> {
         let client = redis::Client::open("redis://127.0.0.1:7000").expect("client");
         let mut con = client

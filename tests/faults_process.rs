@@ -7,23 +7,23 @@ mod faults;
 use std::time::Duration;
 
 use faults::{FAILOVER_TIMEOUT, TTL, Target};
-use redlock_cluster::harness::{Cluster, ClusterOptions, RedisNode, Standalone};
+use redlock_harness::{Cluster, ClusterOptions, RedisServer, Standalone};
 
-/// The harness's deployments, hurt through their `RedisNode`s.
+/// The harness's deployments, hurt through their `RedisServer`s.
 enum Process {
     Masters(Standalone),
     Cluster(Cluster),
 }
 
 impl Process {
-    fn nodes(&self) -> &[RedisNode] {
+    fn nodes(&self) -> &[RedisServer] {
         match self {
             Process::Masters(masters) => masters.nodes(),
             Process::Cluster(cluster) => cluster.nodes(),
         }
     }
 
-    fn node_mut(&mut self, node: usize) -> &mut RedisNode {
+    fn node_mut(&mut self, node: usize) -> &mut RedisServer {
         match self {
             Process::Masters(masters) => masters.node_mut(node),
             Process::Cluster(cluster) => cluster.node_mut(node),
@@ -39,7 +39,7 @@ impl Target for Process {
         }
     }
     fn lock_urls(&self) -> Vec<String> {
-        self.nodes().iter().map(RedisNode::url).collect()
+        self.nodes().iter().map(RedisServer::url).collect()
     }
     fn is_cluster(&self) -> bool {
         matches!(self, Process::Cluster(_))

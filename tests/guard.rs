@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use redlock_cluster::harness::Standalone;
 use redlock_cluster::{
     GuardOptions, LockConfig, LockManager, LostReason, RedisDistributedLock, RetryPolicy,
 };
+use redlock_harness::Standalone;
 use tokio::time::{Instant, sleep, timeout};
 
 fn manager(urls: &[String]) -> LockManager {

@@ -8,14 +8,14 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use redis::Value;
-use redlock_cluster::harness::{
-    Cluster, ClusterOptions, HarnessError, RedisNode, SLOTS, Standalone, even_slot_ranges,
+use redlock_harness::{
+    Cluster, ClusterOptions, HarnessError, RedisServer, SLOTS, Standalone, even_slot_ranges,
     find_redis_server,
 };
 
 const FAILOVER_TIMEOUT: Duration = Duration::from_secs(30);
 
-fn query<T: redis::FromRedisValue>(node: &RedisNode, cmd: &redis::Cmd) -> T {
+fn query<T: redis::FromRedisValue>(node: &RedisServer, cmd: &redis::Cmd) -> T {
     let mut con = node.connection().unwrap();
     cmd.query(&mut con).unwrap()
 }
@@ -27,7 +27,7 @@ fn info_field(info: &str, field: &str) -> Option<String> {
 }
 
 /// `(first, last, master port)` for every range in `CLUSTER SLOTS`, sorted.
-fn cluster_slots(node: &RedisNode) -> Vec<(u16, u16, u16)> {
+fn cluster_slots(node: &RedisServer) -> Vec<(u16, u16, u16)> {
     let entries: Vec<Vec<Value>> = query(node, redis::cmd("CLUSTER").arg("SLOTS"));
     let mut ranges: Vec<(u16, u16, u16)> = entries
         .iter()
@@ -187,7 +187,7 @@ fn parallel_starts_get_distinct_ports_and_all_work() {
     let handles: Vec<_> = (0..4)
         .map(|i| {
             std::thread::spawn(move || {
-                let urls_and_pings = |nodes: &[RedisNode]| -> Vec<(String, String)> {
+                let urls_and_pings = |nodes: &[RedisServer]| -> Vec<(String, String)> {
                     nodes
                         .iter()
                         .map(|n| (n.url(), query::<String>(n, &redis::cmd("PING"))))

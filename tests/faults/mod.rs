@@ -15,8 +15,8 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use redlock_cluster::harness::Standalone;
 use redlock_cluster::{LockConfig, LockError, LockManager, RetryPolicy};
+use redlock_harness::Standalone;
 
 /// Per-node timeout of the lock clients: generous, so a loaded CI machine is not a fault.
 pub const NODE_TIMEOUT: Duration = Duration::from_millis(250);

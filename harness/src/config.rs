@@ -29,7 +29,7 @@ pub(crate) struct ClusterTimings {
 impl NodeConfig {
     /// The config file text for a node on `port` keeping its files in `dir`.
     pub(crate) fn render(&self, port: u16, dir: &Path) -> String {
-        let mut conf = String::from("# Written by redlock_cluster::harness on every start.\n");
+        let mut conf = String::from("# Written by redlock_harness on every start.\n");
         let mut line = |key: &str, value: &str| {
             // Writing to a String cannot fail.
             let _ = writeln!(conf, "{key} {value}");
@@ -75,7 +75,7 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
-    use crate::harness::ClusterOptions;
+    use crate::ClusterOptions;
 
     fn directives(text: &str) -> HashMap<String, String> {
         text.lines()

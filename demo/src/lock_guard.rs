@@ -3,7 +3,7 @@
 //! lost-lock signal when a quorum of masters dies.
 //!
 //! ```sh
-//! cargo run --release --example lock_guard
+//! cargo run --release -- lock_guard
 //! ```
 //!
 //! The last part kills two of the three masters, so it only runs on a throwaway cluster the
@@ -11,20 +11,14 @@
 
 use std::time::Duration;
 
-use redlock_cluster::harness::Cluster;
 use redlock_cluster::{GuardOptions, LockConfig, LockManager, LostReason};
+use redlock_harness::Cluster;
 use tokio::time::{Instant, sleep};
 
-mod common;
-use common::{DemoResult, Summary, say, secs};
+use crate::common::{DemoResult, Summary, say, secs};
 
 /// Short, so that "more than three TTLs" takes under two seconds.
 const TTL: Duration = Duration::from_millis(500);
-
-#[allow(dead_code)] // the demo binary includes this file and calls `run` only
-fn main() -> std::process::ExitCode {
-    common::main_of(run)
-}
 
 /// Runs the demo; kills nodes only of `throwaway`, a cluster the demo started itself.
 pub async fn run(seed_urls: &[String], throwaway: Option<&mut Cluster>) -> DemoResult {

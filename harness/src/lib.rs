@@ -6,7 +6,7 @@
 //! a deadline. Servers bind 127.0.0.1 only.
 //!
 //! # Layout
-//! - [`RedisNode`] (`node.rs`): one server process: start, kill, pause, resume, restart.
+//! - [`RedisServer`] (`node.rs`): one server process: start, kill, pause, resume, restart.
 //! - [`Standalone`] (`standalone.rs`): N independent masters for classic Redlock.
 //! - [`Cluster`] and [`ClusterOptions`] (`cluster.rs`): a cluster formed by hand so its
 //!   layout is known, plus failover helpers; `topology.rs` reads `CLUSTER NODES`.
@@ -25,10 +25,10 @@
 //!
 //! # Example
 //! ```no_run
-//! use redlock_cluster::harness::{Cluster, ClusterOptions};
+//! use redlock_harness::{Cluster, ClusterOptions};
 //! use std::time::Duration;
 //!
-//! # fn main() -> Result<(), redlock_cluster::harness::HarnessError> {
+//! # fn main() -> Result<(), redlock_harness::HarnessError> {
 //! let mut cluster = Cluster::start(ClusterOptions::fast_failover())?;
 //! let masters = cluster.master_indices()?;
 //! let new_master = cluster.kill_and_fail_over(masters[0], Duration::from_secs(20))?;
@@ -55,10 +55,11 @@ pub use binary::{REDIS_SERVER_BIN_ENV, find_redis_server, redis_server_path};
 pub use cluster::{Cluster, ClusterOptions, FORM_TIMEOUT};
 pub use demo::{DEMO_PORTS, DemoCluster, demo_cluster};
 pub use docker::{
-    DOCKER_PROJECT, DockerCluster, LOCAL_IMAGE, REDIS_IMAGE_ENV, docker_available, docker_lock_path,
+    DOCKER_PROJECT, DockerCluster, LOCAL_IMAGE, REDIS_IMAGE_ENV, REQUIRE_DOCKER_ENV,
+    SKIP_DOCKER_ENV, docker_available, docker_gate, docker_lock_path,
 };
 pub use error::HarnessError;
-pub use node::{IO_TIMEOUT, RedisNode, START_TIMEOUT};
+pub use node::{IO_TIMEOUT, RedisServer, START_TIMEOUT};
 pub use ports::{BUS_PORT_OFFSET, FIRST_PORT, LAST_PORT};
 pub use standalone::Standalone;
 pub use topology::{SLOTS, even_slot_ranges};

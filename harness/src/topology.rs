@@ -2,7 +2,7 @@
 
 use std::ops::RangeInclusive;
 
-pub use crate::keys::{SLOT_COUNT as SLOTS, even_slot_ranges};
+pub use redlock_cluster::cluster::{SLOT_COUNT as SLOTS, even_slot_ranges};
 
 /// One line of `CLUSTER NODES`.
 #[derive(Debug, Clone, PartialEq, Eq)]

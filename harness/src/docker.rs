@@ -10,6 +10,7 @@
 
 use std::collections::BTreeSet;
 use std::fs::{File, OpenOptions, TryLockError};
+use std::io::Write as _;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -84,6 +85,46 @@ pub fn docker_available() -> Result<(), HarnessError> {
             ),
         }),
     }
+}
+
+/// Set to `1` (CI does) to make a missing or unusable Docker fail the Docker tests instead of
+/// skipping them.
+pub const REQUIRE_DOCKER_ENV: &str = "REDLOCK_REQUIRE_DOCKER";
+
+/// Set to `1` to skip the Docker tests even where Docker works (ignored under
+/// [`REQUIRE_DOCKER_ENV`]).
+pub const SKIP_DOCKER_ENV: &str = "REDLOCK_SKIP_DOCKER";
+
+/// Whether the Docker test `test` should run.
+///
+/// `Ok(true)`: Docker answers, run it. `Ok(false)`: Docker is missing (or
+/// [`SKIP_DOCKER_ENV`] is `1`); one line saying so, why, and how to run the test has been
+/// written to stderr, outside the test harness's output capture so that a plain `cargo test`
+/// shows it.
+///
+/// # Errors
+/// [`HarnessError::DockerUnavailable`] when [`REQUIRE_DOCKER_ENV`] is `1` and Docker is not
+/// usable: CI must never skip these tests.
+pub fn docker_gate(test: &str) -> Result<bool, HarnessError> {
+    let flag = |name: &str| std::env::var(name).is_ok_and(|v| v == "1");
+    let required = flag(REQUIRE_DOCKER_ENV);
+    let why = if !required && flag(SKIP_DOCKER_ENV) {
+        format!("{SKIP_DOCKER_ENV}=1 is set: unset it")
+    } else {
+        match docker_available() {
+            Ok(()) => return Ok(true),
+            Err(error) if required => return Err(error),
+            Err(HarnessError::DockerUnavailable { detail }) => detail,
+            Err(error) => error.to_string(),
+        }
+    };
+    // Written straight to the process's stderr: libtest captures only the print macros.
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED Docker test {test}: {why}; then run `cargo test` again \
+         ({REQUIRE_DOCKER_ENV}=1 turns this skip into a failure)"
+    );
+    Ok(false)
 }
 
 /// The running docker-compose cluster; `down -v` on drop.

@@ -6,7 +6,7 @@
 //! processes would be. Run it with:
 //!
 //! ```sh
-//! cargo run --release --example lock_contention
+//! cargo run --release -- lock_contention
 //! ```
 //!
 //! It uses the cluster on 127.0.0.1:7000-7005 when one answers (`docker-compose up -d`),
@@ -16,20 +16,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use redlock_cluster::RedisDistributedLock;
-use redlock_cluster::harness::Cluster;
+use redlock_harness::Cluster;
 
-mod common;
-use common::{DemoResult, Summary, say, secs};
+use crate::common::{DemoResult, Summary, say, secs};
 
 const CLIENTS: usize = 5;
 const ROUNDS: usize = 3;
 const HOLD: Duration = Duration::from_millis(80);
 const TTL: Duration = Duration::from_secs(2);
-
-#[allow(dead_code)] // the demo binary includes this file and calls `run` only
-fn main() -> std::process::ExitCode {
-    common::main_of(run)
-}
 
 /// Runs the demo on the cluster reached through `seed_urls`.
 pub async fn run(seed_urls: &[String], _throwaway: Option<&mut Cluster>) -> DemoResult {

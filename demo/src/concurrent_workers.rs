@@ -7,28 +7,22 @@
 //! runs of every task and checks each ran exactly once.
 //!
 //! ```sh
-//! cargo run --release --example concurrent_workers
+//! cargo run --release -- concurrent_workers
 //! ```
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
-use redlock_cluster::harness::Cluster;
 use redlock_cluster::{GuardOptions, LockConfig, LockManager};
+use redlock_harness::Cluster;
 
-mod common;
-use common::{DemoResult, Summary, say};
+use crate::common::{DemoResult, Summary, say};
 
 const WORKERS: usize = 4;
 const TASKS: usize = 12;
 const WORK: Duration = Duration::from_millis(40);
 const TTL: Duration = Duration::from_secs(5);
-
-#[allow(dead_code)] // the demo binary includes this file and calls `run` only
-fn main() -> std::process::ExitCode {
-    common::main_of(run)
-}
 
 /// The shared record of what ran: how often each task ran, and whether it is done.
 #[derive(Default)]

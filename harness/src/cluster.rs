@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use super::HarnessError;
 use super::config::{ClusterTimings, NodeConfig};
-use super::node::{IO_TIMEOUT, RedisNode, info_field, query_port};
+use super::node::{IO_TIMEOUT, RedisServer, info_field, query_port};
 use super::topology::{
     NodeEntry, SLOTS, even_slot_ranges, healthy_replicas, parse_cluster_nodes, serving_masters,
     settled_signature,
@@ -118,7 +118,7 @@ impl ClusterOptions {
 /// [`replica_of`](Self::replica_of), which query the cluster itself.
 #[derive(Debug)]
 pub struct Cluster {
-    nodes: Vec<RedisNode>,
+    nodes: Vec<RedisServer>,
 }
 
 impl Cluster {
@@ -131,7 +131,7 @@ impl Cluster {
         opts.validate()?;
         let config = opts.node_config();
         let nodes = (0..opts.node_count())
-            .map(|_| RedisNode::start_on_free_port(&config))
+            .map(|_| RedisServer::start_on_free_port(&config))
             .collect::<Result<_, _>>()?;
         Self::form(nodes, &opts)
     }
@@ -159,13 +159,13 @@ impl Cluster {
         let config = opts.node_config();
         let nodes = ports
             .iter()
-            .map(|&port| RedisNode::start_on_port(port, &config))
+            .map(|&port| RedisServer::start_on_port(port, &config))
             .collect::<Result<_, _>>()?;
         Self::form(nodes, &opts)
     }
 
     /// Assigns slots, introduces the nodes, attaches the replicas and waits until healthy.
-    fn form(nodes: Vec<RedisNode>, opts: &ClusterOptions) -> Result<Self, HarnessError> {
+    fn form(nodes: Vec<RedisServer>, opts: &ClusterOptions) -> Result<Self, HarnessError> {
         let start = Instant::now();
         let cluster = Self { nodes };
         let masters = opts.masters;
@@ -220,12 +220,12 @@ impl Cluster {
     /// The URLs of all nodes, in node order.
     #[must_use]
     pub fn urls(&self) -> Vec<String> {
-        self.nodes.iter().map(RedisNode::url).collect()
+        self.nodes.iter().map(RedisServer::url).collect()
     }
 
     /// The nodes, in node order.
     #[must_use]
-    pub fn nodes(&self) -> &[RedisNode] {
+    pub fn nodes(&self) -> &[RedisServer] {
         &self.nodes
     }
 
@@ -233,7 +233,7 @@ impl Cluster {
     ///
     /// # Panics
     /// If `i` is out of range, like slice indexing.
-    pub fn node_mut(&mut self, i: usize) -> &mut RedisNode {
+    pub fn node_mut(&mut self, i: usize) -> &mut RedisServer {
         &mut self.nodes[i]
     }
 
@@ -301,12 +301,12 @@ impl Cluster {
     }
 
     fn health(&self) -> Result<Check<()>, HarnessError> {
-        cluster_health(self.live_nodes().map(RedisNode::port))
+        cluster_health(self.live_nodes().map(RedisServer::port))
     }
 
     /// Kills the master at `master_index` with SIGKILL and waits until its replica reports
     /// `role:master` and `cluster_state:ok`, then until the whole cluster is healthy again.
-    /// Returns the new master's index. The killed node stays down: [`RedisNode::restart`]
+    /// Returns the new master's index. The killed node stays down: [`RedisServer::restart`]
     /// brings it back as a replica of the new master.
     ///
     /// # Errors
@@ -380,7 +380,7 @@ impl Cluster {
     }
 
     /// Running nodes that can answer (not paused).
-    fn live_nodes(&self) -> impl Iterator<Item = &RedisNode> {
+    fn live_nodes(&self) -> impl Iterator<Item = &RedisServer> {
         self.nodes
             .iter()
             .filter(|n| n.is_running() && !n.is_paused())
@@ -411,7 +411,7 @@ impl Cluster {
     }
 
     fn port_of(&self, index: usize) -> Result<u16, HarnessError> {
-        self.nodes.get(index).map(RedisNode::port).ok_or_else(|| {
+        self.nodes.get(index).map(RedisServer::port).ok_or_else(|| {
             topology(format!(
                 "no node {index}: the cluster has {}",
                 self.nodes.len()

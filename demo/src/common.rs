@@ -1,15 +1,12 @@
 //! What the demos share: the cluster they run on, the runtime, elapsed-time stamps and the
-//! closing `SUMMARY` line. Used by every example and by the demo binary (`src/main.rs`).
-// Each demo compiles its own copy and uses only some of the helpers.
-#![allow(dead_code)]
+//! closing `SUMMARY` line. Used by every demo and by `main.rs`.
 
 use std::error::Error;
 use std::fmt;
-use std::process::ExitCode;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use redlock_cluster::harness::{Cluster, ClusterOptions, DemoCluster, HarnessError, demo_cluster};
+use redlock_harness::{Cluster, ClusterOptions, DemoCluster, HarnessError, demo_cluster};
 
 /// Set to `1` to always start a throwaway cluster, even when one answers on 7000-7005 (CI uses
 /// it so that it never depends on, nor touches, a developer's cluster).
@@ -62,28 +59,6 @@ pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
-/// Runs one demo as a program: get a cluster, run, print the summary; failure exits non-zero.
-pub fn main_of<F>(run: F) -> ExitCode
-where
-    F: for<'a> AsyncFnOnce(&'a [String], Option<&'a mut Cluster>) -> DemoResult,
-{
-    let outcome = (|| -> DemoResult {
-        let mut demo = cluster()?;
-        let (urls, throwaway) = parts(&mut demo);
-        runtime()?.block_on(run(&urls, throwaway))
-    })();
-    match outcome {
-        Ok(summary) => {
-            println!("{summary}");
-            summary.exit_code()
-        }
-        Err(error) => {
-            eprintln!("error: {error}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
 /// Time since the demo started (the first stamp), as `[  1.234s]`.
 pub fn stamp() -> String {
     static START: OnceLock<Instant> = OnceLock::new();
@@ -132,20 +107,6 @@ impl Summary {
             self.ok = false;
         }
         self
-    }
-
-    /// Whether every check held.
-    pub fn is_ok(&self) -> bool {
-        self.ok
-    }
-
-    /// Success or failure, for a process exit status.
-    pub fn exit_code(&self) -> ExitCode {
-        if self.ok {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::FAILURE
-        }
     }
 }
 

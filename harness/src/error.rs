@@ -130,8 +130,8 @@ pub enum HarnessError {
 
     /// Docker is not installed or its daemon does not answer.
     #[error(
-        "Docker is needed for this test and is not usable: {detail}. Set REDLOCK_SKIP_DOCKER=1 \
-         to skip the Docker tests instead"
+        "Docker is needed for this test and is not usable: {detail}. Without \
+         REDLOCK_REQUIRE_DOCKER=1 the Docker tests skip instead"
     )]
     DockerUnavailable {
         /// What is missing and how to get it.

@@ -16,7 +16,7 @@ use super::workdir::WorkDir;
 
 /// How long a start or restart may take until the node answers PING and has loaded its data.
 pub const START_TIMEOUT: Duration = Duration::from_secs(10);
-/// Connect, read and write timeout of [`RedisNode::connection`].
+/// Connect, read and write timeout of [`RedisServer::connection`].
 pub const IO_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often a start is retried on a fresh port when the chosen one turns out to be taken.
 const START_ATTEMPTS: usize = 5;
@@ -28,7 +28,7 @@ const START_ATTEMPTS: usize = 5;
 /// and removes the directory; see the [module docs](super) for what happens when the test
 /// process itself dies.
 #[derive(Debug)]
-pub struct RedisNode {
+pub struct RedisServer {
     config: NodeConfig,
     server: Mutex<Option<Child>>,
     paused: AtomicBool,
@@ -37,7 +37,7 @@ pub struct RedisNode {
     claim: PortClaim,
 }
 
-impl RedisNode {
+impl RedisServer {
     /// Starts a node on a free port of the harness range, retrying on another port when the
     /// server reports "Address already in use" (another program took the port meanwhile).
     pub(crate) fn start_on_free_port(config: &NodeConfig) -> Result<Self, HarnessError> {
@@ -289,7 +289,7 @@ impl RedisNode {
     }
 }
 
-impl Drop for RedisNode {
+impl Drop for RedisServer {
     fn drop(&mut self) {
         if self.is_paused() {
             let _ = self.resume();

@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use redis::aio::MultiplexedConnection;
-use redlock_cluster::harness::{Cluster, ClusterOptions, Standalone};
 use redlock_cluster::{LockConfig, LockManager, RetryPolicy};
+use redlock_harness::{Cluster, ClusterOptions, Standalone};
 
 const BATCHES: usize = 20;
 const PER_BATCH: usize = 100;

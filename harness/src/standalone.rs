@@ -2,13 +2,13 @@
 
 use super::HarnessError;
 use super::config::NodeConfig;
-use super::node::RedisNode;
+use super::node::RedisServer;
 
 /// `n` independent masters on free ports, each with `appendonly yes` and `appendfsync always`
-/// so that [`RedisNode::restart`] keeps every acknowledged write.
+/// so that [`RedisServer::restart`] keeps every acknowledged write.
 #[derive(Debug)]
 pub struct Standalone {
-    nodes: Vec<RedisNode>,
+    nodes: Vec<RedisServer>,
 }
 
 impl Standalone {
@@ -23,7 +23,7 @@ impl Standalone {
             cluster: None,
         };
         let nodes = (0..n)
-            .map(|_| RedisNode::start_on_free_port(&config))
+            .map(|_| RedisServer::start_on_free_port(&config))
             .collect::<Result<_, _>>()?;
         Ok(Self { nodes })
     }
@@ -31,12 +31,12 @@ impl Standalone {
     /// The nodes' URLs, in node order.
     #[must_use]
     pub fn urls(&self) -> Vec<String> {
-        self.nodes.iter().map(RedisNode::url).collect()
+        self.nodes.iter().map(RedisServer::url).collect()
     }
 
     /// The nodes.
     #[must_use]
-    pub fn nodes(&self) -> &[RedisNode] {
+    pub fn nodes(&self) -> &[RedisServer] {
         &self.nodes
     }
 
@@ -44,7 +44,7 @@ impl Standalone {
     ///
     /// # Panics
     /// If `i` is out of range, like slice indexing.
-    pub fn node_mut(&mut self, i: usize) -> &mut RedisNode {
+    pub fn node_mut(&mut self, i: usize) -> &mut RedisServer {
         &mut self.nodes[i]
     }
 }

@@ -1,0 +1,1 @@
+//! Benchmarks of `redlock-cluster`; see `benches/`.
