@@ -91,7 +91,7 @@ mod tests {
         let config = ClusterOptions::default().node_config();
         for port in 7000..=7005u16 {
             let path = format!(
-                "{}/redis-conf/redis-{port}.conf",
+                "{}/../redis-conf/redis-{port}.conf",
                 env!("CARGO_MANIFEST_DIR")
             );
             let shipped = directives(&std::fs::read_to_string(&path).unwrap());
