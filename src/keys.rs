@@ -322,6 +322,18 @@ mod tests {
         assert_eq!(slot_band(2, 3), (10923, 16384));
         assert_eq!(slot_band(0, 1), (0, SLOT_COUNT));
         assert_eq!(slot_band(5, 64), (5 * 256, 6 * 256));
+        // The narrowest windows, which MAX_TAG_TRIES and docs/design.md rely on.
+        let narrowest = |voters: usize| {
+            (0..voters)
+                .map(|i| slot_band(i, voters))
+                .map(|(start, end)| end - start)
+                .min()
+                .unwrap()
+        };
+        assert_eq!((1..=MAX_CLUSTER_VOTERS).map(narrowest).min(), Some(8));
+        assert!((1..=45).all(|voters| narrowest(voters) >= 16));
+        assert!((1..=9).all(|voters| narrowest(voters) >= 364));
+        assert_eq!(narrowest(3), 2731);
         // Out-of-range arguments are clamped, not a panic.
         assert_eq!(slot_band(7, 3), slot_band(2, 3));
         assert_eq!(slot_band(0, 0), slot_band(0, 1));
