@@ -10,8 +10,8 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use redlock_cluster::harness::{Cluster, ClusterOptions};
 use redlock_cluster::{LockConfig, LockManager, RetryPolicy};
+use redlock_harness::{Cluster, ClusterOptions};
 
 const RESOURCES: usize = 200;
 
