@@ -17,6 +17,8 @@
 
 use std::ops::RangeInclusive;
 
+use crc::{CRC_16_XMODEM, Crc};
+
 use crate::error::LockError;
 
 /// Number of hash slots in a Redis Cluster.
@@ -28,19 +30,16 @@ pub const MAX_CLUSTER_VOTERS: usize = 64;
 
 /// CRC16/XMODEM (polynomial 0x1021, initial value 0), the checksum Redis Cluster hashes keys
 /// with.
+const XMODEM: Crc<u16> = Crc::<u16>::new(&CRC_16_XMODEM);
+
+/// The CRC16/XMODEM checksum of `data`, as Redis Cluster computes it to hash keys.
+///
+/// ```
+/// // The reference value from the Redis Cluster specification.
+/// assert_eq!(redlock_cluster::crc16(b"123456789"), 0x31C3);
+/// ```
 pub fn crc16(data: &[u8]) -> u16 {
-    let mut crc: u16 = 0;
-    for &byte in data {
-        crc ^= u16::from(byte) << 8;
-        for _ in 0..8 {
-            crc = if crc & 0x8000 != 0 {
-                (crc << 1) ^ 0x1021
-            } else {
-                crc << 1
-            };
-        }
-    }
-    crc
+    XMODEM.checksum(data)
 }
 
 /// The cluster hash slot of a key, honouring `{hash tags}` exactly as `CLUSTER KEYSLOT` does.
