@@ -41,6 +41,7 @@ mod distributed_lock;
 mod engine;
 mod error;
 mod guard;
+mod info;
 mod keys;
 mod lock;
 mod node;

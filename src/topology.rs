@@ -13,6 +13,7 @@ use redis::Value;
 
 use crate::config::{LockConfig, Mode};
 use crate::error::{LockError, NodeError, NodeFailure, NodeFailures};
+use crate::info::parse_info;
 use crate::keys::{cluster_voter_keys, independent_key, key_slot};
 use crate::node::{Node, RedisNode, SharedNode, UnservedSlot, addr_string};
 
@@ -226,9 +227,9 @@ pub(crate) fn parse_cluster_slots(reply: &Value) -> Result<Vec<SlotRange>, Strin
         .collect()
 }
 
-/// Parse the `cluster_enabled` field of `INFO cluster`.
+/// Whether `INFO cluster` says `cluster_enabled:1`.
 pub(crate) fn cluster_enabled(info: &str) -> bool {
-    info.lines().any(|line| line.trim() == "cluster_enabled:1")
+    parse_info(info).get("cluster_enabled") == Some(&"1")
 }
 
 /// The connections of the real nodes, kept across topology refreshes by address so that a
