@@ -11,12 +11,12 @@ use redis::IntoConnectionInfo;
 use tokio::time::Instant;
 
 use crate::config::{LockConfig, Mode};
-use crate::error::{LockError, NodeError, NodeFailure, NodeFailures};
+use crate::error::{LockError, NodeError};
 use crate::lock::{Lock, LockInfo, LockToken, NodeLockState};
 use crate::node::{AcquireReply, KeyState, SharedNode, with_deadline};
 use crate::quorum::{
-    AcquireDecision, AcquireVote, InfoDecision, collect_failures, decide_acquire, decide_info,
-    drift, quorum,
+    AcquireDecision, AcquireVote, ExtendDecision, InfoDecision, ReleaseDecision, collect_failures,
+    decide_acquire, decide_extend, decide_info, decide_release, drift, quorum, unavailable,
 };
 use crate::retry::RetryPolicy;
 use crate::topology::{NodeRegistry, Topology, Voter, discover, voters_share_master};
@@ -469,12 +469,7 @@ impl LockManager {
                 Attempt::Failed(LockError::ValidityExpired { elapsed, ttl })
             }
             AcquireDecision::Unavailable { answered, failures } => {
-                Attempt::Failed(LockError::Unavailable {
-                    answered,
-                    voters: voters.len(),
-                    quorum: quorum(voters.len()),
-                    failures,
-                })
+                Attempt::Failed(unavailable(voters.len(), answered, failures))
             }
         })
     }
@@ -572,26 +567,31 @@ impl LockManager {
         )
         .await;
         let elapsed = start.elapsed();
-        let tally = Tally::of(&voters, &results);
-        self.note_failures(mode, tally.errors());
-        tracing::debug!(
-            resource = lock.resource,
-            extended = tally.yes(),
-            ?elapsed,
-            "extend round"
-        );
-        if tally.yes() >= quorum(voters.len())
-            && crate::quorum::validity(ttl, elapsed, allowance).is_some()
-            && lock.is_valid()
-        {
-            lock.deadline = start
-                .checked_add(ttl.saturating_sub(allowance))
-                .unwrap_or(lock.deadline);
-            lock.ttl = ttl;
-            lock.granted_by = tally.yes_nodes;
-            return Ok(true);
+        let answers = named(&voters, results);
+        self.note_failures(mode, answers.iter().filter_map(|(_, r)| r.as_ref().err()));
+        match decide_extend(&answers, ttl, elapsed, allowance, lock.is_valid()) {
+            ExtendDecision::Extended { by } => {
+                tracing::debug!(
+                    resource = lock.resource,
+                    extended = by.len(),
+                    ?elapsed,
+                    "extend round"
+                );
+                lock.deadline = start
+                    .checked_add(ttl.saturating_sub(allowance))
+                    .unwrap_or(lock.deadline);
+                lock.ttl = ttl;
+                lock.granted_by = by;
+                Ok(true)
+            }
+            ExtendDecision::Refused => {
+                tracing::debug!(resource = lock.resource, ?elapsed, "extend round refused");
+                Ok(false)
+            }
+            ExtendDecision::Unavailable { answered, failures } => {
+                Err(unavailable(voters.len(), answered, failures))
+            }
         }
-        tally.into_result(voters.len()).map(|()| false)
     }
 
     /// Release a lock by quorum (compare-and-delete on every voter). A key that is already
@@ -607,17 +607,17 @@ impl LockManager {
         let (voters, mode) = self.voters(&lock.resource).await?;
         let results =
             release_on(&voters, &lock.token, self.inner.config.node_timeout_value()).await;
-        let tally = Tally::of(&voters, &results);
-        self.note_failures(mode, tally.errors());
-        tracing::debug!(
-            resource = lock.resource,
-            released = tally.yes(),
-            "release round"
-        );
-        if tally.yes() >= quorum(voters.len()) {
-            return Ok(true);
+        let answers = named(&voters, results);
+        self.note_failures(mode, answers.iter().filter_map(|(_, r)| r.as_ref().err()));
+        let decision = decide_release(&answers);
+        tracing::debug!(resource = lock.resource, ?decision, "release round");
+        match decision {
+            ReleaseDecision::Released => Ok(true),
+            ReleaseDecision::NotHeld => Ok(false),
+            ReleaseDecision::Unavailable { answered, failures } => {
+                Err(unavailable(voters.len(), answered, failures))
+            }
         }
-        tally.into_result(voters.len()).map(|()| false)
     }
 
     /// Read who holds `resource`, from every voter, decided by quorum. `token` (for example
@@ -664,16 +664,15 @@ impl LockManager {
                 InfoDecision::Locked { token, remaining } => (true, Some(token), remaining),
                 InfoDecision::Free => (false, None, None),
                 InfoDecision::Unknown => {
-                    return Err(LockError::Unavailable {
-                        answered: answers.iter().flatten().count(),
-                        voters: voters.len(),
-                        quorum: needed,
-                        failures: collect_failures(
+                    return Err(unavailable(
+                        voters.len(),
+                        answers.iter().flatten().count(),
+                        collect_failures(
                             nodes
                                 .iter()
                                 .filter_map(|n| n.error.as_ref().map(|e| (&n.node, e))),
                         ),
-                    });
+                    ));
                 }
             };
         Ok(LockInfo {
@@ -719,53 +718,11 @@ impl LockManager {
     }
 }
 
-/// The count of a yes/no round (extend, release).
-#[derive(Default)]
-struct Tally {
-    yes_nodes: Vec<String>,
-    answered: usize,
-    failures: Vec<NodeFailure>,
-}
-
-impl Tally {
-    fn of(voters: &[Voter], results: &[Result<bool, NodeError>]) -> Self {
-        let mut tally = Tally::default();
-        for (voter, result) in voters.iter().zip(results) {
-            let node = voter.node.addr().to_string();
-            match result {
-                Ok(yes) => {
-                    tally.answered += 1;
-                    if *yes {
-                        tally.yes_nodes.push(node);
-                    }
-                }
-                Err(error) => tally.failures.push(NodeFailure {
-                    node,
-                    error: error.clone(),
-                }),
-            }
-        }
-        tally
-    }
-
-    fn yes(&self) -> usize {
-        self.yes_nodes.len()
-    }
-
-    fn errors(&self) -> impl Iterator<Item = &NodeError> {
-        self.failures.iter().map(|f| &f.error)
-    }
-
-    /// `Ok(())` when a quorum answered (so a "no" is a real no), else the unavailable error.
-    fn into_result(self, voters: usize) -> Result<(), LockError> {
-        if self.answered >= quorum(voters) {
-            return Ok(());
-        }
-        Err(LockError::Unavailable {
-            answered: self.answered,
-            voters,
-            quorum: quorum(voters),
-            failures: NodeFailures(self.failures),
-        })
-    }
+/// Each voter's answer with the voter's address, in voter order.
+fn named<T>(voters: &[Voter], results: Vec<T>) -> Vec<(String, T)> {
+    voters
+        .iter()
+        .map(|v| v.node.addr().to_string())
+        .zip(results)
+        .collect()
 }

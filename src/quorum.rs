@@ -1,9 +1,9 @@
-//! How a vote is decided: quorum size, clock-drift allowance, validity, and the tally of one
-//! round. Pure functions, no I/O, so that every rule here is unit- and property-tested.
+//! How a vote is decided: quorum size, clock-drift allowance, validity, and the decision of
+//! each kind of round (acquire, extend, release, info). Pure functions, no I/O, so that every rule here is unit- and property-tested.
 
 use std::time::Duration;
 
-use crate::error::{NodeError, NodeFailure, NodeFailures};
+use crate::error::{LockError, NodeError, NodeFailure, NodeFailures};
 
 /// The fixed part of the drift allowance (Redlock adds 2 ms for the expiry precision of Redis).
 pub const DRIFT_FIXED: Duration = Duration::from_millis(2);
@@ -117,6 +117,114 @@ pub(crate) fn collect_failures<'a>(
             })
             .collect(),
     )
+}
+
+/// The error of a round that too few voters answered to decide.
+pub(crate) fn unavailable(voters: usize, answered: usize, failures: NodeFailures) -> LockError {
+    LockError::Unavailable {
+        answered,
+        voters,
+        quorum: quorum(voters),
+        failures,
+    }
+}
+
+/// The count of a yes/no round (extend, release): who said yes, how many answered, who failed.
+struct Tally {
+    yes: Vec<String>,
+    answered: usize,
+    failures: NodeFailures,
+}
+
+impl Tally {
+    fn of(answers: &[(String, Result<bool, NodeError>)]) -> Self {
+        Tally {
+            yes: answers
+                .iter()
+                .filter(|(_, answer)| *answer == Ok(true))
+                .map(|(node, _)| node.clone())
+                .collect(),
+            answered: answers.iter().filter(|(_, answer)| answer.is_ok()).count(),
+            failures: collect_failures(
+                answers
+                    .iter()
+                    .filter_map(|(node, answer)| answer.as_ref().err().map(|e| (node, e))),
+            ),
+        }
+    }
+}
+
+/// The decision of an extend round.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ExtendDecision {
+    /// A quorum extended our keys, validity is left, and the lock was still valid when the
+    /// round ended: the new deadline holds. `by` names the voters that extended.
+    Extended { by: Vec<String> },
+    /// A quorum answered but the lock cannot be counted as extended (too few held our token,
+    /// the round took too long, or the old validity ran out meanwhile). Nothing is deleted:
+    /// the old deadline still stands.
+    Refused,
+    /// Too few voters answered to decide.
+    Unavailable {
+        answered: usize,
+        failures: NodeFailures,
+    },
+}
+
+/// Decide an extend round from the voters' answers (`true`: the key held our token and was
+/// extended). `still_valid` is whether the lock's old validity was left when the round ended:
+/// an extension that lands after the lock expired may extend keys someone else now relies on
+/// never having been ours, so it does not count.
+pub(crate) fn decide_extend(
+    answers: &[(String, Result<bool, NodeError>)],
+    ttl: Duration,
+    elapsed: Duration,
+    drift: Duration,
+    still_valid: bool,
+) -> ExtendDecision {
+    let needed = quorum(answers.len());
+    let tally = Tally::of(answers);
+    if tally.yes.len() >= needed && validity(ttl, elapsed, drift).is_some() && still_valid {
+        return ExtendDecision::Extended { by: tally.yes };
+    }
+    if tally.answered >= needed {
+        return ExtendDecision::Refused;
+    }
+    ExtendDecision::Unavailable {
+        answered: tally.answered,
+        failures: tally.failures,
+    }
+}
+
+/// The decision of a release round.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ReleaseDecision {
+    /// A quorum still held our token until this round deleted it.
+    Released,
+    /// A quorum answered and too few held our token: the lock had expired or was taken over.
+    NotHeld,
+    /// Too few voters answered to tell (the keys of those that answered are deleted anyway).
+    Unavailable {
+        answered: usize,
+        failures: NodeFailures,
+    },
+}
+
+/// Decide a release round from the voters' answers (`true`: the key held our token and was
+/// deleted; a missing key is a plain `false`, not an error).
+pub(crate) fn decide_release(answers: &[(String, Result<bool, NodeError>)]) -> ReleaseDecision {
+    let needed = quorum(answers.len());
+    let tally = Tally::of(answers);
+    if tally.yes.len() >= needed {
+        ReleaseDecision::Released
+    } else if tally.answered >= needed {
+        ReleaseDecision::NotHeld
+    } else {
+        ReleaseDecision::Unavailable {
+            answered: tally.answered,
+            failures: tally.failures,
+        }
+    }
 }
 
 /// The decision of a lock-info read: who holds the resource, if a quorum agrees.
@@ -280,6 +388,76 @@ mod tests {
         );
     }
 
+    fn yes_no(answers: Vec<u8>) -> Vec<(String, Result<bool, NodeError>)> {
+        answers
+            .into_iter()
+            .enumerate()
+            .map(|(i, a)| {
+                let answer = match a {
+                    0 => Ok(true),
+                    1 => Ok(false),
+                    _ => Err(NodeError::Timeout(ms(50))),
+                };
+                (format!("n{i}"), answer)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn extend_needs_quorum_validity_and_an_unexpired_lock() {
+        let answers = yes_no(vec![0, 0, 2]);
+        assert_eq!(
+            decide_extend(&answers, ms(1000), ms(5), ms(12), true),
+            ExtendDecision::Extended {
+                by: vec!["n0".into(), "n1".into()]
+            }
+        );
+        // Too slow, or the old validity ran out during the round: refused, not unavailable.
+        assert_eq!(
+            decide_extend(&answers, ms(100), ms(99), ms(3), true),
+            ExtendDecision::Refused
+        );
+        assert_eq!(
+            decide_extend(&answers, ms(1000), ms(5), ms(12), false),
+            ExtendDecision::Refused
+        );
+        match decide_extend(&yes_no(vec![0, 2, 2]), ms(1000), ms(5), ms(12), true) {
+            ExtendDecision::Unavailable { answered, failures } => {
+                assert_eq!(answered, 1);
+                assert_eq!(failures.0.len(), 2);
+                assert_eq!(failures.0[0].node, "n1");
+            }
+            other => panic!("expected unavailable, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn release_reports_whether_a_quorum_held_it() {
+        assert_eq!(
+            decide_release(&yes_no(vec![0, 0, 1])),
+            ReleaseDecision::Released
+        );
+        assert_eq!(
+            decide_release(&yes_no(vec![0, 1, 1])),
+            ReleaseDecision::NotHeld
+        );
+        assert_eq!(
+            decide_release(&yes_no(vec![0, 1, 2, 2, 2])),
+            ReleaseDecision::Unavailable {
+                answered: 2,
+                failures: collect_failures(
+                    [
+                        ("n2".to_string(), NodeError::Timeout(ms(50))),
+                        ("n3".to_string(), NodeError::Timeout(ms(50))),
+                        ("n4".to_string(), NodeError::Timeout(ms(50))),
+                    ]
+                    .iter()
+                    .map(|(n, e)| (n, e))
+                ),
+            }
+        );
+    }
+
     proptest! {
         #[test]
         fn validity_never_positive_when_elapsed_plus_drift_reach_ttl(
@@ -330,6 +508,48 @@ mod tests {
                 let unavailable = matches!(decision, AcquireDecision::Unavailable { .. });
                 prop_assert_eq!(unavailable, answered < quorum(n));
             }
+        }
+
+        #[test]
+        fn release_is_decided_by_quorum(answers in prop::collection::vec(0u8..3, 1..9)) {
+            let n = answers.len();
+            let yes = answers.iter().filter(|a| **a == 0).count();
+            let answered = answers.iter().filter(|a| **a < 2).count();
+            match decide_release(&yes_no(answers)) {
+                ReleaseDecision::Released => prop_assert!(yes >= quorum(n)),
+                ReleaseDecision::NotHeld => {
+                    prop_assert!(yes < quorum(n) && answered >= quorum(n))
+                }
+                ReleaseDecision::Unavailable { answered: a, failures } => {
+                    prop_assert!(answered < quorum(n));
+                    prop_assert_eq!(a, answered);
+                    prop_assert_eq!(failures.0.len(), n - answered);
+                }
+            }
+        }
+
+        #[test]
+        fn extend_counts_only_with_quorum_validity_and_a_valid_lock(
+            answers in prop::collection::vec(0u8..3, 1..9),
+            elapsed_ms in 0u64..1200,
+            still_valid in any::<bool>(),
+        ) {
+            let n = answers.len();
+            let yes = answers.iter().filter(|a| **a == 0).count();
+            let answered = answers.iter().filter(|a| **a < 2).count();
+            let (ttl, elapsed) = (ms(1000), ms(elapsed_ms));
+            let d = drift(ttl, 0.01);
+            let decision = decide_extend(&yes_no(answers), ttl, elapsed, d, still_valid);
+            let extended = matches!(decision, ExtendDecision::Extended { .. });
+            prop_assert_eq!(
+                extended,
+                yes >= quorum(n) && validity(ttl, elapsed, d).is_some() && still_valid
+            );
+            if let ExtendDecision::Extended { by } = &decision {
+                prop_assert_eq!(by.len(), yes);
+            }
+            let unavailable = matches!(decision, ExtendDecision::Unavailable { .. });
+            prop_assert_eq!(unavailable, answered < quorum(n));
         }
     }
 }
