@@ -18,8 +18,9 @@ use crate::quorum::{
     AcquireDecision, AcquireVote, ExtendDecision, InfoDecision, ReleaseDecision, collect_failures,
     decide_acquire, decide_extend, decide_info, decide_release, drift, quorum, unavailable,
 };
+use crate::redis_node::RedisSeeds;
 use crate::retry::RetryPolicy;
-use crate::topology::{NodeRegistry, Topology, Voter, discover, voters_share_master};
+use crate::topology::{Seeds, Topology, Voter, discover, voters_share_master};
 
 /// The longest resource name accepted, in bytes.
 pub const MAX_RESOURCE_LEN: usize = 4096;
@@ -47,7 +48,8 @@ pub struct LockManager {
 
 struct Inner {
     config: LockConfig,
-    source: Source,
+    /// Where discovery gets its nodes.
+    seeds: Box<dyn Seeds>,
     /// The current view of the voters; `None` until first use.
     topology: tokio::sync::RwLock<Option<Arc<Topology>>>,
     /// Set when a vote was redirected (MOVED/ASK) or a cluster voter failed: re-read the
@@ -64,25 +66,9 @@ struct Inner {
 /// The least time between two topology refreshes.
 pub const REFRESH_INTERVAL: Duration = Duration::from_millis(100);
 
-enum Source {
-    Redis {
-        seeds: Vec<redis::ConnectionInfo>,
-        registry: NodeRegistry,
-    },
-    #[cfg(test)]
-    Fixed(Vec<SharedNode>),
-}
-
 impl fmt::Debug for LockManager {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let nodes: Vec<String> = match &self.inner.source {
-            Source::Redis { seeds, .. } => seeds
-                .iter()
-                .map(|s| crate::node::addr_string(s.addr()))
-                .collect(),
-            #[cfg(test)]
-            Source::Fixed(nodes) => nodes.iter().map(|n| n.addr().to_string()).collect(),
-        };
+        let nodes: Vec<&str> = self.inner.seeds.seeds().iter().map(|n| n.addr()).collect();
         f.debug_struct("LockManager")
             .field("nodes", &nodes)
             .field("config", &self.inner.config)
@@ -119,7 +105,7 @@ fn parse_urls<S: AsRef<str>>(urls: &[S]) -> Result<Vec<redis::ConnectionInfo>, L
                     "TLS (rediss://) needs the crate feature `tls`".into(),
                 ));
             }
-            let addr = crate::node::addr_string(info.addr());
+            let addr = crate::redis_node::addr_string(info.addr());
             if seen.contains(&addr) {
                 return Err(invalid(format!(
                     "{addr} is listed twice; each voter must be a different master"
@@ -214,15 +200,8 @@ impl LockManager {
     /// [`LockError::InvalidUrl`] for an empty list, a malformed or duplicate URL;
     /// [`LockError::InvalidConfig`] for a configuration value out of range.
     pub fn new<S: AsRef<str>>(urls: &[S], config: LockConfig) -> Result<Self, LockError> {
-        config.validate()?;
-        let seeds = parse_urls(urls)?;
-        Ok(Self::with_source(
-            config,
-            Source::Redis {
-                seeds,
-                registry: NodeRegistry::default(),
-            },
-        ))
+        let seeds = RedisSeeds::new(&parse_urls(urls)?, config.connect_timeout_value());
+        Self::with_seeds(config, Box::new(seeds))
     }
 
     /// Like [`LockManager::new`], then reads the topology and opens a connection to every
@@ -244,23 +223,21 @@ impl LockManager {
         Ok(manager)
     }
 
-    fn with_source(config: LockConfig, source: Source) -> Self {
-        LockManager {
+    /// A manager whose voters are discovered from `seeds`: real Redis nodes, or the in-memory
+    /// nodes of the simulation.
+    pub(crate) fn with_seeds(config: LockConfig, seeds: Box<dyn Seeds>) -> Result<Self, LockError> {
+        config.validate()?;
+        Ok(LockManager {
             inner: Arc::new(Inner {
                 config,
-                source,
+                seeds,
                 topology: tokio::sync::RwLock::new(None),
                 stale: AtomicBool::new(false),
                 warned_shared: AtomicBool::new(false),
                 refreshing: AtomicBool::new(false),
                 last_refresh: std::sync::Mutex::new(None),
             }),
-        }
-    }
-
-    #[cfg(test)]
-    pub(crate) fn with_nodes(nodes: Vec<SharedNode>, config: LockConfig) -> Self {
-        Self::with_source(config, Source::Fixed(nodes))
+        })
     }
 
     /// The configuration.
@@ -329,31 +306,15 @@ impl LockManager {
         });
     }
 
-    /// Read the topology. On a refresh the previously known masters are asked first: after a
-    /// failover the configured seed may be the dead node.
     async fn read_topology(&self, previous: Option<&Topology>) -> Result<Topology, LockError> {
-        match &self.inner.source {
-            Source::Redis { seeds, registry } => {
-                let mut candidates: Vec<redis::ConnectionInfo> = Vec::new();
-                if let (Some(Topology::Cluster { masters, .. }), Some(seed)) =
-                    (previous, seeds.first())
-                {
-                    for master in masters {
-                        if let Some((host, port)) = master.addr().rsplit_once(':')
-                            && let Ok(port) = port.parse::<u16>()
-                        {
-                            candidates.push(crate::topology::master_info(seed, host, port));
-                        }
-                    }
-                }
-                candidates.extend(seeds.iter().cloned());
-                discover(&candidates, seeds, registry, &self.inner.config).await
-            }
-            #[cfg(test)]
-            Source::Fixed(nodes) => Ok(Topology::Independent {
-                nodes: nodes.clone(),
-            }),
-        }
+        let config = &self.inner.config;
+        discover(
+            self.inner.seeds.as_ref(),
+            previous,
+            config.mode_value(),
+            config.connect_timeout_value(),
+        )
+        .await
     }
 
     async fn voters(&self, resource: &str) -> Result<(Vec<Voter>, Mode), LockError> {

@@ -36,6 +36,7 @@
 //!   examples, benchmarks and the demo binary.
 #![deny(missing_docs, missing_debug_implementations)]
 
+mod cluster_replies;
 mod config;
 mod distributed_lock;
 mod engine;
@@ -46,6 +47,7 @@ mod keys;
 mod lock;
 mod node;
 mod quorum;
+mod redis_node;
 mod retry;
 mod scripts;
 #[cfg(test)]
