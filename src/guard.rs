@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::engine::LockManager;
+use crate::manager::LockManager;
 use crate::error::LockError;
 use crate::lock::{Lock, LockToken};
 use crate::retry::RetryPolicy;

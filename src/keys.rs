@@ -144,11 +144,17 @@ pub fn cluster_voter_keys(
     voters: usize,
 ) -> Result<Vec<Vec<u8>>, LockError> {
     check_prefix(prefix)?;
-    if voters == 0 || voters > MAX_CLUSTER_VOTERS {
-        return Err(LockError::InvalidConfig(format!(
-            "cluster voters must be between 1 and {MAX_CLUSTER_VOTERS}, got {voters}"
-        )));
-    }
+    check_cluster_voters(voters)?;
+    derive_cluster_keys(prefix, resource, voters)
+}
+
+/// [`cluster_voter_keys`] for a prefix and voter count that were already checked (by
+/// [`LockConfig::validate`](crate::LockConfig::validate), once, when the manager was built).
+pub(crate) fn derive_cluster_keys(
+    prefix: &str,
+    resource: &[u8],
+    voters: usize,
+) -> Result<Vec<Vec<u8>>, LockError> {
     let resource_hash = fnv64(resource);
     (0..voters)
         .map(|index| {
@@ -184,6 +190,17 @@ pub(crate) fn independent_key(prefix: &str, resource: &[u8]) -> Vec<u8> {
     key
 }
 
+/// Check a number of cluster voters: between 1 and [`MAX_CLUSTER_VOTERS`].
+pub(crate) fn check_cluster_voters(voters: usize) -> Result<(), LockError> {
+    if voters == 0 || voters > MAX_CLUSTER_VOTERS {
+        return Err(LockError::InvalidConfig(format!(
+            "cluster voters must be between 1 and {MAX_CLUSTER_VOTERS}, got {voters}"
+        )));
+    }
+    Ok(())
+}
+
+/// Check a key prefix: no `{` or `}`, which would change which bytes Redis hashes.
 pub(crate) fn check_prefix(prefix: &str) -> Result<(), LockError> {
     if prefix.contains(['{', '}']) {
         return Err(LockError::InvalidConfig(format!(

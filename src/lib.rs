@@ -39,33 +39,38 @@
 mod cluster_replies;
 mod config;
 mod distributed_lock;
-mod engine;
 mod error;
 mod guard;
 mod info;
+mod input;
 mod keys;
 mod lock;
+mod manager;
 mod node;
 mod quorum;
 mod redis_node;
 mod retry;
+mod round;
 mod scripts;
 #[cfg(test)]
 mod sim;
 mod topology;
+mod topology_cache;
 
 #[cfg(feature = "harness")]
 pub mod harness;
 
 pub use config::{LockConfig, MAX_TTL, Mode};
 pub use distributed_lock::{MAX_BACKOFF_FACTOR, RedisDistributedLock};
-pub use engine::{LockManager, MAX_RESOURCE_LEN, REFRESH_INTERVAL};
 pub use error::{LockError, NodeError, NodeFailure, NodeFailures};
 pub use guard::{DEFAULT_EXTEND_FRACTION, GuardOptions, LockGuard, LostReason};
+pub use input::MAX_RESOURCE_LEN;
 pub use keys::{
     MAX_CLUSTER_VOTERS, SLOT_COUNT, cluster_voter_keys, crc16, even_slot_ranges, key_slot,
     slot_band,
 };
 pub use lock::{Lock, LockInfo, LockToken, NodeLockState};
+pub use manager::LockManager;
 pub use quorum::{DRIFT_FIXED, drift, quorum, validity};
 pub use retry::RetryPolicy;
+pub use topology_cache::REFRESH_INTERVAL;

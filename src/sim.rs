@@ -18,8 +18,8 @@ use tokio::time::{Instant, sleep};
 
 use crate::cluster_replies::SlotRange;
 use crate::config::LockConfig;
-use crate::engine::LockManager;
 use crate::error::NodeError;
+use crate::manager::LockManager;
 use crate::node::{AcquireReply, KeyState, Node, NodeResult, SharedNode, UnservedSlot};
 use crate::retry::RetryPolicy;
 use crate::topology::Seeds;

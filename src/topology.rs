@@ -14,7 +14,7 @@ use std::time::Duration;
 use crate::config::{LockConfig, Mode};
 use crate::error::{LockError, NodeError, NodeFailure, NodeFailures};
 use crate::info::parse_info;
-use crate::keys::{cluster_voter_keys, independent_key, key_slot};
+use crate::keys::{derive_cluster_keys, independent_key, key_slot};
 use crate::node::{Node, SharedNode, UnservedSlot, with_deadline};
 
 /// One voter of one resource: the key it stores and the node that stores it.
@@ -63,8 +63,9 @@ impl Topology {
                     .collect())
             }
             Topology::Cluster { masters, slots } => {
+                // The prefix and voter count were checked when the manager was built.
                 let keys =
-                    cluster_voter_keys(config.key_prefix_str(), resource, config.voter_count())?;
+                    derive_cluster_keys(config.key_prefix_str(), resource, config.voter_count())?;
                 Ok(keys
                     .into_iter()
                     .map(|key| {
