@@ -117,6 +117,13 @@ fn yes_no(answers: Vec<u8>) -> Vec<(String, Result<bool, NodeError>)> {
         .collect()
 }
 
+/// `(voters, yes, answered)` of the answers that [`yes_no`] makes.
+fn counts(answers: &[u8]) -> (usize, usize, usize) {
+    let yes = answers.iter().filter(|a| **a == 0).count();
+    let answered = answers.iter().filter(|a| **a < 2).count();
+    (answers.len(), yes, answered)
+}
+
 #[test]
 fn extend_needs_quorum_validity_and_an_unexpired_lock() {
     let answers = yes_no(vec![0, 0, 2]);
@@ -226,9 +233,7 @@ proptest! {
 
     #[test]
     fn release_is_decided_by_quorum(answers in prop::collection::vec(0u8..3, 1..9)) {
-        let n = answers.len();
-        let yes = answers.iter().filter(|a| **a == 0).count();
-        let answered = answers.iter().filter(|a| **a < 2).count();
+        let (n, yes, answered) = counts(&answers);
         match decide_release(&yes_no(answers)) {
             ReleaseDecision::Released => prop_assert!(yes >= quorum(n)),
             ReleaseDecision::NotHeld => {
@@ -248,9 +253,7 @@ proptest! {
         elapsed_ms in 0u64..1200,
         still_valid in any::<bool>(),
     ) {
-        let n = answers.len();
-        let yes = answers.iter().filter(|a| **a == 0).count();
-        let answered = answers.iter().filter(|a| **a < 2).count();
+        let (n, yes, answered) = counts(&answers);
         let (ttl, elapsed) = (ms(1000), ms(elapsed_ms));
         let d = drift(ttl, 0.01);
         let decision = decide_extend(&yes_no(answers), ttl, elapsed, d, still_valid);
