@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use crate::error::LockError;
-use crate::keys::{MAX_CLUSTER_VOTERS, check_prefix};
-use crate::quorum::{drift, validity};
+use crate::input::Ttl;
+use crate::keys::{check_cluster_voters, check_prefix};
 use crate::retry::RetryPolicy;
 
 /// The longest TTL accepted: one day. A lock meant to be held longer should be kept alive
@@ -175,12 +175,7 @@ impl LockConfig {
                 "node and connect timeouts must be greater than zero".into(),
             ));
         }
-        if self.cluster_voters == 0 || self.cluster_voters > MAX_CLUSTER_VOTERS {
-            return Err(LockError::InvalidConfig(format!(
-                "cluster voters must be between 1 and {MAX_CLUSTER_VOTERS}, got {}",
-                self.cluster_voters
-            )));
-        }
+        check_cluster_voters(self.cluster_voters)?;
         check_prefix(&self.key_prefix)
     }
 
@@ -190,26 +185,7 @@ impl LockConfig {
     /// [`LockError::InvalidTtl`] when the TTL is under 1 ms, over [`MAX_TTL`], or not longer
     /// than its drift allowance (no validity could ever be left).
     pub fn check_ttl(&self, ttl: Duration) -> Result<Duration, LockError> {
-        let invalid = |reason: String| LockError::InvalidTtl { ttl, reason };
-        let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
-        if millis == 0 {
-            return Err(invalid("the TTL must be at least 1 ms".into()));
-        }
-        if ttl > MAX_TTL {
-            return Err(invalid(format!(
-                "the TTL may be at most {MAX_TTL:?}; hold longer with an auto-extending guard"
-            )));
-        }
-        let ttl = Duration::from_millis(millis);
-        let allowance = drift(ttl, self.drift_factor);
-        if validity(ttl, Duration::ZERO, allowance).is_none() {
-            return Err(invalid(format!(
-                "the TTL must be longer than its clock-drift allowance of {allowance:?} \
-                 (ttl * {} + 2 ms)",
-                self.drift_factor
-            )));
-        }
-        Ok(ttl)
+        Ttl::new(ttl, self.drift_factor).map(Ttl::get)
     }
 }
 

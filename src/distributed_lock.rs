@@ -6,10 +6,11 @@ use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 
 use crate::config::LockConfig;
-use crate::engine::{LockManager, check_resource};
 use crate::error::LockError;
 use crate::guard::{GuardOptions, LockGuard};
+use crate::input::Resource;
 use crate::lock::{Lock, LockInfo};
+use crate::manager::LockManager;
 use crate::retry::RetryPolicy;
 
 /// How far the backoff of [`RedisDistributedLock::acquire_with_retry`] may grow: the random
@@ -126,7 +127,7 @@ impl RedisDistributedLock {
         resource: String,
         ttl: Duration,
     ) -> Result<Self, LockError> {
-        check_resource(&resource)?;
+        Resource::new(&resource)?;
         let ttl = manager.config().check_ttl(ttl)?;
         Ok(RedisDistributedLock {
             manager,

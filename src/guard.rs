@@ -12,10 +12,11 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::engine::LockManager;
 use crate::error::LockError;
 use crate::lock::{Lock, LockToken};
+use crate::manager::LockManager;
 use crate::retry::RetryPolicy;
+use crate::round::spawn_release;
 
 /// The default extension interval of the watchdog, as a fraction of the TTL: the lock is
 /// extended when a third of its TTL has passed, leaving two thirds for the extension (and one
@@ -308,27 +309,20 @@ impl Drop for LockGuard {
             return;
         }
         let lock = self.lock();
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
-                let manager = self.manager.clone();
-                runtime.spawn(async move {
-                    match manager.release(&lock).await {
-                        Ok(released) => {
-                            tracing::debug!(resource = lock.resource(), released, "guard dropped")
-                        }
-                        Err(error) => tracing::debug!(
-                            resource = lock.resource(),
-                            %error,
-                            "dropped guard's release failed; the keys expire with their TTL"
-                        ),
-                    }
-                });
+        let manager = self.manager.clone();
+        let resource = &self.state.borrow().lock.resource;
+        spawn_release(resource, "a dropped guard's lock", async move {
+            match manager.release(&lock).await {
+                Ok(released) => {
+                    tracing::debug!(resource = lock.resource(), released, "guard dropped")
+                }
+                Err(error) => tracing::debug!(
+                    resource = lock.resource(),
+                    %error,
+                    "dropped guard's release failed; the keys expire with their TTL"
+                ),
             }
-            Err(_) => tracing::debug!(
-                resource = lock.resource(),
-                "no tokio runtime to release a dropped guard's lock; it expires with its TTL"
-            ),
-        }
+        });
     }
 }
 

@@ -32,6 +32,8 @@ use std::fmt::Write as _;
 use std::ops::RangeInclusive;
 use std::sync::OnceLock;
 
+use crc::{CRC_16_XMODEM, Crc};
+
 use crate::error::LockError;
 
 /// Number of hash slots in a Redis Cluster.
@@ -43,19 +45,11 @@ pub const MAX_CLUSTER_VOTERS: usize = 64;
 
 /// CRC16/XMODEM (polynomial 0x1021, initial value 0), the checksum Redis Cluster hashes keys
 /// with.
+const XMODEM: Crc<u16> = Crc::<u16>::new(&CRC_16_XMODEM);
+
+/// The CRC16/XMODEM checksum of `data`, as Redis Cluster computes it to hash keys.
 pub fn crc16(data: &[u8]) -> u16 {
-    let mut crc: u16 = 0;
-    for &byte in data {
-        crc ^= u16::from(byte) << 8;
-        for _ in 0..8 {
-            crc = if crc & 0x8000 != 0 {
-                (crc << 1) ^ 0x1021
-            } else {
-                crc << 1
-            };
-        }
-    }
-    crc
+    XMODEM.checksum(data)
 }
 
 /// The cluster hash slot of a key, honouring `{hash tags}` exactly as `CLUSTER KEYSLOT` does.
@@ -212,11 +206,17 @@ pub fn cluster_voter_keys(
     voters: usize,
 ) -> Result<Vec<Vec<u8>>, LockError> {
     check_prefix(prefix)?;
-    if voters == 0 || voters > MAX_CLUSTER_VOTERS {
-        return Err(LockError::InvalidConfig(format!(
-            "cluster voters must be between 1 and {MAX_CLUSTER_VOTERS}, got {voters}"
-        )));
-    }
+    check_cluster_voters(voters)?;
+    derive_cluster_keys(prefix, resource, voters)
+}
+
+/// [`cluster_voter_keys`] for a prefix and voter count that were already checked (by
+/// [`LockConfig::validate`](crate::LockConfig::validate), once, when the manager was built).
+pub(crate) fn derive_cluster_keys(
+    prefix: &str,
+    resource: &[u8],
+    voters: usize,
+) -> Result<Vec<Vec<u8>>, LockError> {
     let resource_hash = fnv64(resource);
     (0..voters)
         .map(|index| voter_key(prefix, resource, resource_hash, index, voters))
@@ -262,6 +262,17 @@ pub(crate) fn independent_key(prefix: &str, resource: &[u8]) -> Vec<u8> {
     key
 }
 
+/// Check a number of cluster voters: between 1 and [`MAX_CLUSTER_VOTERS`].
+pub(crate) fn check_cluster_voters(voters: usize) -> Result<(), LockError> {
+    if voters == 0 || voters > MAX_CLUSTER_VOTERS {
+        return Err(LockError::InvalidConfig(format!(
+            "cluster voters must be between 1 and {MAX_CLUSTER_VOTERS}, got {voters}"
+        )));
+    }
+    Ok(())
+}
+
+/// Check a key prefix: no `{` or `}`, which would change which bytes Redis hashes.
 pub(crate) fn check_prefix(prefix: &str) -> Result<(), LockError> {
     if prefix.contains(['{', '}']) {
         return Err(LockError::InvalidConfig(format!(

@@ -28,19 +28,32 @@
 //! - [`cluster`]: for operators: where each voter's key lives (slot math, key derivation).
 //!
 //! # Layout
-//! - `config`: [`LockConfig`], timing allowances, retries, key naming, mode.
-//! - `topology`: who votes (cluster masters or independent masters) and which key each stores.
-//! - `keys`: the cluster key scheme (CRC16 slots, one slot band per voter), public as
-//!   [`cluster`].
-//! - `scripts`: the Lua scripts each node runs; `node`: one voter's connection.
-//! - `quorum`: how a round is decided (quorum, drift, validity), pure and property-tested.
-//! - `engine`: [`LockManager`], which runs the rounds in parallel under deadlines.
+//! What a user holds:
+//! - `manager`: [`LockManager`], the API: acquire (with the retry loop), extend, release,
+//!   inspect.
 //! - `lock`: what a user holds ([`Lock`]) and what an info read reports ([`LockInfo`]).
 //! - `guard`: [`LockGuard`], a lock released on drop, with an optional auto-extending
 //!   watchdog and a lost-lock signal ([`GuardOptions`], [`LostReason`]).
 //! - `distributed_lock`: [`RedisDistributedLock`], the simple one-resource facade over
 //!   [`LockManager`].
+//!
+//! How a vote is run and decided:
+//! - `input`: every check of user input, done once per call (URLs, resource names, TTLs).
+//! - `round`: one round (acquire, extend, release, inspect) on all voters under deadlines,
+//!   and the cleanup of a failed round, spawned so a cancelled caller cannot stop it.
+//! - `quorum`: how a round is decided (quorum, drift, validity), pure and property-tested.
 //! - `retry`: [`RetryPolicy`], exponential backoff with full jitter.
+//!
+//! Who votes:
+//! - `topology`: the voters (cluster masters or independent masters) and which key each
+//!   stores; `topology_cache`: the cached view and its background refresh.
+//! - `keys`: the cluster key scheme (one slot window per voter), public as [`cluster`].
+//! - `node`: what the engine asks of one voter; `redis_node`: the real one, over one
+//!   multiplexed connection; `scripts`: the Lua it runs; `cluster_replies`: parsers of
+//!   `CLUSTER SHARDS` / `CLUSTER SLOTS`; `info`: the parser of `INFO`.
+//!
+//! Configuration and errors:
+//! - `config`: [`LockConfig`], timing allowances, retries, key naming, mode.
 //! - `error`: [`LockError`] and the per-node [`NodeError`].
 //! - `sim` (tests only): the engine over simulated in-memory nodes, for model-based property
 //!   tests.
@@ -51,30 +64,36 @@
 #![deny(missing_docs, missing_debug_implementations)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod cluster_replies;
 mod config;
 mod distributed_lock;
-mod engine;
 mod error;
 mod guard;
+mod info;
+mod input;
 mod keys;
 mod lock;
+mod manager;
 mod node;
 mod quorum;
+mod redis_node;
 mod retry;
+mod round;
 mod scripts;
 #[cfg(test)]
 mod sim;
 mod topology;
+mod topology_cache;
 
 // The lock types a user holds and the handles that make them.
 pub use distributed_lock::RedisDistributedLock;
-pub use engine::LockManager;
+pub use manager::LockManager;
 pub use guard::{GuardOptions, LockGuard, LostReason};
 pub use lock::{Lock, LockInfo, LockToken, NodeLockState};
 
 // Configuration and its limits.
 pub use config::{LockConfig, MAX_TTL, Mode};
-pub use engine::MAX_RESOURCE_LEN;
+pub use input::MAX_RESOURCE_LEN;
 pub use retry::RetryPolicy;
 
 // Errors.
@@ -90,4 +109,5 @@ pub mod cluster {
     pub use crate::keys::{
         MAX_CLUSTER_VOTERS, SLOT_COUNT, cluster_voter_keys, even_slot_ranges, key_slot, slot_band,
     };
+    pub use crate::info::parse_info;
 }

@@ -1,9 +1,9 @@
-//! How a vote is decided: quorum size, clock-drift allowance, validity, and the tally of one
-//! round. Pure functions, no I/O, so that every rule here is unit- and property-tested.
+//! How a vote is decided: quorum size, clock-drift allowance, validity, and the decision of
+//! each kind of round (acquire, extend, release, info). Pure functions, no I/O, so that every rule here is unit- and property-tested.
 
 use std::time::Duration;
 
-use crate::error::{NodeError, NodeFailure, NodeFailures};
+use crate::error::{LockError, NodeError, NodeFailure, NodeFailures};
 
 /// The fixed part of the drift allowance (Redlock adds 2 ms for the expiry precision of Redis).
 pub const DRIFT_FIXED: Duration = Duration::from_millis(2);
@@ -119,6 +119,114 @@ pub(crate) fn collect_failures<'a>(
     )
 }
 
+/// The error of a round that too few voters answered to decide.
+pub(crate) fn unavailable(voters: usize, answered: usize, failures: NodeFailures) -> LockError {
+    LockError::Unavailable {
+        answered,
+        voters,
+        quorum: quorum(voters),
+        failures,
+    }
+}
+
+/// The count of a yes/no round (extend, release): who said yes, how many answered, who failed.
+struct Tally {
+    yes: Vec<String>,
+    answered: usize,
+    failures: NodeFailures,
+}
+
+impl Tally {
+    fn of(answers: &[(String, Result<bool, NodeError>)]) -> Self {
+        Tally {
+            yes: answers
+                .iter()
+                .filter(|(_, answer)| *answer == Ok(true))
+                .map(|(node, _)| node.clone())
+                .collect(),
+            answered: answers.iter().filter(|(_, answer)| answer.is_ok()).count(),
+            failures: collect_failures(
+                answers
+                    .iter()
+                    .filter_map(|(node, answer)| answer.as_ref().err().map(|e| (node, e))),
+            ),
+        }
+    }
+}
+
+/// The decision of an extend round.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ExtendDecision {
+    /// A quorum extended our keys, validity is left, and the lock was still valid when the
+    /// round ended: the new deadline holds. `by` names the voters that extended.
+    Extended { by: Vec<String> },
+    /// A quorum answered but the lock cannot be counted as extended (too few held our token,
+    /// the round took too long, or the old validity ran out meanwhile). Nothing is deleted:
+    /// the old deadline still stands.
+    Refused,
+    /// Too few voters answered to decide.
+    Unavailable {
+        answered: usize,
+        failures: NodeFailures,
+    },
+}
+
+/// Decide an extend round from the voters' answers (`true`: the key held our token and was
+/// extended). `still_valid` is whether the lock's old validity was left when the round ended:
+/// an extension that lands after the lock expired may extend keys someone else now relies on
+/// never having been ours, so it does not count.
+pub(crate) fn decide_extend(
+    answers: &[(String, Result<bool, NodeError>)],
+    ttl: Duration,
+    elapsed: Duration,
+    drift: Duration,
+    still_valid: bool,
+) -> ExtendDecision {
+    let needed = quorum(answers.len());
+    let tally = Tally::of(answers);
+    if tally.yes.len() >= needed && validity(ttl, elapsed, drift).is_some() && still_valid {
+        return ExtendDecision::Extended { by: tally.yes };
+    }
+    if tally.answered >= needed {
+        return ExtendDecision::Refused;
+    }
+    ExtendDecision::Unavailable {
+        answered: tally.answered,
+        failures: tally.failures,
+    }
+}
+
+/// The decision of a release round.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ReleaseDecision {
+    /// A quorum still held our token until this round deleted it.
+    Released,
+    /// A quorum answered and too few held our token: the lock had expired or was taken over.
+    NotHeld,
+    /// Too few voters answered to tell (the keys of those that answered are deleted anyway).
+    Unavailable {
+        answered: usize,
+        failures: NodeFailures,
+    },
+}
+
+/// Decide a release round from the voters' answers (`true`: the key held our token and was
+/// deleted; a missing key is a plain `false`, not an error).
+pub(crate) fn decide_release(answers: &[(String, Result<bool, NodeError>)]) -> ReleaseDecision {
+    let needed = quorum(answers.len());
+    let tally = Tally::of(answers);
+    if tally.yes.len() >= needed {
+        ReleaseDecision::Released
+    } else if tally.answered >= needed {
+        ReleaseDecision::NotHeld
+    } else {
+        ReleaseDecision::Unavailable {
+            answered: tally.answered,
+            failures: tally.failures,
+        }
+    }
+}
+
 /// The decision of a lock-info read: who holds the resource, if a quorum agrees.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum InfoDecision {
@@ -177,159 +285,4 @@ pub(crate) fn decide_info(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    fn ms(n: u64) -> Duration {
-        Duration::from_millis(n)
-    }
-
-    fn named(votes: Vec<AcquireVote>) -> Vec<(String, AcquireVote)> {
-        votes
-            .into_iter()
-            .enumerate()
-            .map(|(i, v)| (format!("n{i}"), v))
-            .collect()
-    }
-
-    #[test]
-    fn quorum_is_strict_majority() {
-        assert_eq!(quorum(1), 1);
-        assert_eq!(quorum(2), 2);
-        assert_eq!(quorum(3), 2);
-        assert_eq!(quorum(4), 3);
-        assert_eq!(quorum(5), 3);
-    }
-
-    #[test]
-    fn drift_matches_redlock_formula() {
-        assert_eq!(drift(ms(10_000), 0.01), ms(102));
-        assert_eq!(drift(ms(1_000), 0.0), ms(2));
-        assert_eq!(drift(ms(1_000), f64::NAN), ms(2));
-        assert_eq!(drift(Duration::MAX, 1.0), Duration::MAX);
-        assert!(drift(Duration::MAX, 0.5) >= Duration::MAX / 2);
-    }
-
-    #[test]
-    fn contention_hint_is_when_enough_holders_expire() {
-        let votes = named(vec![
-            AcquireVote::Held(Some(ms(300))),
-            AcquireVote::Held(Some(ms(100))),
-            AcquireVote::Held(Some(ms(200))),
-        ]);
-        assert_eq!(
-            decide_acquire(&votes, ms(1000), ms(1), ms(12)),
-            AcquireDecision::Contended {
-                retry_hint: Some(ms(200))
-            }
-        );
-    }
-
-    #[test]
-    fn too_few_answers_is_unavailable_not_contention() {
-        let votes = named(vec![
-            AcquireVote::Granted,
-            AcquireVote::Failed(NodeError::Timeout(ms(50))),
-            AcquireVote::Failed(NodeError::Connect("refused".into())),
-        ]);
-        match decide_acquire(&votes, ms(1000), ms(1), ms(12)) {
-            AcquireDecision::Unavailable { answered, failures } => {
-                assert_eq!(answered, 1);
-                assert_eq!(failures.0.len(), 2);
-                assert_eq!(failures.0[1].node, "n2");
-            }
-            other => panic!("expected unavailable, got {other:?}"),
-        }
-    }
-
-    #[test]
-    fn quorum_granted_but_slow_is_expired() {
-        let votes = named(vec![AcquireVote::Granted; 3]);
-        assert_eq!(
-            decide_acquire(&votes, ms(100), ms(99), ms(3)),
-            AcquireDecision::Expired
-        );
-    }
-
-    #[test]
-    fn info_needs_a_quorum_of_the_same_token() {
-        let a = |t: &str, ms_left: u64| Some((Some(t.to_string()), Some(ms(ms_left))));
-        // Two of three agree on "x": locked, remaining = second largest (800) minus drift.
-        let decision = decide_info(&[a("x", 900), a("x", 800), a("y", 5000)], 0.01);
-        assert_eq!(
-            decision,
-            InfoDecision::Locked {
-                token: "x".into(),
-                remaining: Some(ms(800 - 10))
-            }
-        );
-        // One each: nobody can reach quorum.
-        assert_eq!(
-            decide_info(&[a("x", 900), a("y", 800), Some((None, None))], 0.01),
-            InfoDecision::Free
-        );
-        // One holder and one silent voter: the silent one might hold it too.
-        assert_eq!(
-            decide_info(&[a("x", 900), None, Some((None, None))], 0.01),
-            InfoDecision::Unknown
-        );
-        assert_eq!(
-            decide_info(&[None, None, Some((None, None))], 0.01),
-            InfoDecision::Unknown
-        );
-    }
-
-    proptest! {
-        #[test]
-        fn validity_never_positive_when_elapsed_plus_drift_reach_ttl(
-            ttl_ms in 0u64..=u64::MAX / 2,
-            elapsed_ms in 0u64..=u64::MAX / 2,
-            factor in 0.0f64..0.5,
-        ) {
-            let ttl = ms(ttl_ms);
-            let elapsed = ms(elapsed_ms);
-            let d = drift(ttl, factor);
-            match validity(ttl, elapsed, d) {
-                Some(v) => {
-                    prop_assert!(elapsed.saturating_add(d) < ttl);
-                    prop_assert_eq!(v, ttl - elapsed - d);
-                    prop_assert!(v <= ttl);
-                }
-                None => prop_assert!(elapsed.saturating_add(d) >= ttl),
-            }
-        }
-
-        #[test]
-        fn drift_never_overflows_and_grows_with_ttl(
-            a in any::<u64>(), b in any::<u64>(), nanos in 0u32..1_000_000_000, factor in 0.0f64..1.0,
-        ) {
-            let (lo, hi) = (a.min(b), a.max(b));
-            let lo = Duration::new(lo, nanos);
-            let hi = Duration::new(hi, nanos);
-            prop_assert!(drift(lo, factor) <= drift(hi, factor));
-            prop_assert!(drift(lo, factor) >= DRIFT_FIXED);
-        }
-
-        #[test]
-        fn acquire_succeeds_exactly_with_a_quorum_of_grants(
-            votes in prop::collection::vec(0u8..3, 1..9),
-        ) {
-            let votes: Vec<AcquireVote> = votes.into_iter().map(|v| match v {
-                0 => AcquireVote::Granted,
-                1 => AcquireVote::Held(Some(ms(500))),
-                _ => AcquireVote::Failed(NodeError::Timeout(ms(50))),
-            }).collect();
-            let granted = votes.iter().filter(|v| **v == AcquireVote::Granted).count();
-            let answered = votes.iter().filter(|v| !matches!(v, AcquireVote::Failed(_))).count();
-            let n = votes.len();
-            let decision = decide_acquire(&named(votes), ms(10_000), ms(5), ms(102));
-            let acquired = matches!(decision, AcquireDecision::Acquired { .. });
-            prop_assert_eq!(acquired, granted >= quorum(n));
-            if !acquired {
-                let unavailable = matches!(decision, AcquireDecision::Unavailable { .. });
-                prop_assert_eq!(unavailable, answered < quorum(n));
-            }
-        }
-    }
-}
+mod tests;

@@ -16,11 +16,13 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use tokio::time::{Instant, sleep};
 
+use crate::cluster_replies::SlotRange;
 use crate::config::LockConfig;
-use crate::engine::LockManager;
 use crate::error::NodeError;
-use crate::node::{AcquireReply, KeyState, Node, NodeResult, SharedNode};
+use crate::manager::LockManager;
+use crate::node::{AcquireReply, KeyState, Node, NodeResult, SharedNode, UnservedSlot};
 use crate::retry::RetryPolicy;
+use crate::topology::Seeds;
 
 /// A crash window of one node, in ms from the start of the run.
 #[derive(Debug, Clone, Copy)]
@@ -188,6 +190,38 @@ impl Node for SimLink {
             None => (None, Some(Duration::ZERO)),
         }))
     }
+
+    // Discovery is answered at once, outside the lossy link: the model tests the votes, and a
+    // simulated node is a standalone master, so the voters are the seeds themselves.
+    fn info<'a>(&'a self, _: &'a str) -> NodeResult<'a, String> {
+        Box::pin(async { Ok("# Cluster\r\ncluster_enabled:0\r\n".to_string()) })
+    }
+
+    fn cluster_shards(&self) -> NodeResult<'_, Vec<SlotRange>> {
+        Box::pin(async { Err(NodeError::Server(NOT_A_CLUSTER.into())) })
+    }
+
+    fn cluster_slots(&self) -> NodeResult<'_, Vec<SlotRange>> {
+        Box::pin(async { Err(NodeError::Server(NOT_A_CLUSTER.into())) })
+    }
+}
+
+const NOT_A_CLUSTER: &str = "ERR This instance has cluster support disabled";
+
+/// One client's links, handed to its manager as the configured seeds.
+#[derive(Debug)]
+struct SimSeeds(Vec<SharedNode>);
+
+impl Seeds for SimSeeds {
+    fn seeds(&self) -> &[SharedNode] {
+        &self.0
+    }
+
+    fn master(&self, _: &dyn Node, host: &str, port: u16) -> SharedNode {
+        Arc::new(UnservedSlot {
+            label: format!("{host}:{port}"),
+        })
+    }
 }
 
 /// A hold interval: from the moment the client learned it holds the lock to the moment it
@@ -249,7 +283,10 @@ fn run(scenario: &Scenario) -> Vec<Hold> {
                     }) as SharedNode
                 })
                 .collect();
-            let manager = LockManager::with_nodes(links, config.clone());
+            let manager = match LockManager::with_seeds(config.clone(), Box::new(SimSeeds(links))) {
+                Ok(manager) => manager,
+                Err(e) => panic!("invalid simulation config: {e}"),
+            };
             let holds = holds.clone();
             let ops = scenario.ops_per_client;
             let mut rng = StdRng::seed_from_u64(scenario.seed.wrapping_add(client as u64));

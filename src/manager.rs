@@ -1,0 +1,290 @@
+//! [`LockManager`], the handle users clone and share: it checks each input once, finds the
+//! voters of a resource, runs a round on them (see `round`), and retries acquisitions.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use futures::future::join_all;
+
+use crate::config::{LockConfig, Mode};
+use crate::error::LockError;
+use crate::input::{Resource, Ttl, parse_urls};
+use crate::lock::{Lock, LockInfo, LockToken};
+use crate::node::{SharedNode, with_deadline};
+use crate::redis_node::RedisSeeds;
+use crate::retry::RetryPolicy;
+use crate::round::{Attempt, Round};
+use crate::topology::{Seeds, Topology, voters_share_master};
+use crate::topology_cache::TopologyCache;
+
+/// Shares connections and topology among any number of locks: clone it freely (it is an
+/// `Arc` inside), and build every lock of an application from one manager so that a thousand
+/// locks still use one connection per master.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use redlock_cluster::{LockConfig, LockManager};
+///
+/// # async fn demo() -> Result<(), redlock_cluster::LockError> {
+/// let manager = LockManager::new(&["redis://127.0.0.1:7000"], LockConfig::new())?;
+/// if let Some(lock) = manager.acquire("orders/42", Duration::from_secs(10)).await? {
+///     // ... critical section, while lock.is_valid() ...
+///     manager.release(&lock).await?;
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct LockManager {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: LockConfig,
+    /// Who votes, read on first use and refreshed when stale.
+    topology: Arc<TopologyCache>,
+    /// Whether the "voters share a master" warning was already logged.
+    warned_shared: AtomicBool,
+}
+
+impl fmt::Debug for LockManager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let seeds = self.inner.topology.seeds().seeds();
+        let nodes: Vec<&str> = seeds.iter().map(|n| n.addr()).collect();
+        f.debug_struct("LockManager")
+            .field("nodes", &nodes)
+            .field("config", &self.inner.config)
+            .finish()
+    }
+}
+
+impl LockManager {
+    /// A manager over `urls`, connecting lazily on first use. One URL of a cluster node means
+    /// cluster mode over that cluster's masters; several standalone URLs mean independent
+    /// masters (see [`Mode`]). URLs are `redis://[user:password@]host:port[/db]`, or
+    /// `rediss://` with the `tls` feature.
+    ///
+    /// # Errors
+    /// [`LockError::InvalidUrl`] for an empty list, a malformed or duplicate URL;
+    /// [`LockError::InvalidConfig`] for a configuration value out of range.
+    pub fn new<S: AsRef<str>>(urls: &[S], config: LockConfig) -> Result<Self, LockError> {
+        let seeds = RedisSeeds::new(&parse_urls(urls)?, config.connect_timeout_value());
+        Self::with_seeds(config, Box::new(seeds))
+    }
+
+    /// Like [`LockManager::new`], then reads the topology and opens a connection to every
+    /// voter, so that configuration mistakes surface now rather than at the first lock.
+    ///
+    /// # Errors
+    /// As [`LockManager::new`], plus [`LockError::NotACluster`] when cluster mode was forced
+    /// against a standalone node, and [`LockError::Unavailable`] when no node answers.
+    pub async fn connect<S: AsRef<str>>(urls: &[S], config: LockConfig) -> Result<Self, LockError> {
+        let manager = Self::new(urls, config)?;
+        let topology = manager.inner.topology.get().await?;
+        let nodes: Vec<SharedNode> = match topology.as_ref() {
+            Topology::Independent { nodes } => nodes.clone(),
+            Topology::Cluster { masters, .. } => masters.clone(),
+        };
+        let limit = manager.inner.config.connect_timeout_value();
+        // Connection failures are not fatal here: a minority of voters may be down.
+        join_all(nodes.iter().map(|n| with_deadline(limit, n.connect()))).await;
+        Ok(manager)
+    }
+
+    /// A manager whose voters are discovered from `seeds`: real Redis nodes, or the in-memory
+    /// nodes of the simulation. The configuration is checked here, once: the key prefix and
+    /// voter count are not checked again when keys are derived.
+    pub(crate) fn with_seeds(config: LockConfig, seeds: Box<dyn Seeds>) -> Result<Self, LockError> {
+        config.validate()?;
+        let topology =
+            TopologyCache::new(seeds, config.mode_value(), config.connect_timeout_value());
+        Ok(LockManager {
+            inner: Arc::new(Inner {
+                config,
+                topology: Arc::new(topology),
+                warned_shared: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &LockConfig {
+        &self.inner.config
+    }
+
+    fn check_ttl(&self, ttl: Duration) -> Result<Ttl, LockError> {
+        Ttl::new(ttl, self.inner.config.drift_factor_value())
+    }
+
+    /// A round on the current voters of `resource`.
+    async fn round(&self, resource: Resource<'_>) -> Result<Round<'_>, LockError> {
+        let topology = self.inner.topology.get().await?;
+        let voters = topology.voters(&self.inner.config, resource.as_str().as_bytes())?;
+        if voters_share_master(&voters) && !self.inner.warned_shared.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                resource = resource.as_str(),
+                "two voter keys live on one master (slots moved?): locks stay safe but one \
+                 node failure now costs two votes"
+            );
+        }
+        Ok(Round {
+            voters,
+            mode: topology.mode(),
+            config: &self.inner.config,
+            topology: &self.inner.topology,
+        })
+    }
+
+    /// One attempt to take `resource` for `ttl`, without retrying.
+    ///
+    /// Returns `Ok(Some(lock))` when a quorum granted it with validity left, `Ok(None)` when
+    /// others hold it. Whatever the outcome, keys written by a failed attempt are released on
+    /// every voter in a spawned task; dropping this future mid-flight does the same.
+    ///
+    /// # Errors
+    /// Invalid resource or TTL; [`LockError::Unavailable`] when fewer than a quorum of voters
+    /// answered; [`LockError::ValidityExpired`] when the round took longer than the TTL
+    /// allows.
+    pub async fn try_acquire(
+        &self,
+        resource: &str,
+        ttl: Duration,
+    ) -> Result<Option<Lock>, LockError> {
+        self.acquire_with(resource, ttl, &RetryPolicy::once()).await
+    }
+
+    /// Take `resource` for `ttl`, retrying per the configured [`RetryPolicy`].
+    ///
+    /// # Errors
+    /// As [`LockManager::try_acquire`]; after the last attempt, an infrastructure failure is
+    /// returned as the error and contention as `Ok(None)`.
+    pub async fn acquire(&self, resource: &str, ttl: Duration) -> Result<Option<Lock>, LockError> {
+        let retry = self.inner.config.retry_policy().clone();
+        self.acquire_with(resource, ttl, &retry).await
+    }
+
+    /// Take `resource` for `ttl`, retrying per `retry`.
+    ///
+    /// # Errors
+    /// As [`LockManager::acquire`].
+    pub async fn acquire_with(
+        &self,
+        resource: &str,
+        ttl: Duration,
+        retry: &RetryPolicy,
+    ) -> Result<Option<Lock>, LockError> {
+        // Checked once here, not on every attempt.
+        let resource = Resource::new(resource)?;
+        let ttl = self.check_ttl(ttl)?;
+        let attempts = retry.attempts();
+        let mut last = Ok(None);
+        for attempt in 0..attempts {
+            let outcome = match self.round(resource).await {
+                Ok(round) => Ok(round.acquire(resource, ttl).await),
+                Err(error) => Err(error),
+            };
+            let hint = match outcome {
+                Ok(Attempt::Acquired(lock)) => return Ok(Some(lock)),
+                Ok(Attempt::Contended(hint)) => {
+                    last = Ok(None);
+                    hint
+                }
+                // Infrastructure failures (a round without quorum, or no node answering the
+                // topology read) are retried; anything else is not.
+                Ok(Attempt::Failed(error)) | Err(error @ LockError::Unavailable { .. }) => {
+                    last = Err(error);
+                    None
+                }
+                Err(error) => return Err(error),
+            };
+            if attempt + 1 < attempts {
+                let delay = retry.delay(attempt, hint);
+                tracing::debug!(
+                    resource = resource.as_str(),
+                    attempt,
+                    ?delay,
+                    "retrying acquire"
+                );
+                tokio::time::sleep(delay).await;
+            }
+        }
+        last
+    }
+
+    /// Extend a held lock to `ttl` from now, by quorum (compare-and-`PEXPIRE`).
+    ///
+    /// On success the lock's new deadline is `start + ttl - drift`, where `start` is taken
+    /// before the first extend is sent, so the remaining time becomes just under `ttl` (not
+    /// the old remaining time plus `ttl`). A lock whose validity has already run out cannot
+    /// be extended (`Ok(false)`): another client may hold it by now. A failed extend deletes
+    /// nothing and leaves the lock's old deadline in force.
+    ///
+    /// # Errors
+    /// Invalid TTL; [`LockError::Unavailable`] when fewer than a quorum answered.
+    pub async fn extend(&self, lock: &mut Lock, ttl: Duration) -> Result<bool, LockError> {
+        let ttl = self.check_ttl(ttl)?;
+        if !lock.is_valid() {
+            return Ok(false);
+        }
+        let round = self.round(Resource::of(lock)).await?;
+        round.extend(lock, ttl).await
+    }
+
+    /// Release a lock by quorum (compare-and-delete on every voter). A key that is already
+    /// gone is fine.
+    ///
+    /// Returns `Ok(true)` when a quorum still held the lock (so it was ours until now), and
+    /// `Ok(false)` when it had expired or been taken over on a majority.
+    ///
+    /// # Errors
+    /// [`LockError::Unavailable`] when fewer than a quorum answered (the keys on the nodes
+    /// that did answer are deleted all the same; the others expire with their TTL).
+    pub async fn release(&self, lock: &Lock) -> Result<bool, LockError> {
+        self.round(Resource::of(lock)).await?.release(lock).await
+    }
+
+    /// Read who holds `resource`, from every voter, decided by quorum. `token` (for example
+    /// [`Lock::token`]) sets [`LockInfo::held_by_caller`].
+    ///
+    /// # Errors
+    /// Invalid resource; [`LockError::Unavailable`] when too few voters answered to decide.
+    pub async fn inspect(
+        &self,
+        resource: &str,
+        token: Option<&LockToken>,
+    ) -> Result<LockInfo, LockError> {
+        let resource = Resource::new(resource)?;
+        self.round(resource).await?.inspect(resource, token).await
+    }
+
+    /// Whether anyone holds `resource`, decided by quorum.
+    ///
+    /// # Errors
+    /// As [`LockManager::inspect`].
+    pub async fn is_locked(&self, resource: &str) -> Result<bool, LockError> {
+        Ok(self.inspect(resource, None).await?.locked)
+    }
+
+    /// The voters of `resource` as `(host:port, key)` pairs, in voter order, reading the
+    /// topology if needed. Useful to check where the keys live.
+    ///
+    /// # Errors
+    /// Invalid resource, or the topology could not be read.
+    pub async fn voters_of(&self, resource: &str) -> Result<Vec<(String, Vec<u8>)>, LockError> {
+        let round = self.round(Resource::new(resource)?).await?;
+        Ok(round
+            .voters
+            .into_iter()
+            .map(|v| (v.node.addr().to_string(), v.key))
+            .collect())
+    }
+
+    /// The detected mode (reading the topology if needed).
+    ///
+    /// # Errors
+    /// The topology could not be read.
+    pub async fn mode(&self) -> Result<Mode, LockError> {
+        Ok(self.inner.topology.get().await?.mode())
+    }
+}
