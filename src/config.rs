@@ -11,6 +11,10 @@ use crate::retry::RetryPolicy;
 /// with an auto-extending guard, so that a crashed holder does not block others for days.
 pub const MAX_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 
+/// The default bound on the rounds one manager runs at once
+/// ([`LockConfig::max_rounds_in_flight`]).
+pub const DEFAULT_MAX_ROUNDS_IN_FLIGHT: usize = 256;
+
 /// How the voters are chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
@@ -45,6 +49,7 @@ pub struct LockConfig {
     key_prefix: String,
     cluster_voters: usize,
     mode: Mode,
+    max_rounds_in_flight: usize,
 }
 
 impl Default for LockConfig {
@@ -65,6 +70,7 @@ impl LockConfig {
             key_prefix: "redlock:".to_string(),
             cluster_voters: 3,
             mode: Mode::Auto,
+            max_rounds_in_flight: DEFAULT_MAX_ROUNDS_IN_FLIGHT,
         }
     }
 
@@ -85,8 +91,10 @@ impl LockConfig {
         self
     }
 
-    /// How long opening a connection (and reading the topology) may take. Connections are
-    /// opened before the timed voting round starts. Defaults to 1 s.
+    /// How long opening a connection (and reading the topology) may take. A connection is
+    /// opened in the background: a round waits for it at most its own node timeout (a
+    /// connection still opening then is a failed vote for that round, and goes on opening
+    /// for the next). Defaults to 1 s.
     #[must_use]
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
@@ -122,6 +130,21 @@ impl LockConfig {
     pub fn mode(mut self, mode: Mode) -> Self {
         self.mode = mode;
         self
+    }
+
+    /// How many rounds (acquire, extend, release attempts) one manager runs at once; more
+    /// wait in line for their turn. The wait happens before a round's clock starts, so it
+    /// never eats validity, and under overload calls queue instead of timing out and leaving
+    /// keys behind. At least 1. Defaults to [`DEFAULT_MAX_ROUNDS_IN_FLIGHT`] (256).
+    #[must_use]
+    pub fn max_rounds_in_flight(mut self, rounds: usize) -> Self {
+        self.max_rounds_in_flight = rounds;
+        self
+    }
+
+    /// The bound on rounds in flight in use.
+    pub(crate) fn max_rounds_in_flight_value(&self) -> usize {
+        self.max_rounds_in_flight
     }
 
     /// The retry policy in use.
@@ -173,6 +196,11 @@ impl LockConfig {
         if self.node_timeout.is_zero() || self.connect_timeout.is_zero() {
             return Err(LockError::InvalidConfig(
                 "node and connect timeouts must be greater than zero".into(),
+            ));
+        }
+        if self.max_rounds_in_flight == 0 {
+            return Err(LockError::InvalidConfig(
+                "max_rounds_in_flight must be at least 1".into(),
             ));
         }
         check_cluster_voters(self.cluster_voters)?;

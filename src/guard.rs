@@ -16,7 +16,6 @@ use crate::error::LockError;
 use crate::lock::{Lock, LockToken};
 use crate::manager::LockManager;
 use crate::retry::RetryPolicy;
-use crate::round::spawn_release;
 
 /// The default extension interval of the watchdog, as a fraction of the TTL: the lock is
 /// extended when a third of its TTL has passed, leaving two thirds for the extension (and one
@@ -308,21 +307,8 @@ impl Drop for LockGuard {
         if self.released {
             return;
         }
-        let lock = self.lock();
-        let manager = self.manager.clone();
-        let resource = &self.state.borrow().lock.resource;
-        spawn_release(resource, "a dropped guard's lock", async move {
-            match manager.release(&lock).await {
-                Ok(released) => {
-                    tracing::debug!(resource = lock.resource(), released, "guard dropped")
-                }
-                Err(error) => tracing::debug!(
-                    resource = lock.resource(),
-                    %error,
-                    "dropped guard's release failed; the keys expire with their TTL"
-                ),
-            }
-        });
+        self.manager
+            .release_in_background(self.lock(), "a dropped guard's lock");
     }
 }
 

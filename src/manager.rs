@@ -10,12 +10,13 @@ use futures::future::join_all;
 
 use crate::config::{LockConfig, Mode};
 use crate::error::LockError;
+use crate::flight::{CloseReport, InFlight};
 use crate::input::{Resource, Ttl, parse_urls};
 use crate::lock::{Lock, LockInfo, LockToken};
 use crate::node::{SharedNode, with_deadline};
 use crate::redis_node::RedisSeeds;
 use crate::retry::RetryPolicy;
-use crate::round::{Attempt, Round};
+use crate::round::{Attempt, Round, spawn_release};
 use crate::topology::{Seeds, Topology, voters_share_master};
 use crate::topology_cache::TopologyCache;
 
@@ -46,6 +47,8 @@ struct Inner {
     topology: Arc<TopologyCache>,
     /// Whether the "voters share a master" warning was already logged.
     warned_shared: AtomicBool,
+    /// The bound on rounds in flight, and the background tasks `close()` waits for.
+    flight: Arc<InFlight>,
 }
 
 impl fmt::Debug for LockManager {
@@ -101,9 +104,10 @@ impl LockManager {
             TopologyCache::new(seeds, config.mode_value(), config.connect_timeout_value());
         Ok(LockManager {
             inner: Arc::new(Inner {
-                config,
                 topology: Arc::new(topology),
                 warned_shared: AtomicBool::new(false),
+                flight: InFlight::new(config.max_rounds_in_flight_value()),
+                config,
             }),
         })
     }
@@ -129,10 +133,11 @@ impl LockManager {
             );
         }
         Ok(Round {
-            voters,
+            voters: voters.into(),
             mode: topology.mode(),
             config: &self.inner.config,
             topology: &self.inner.topology,
+            flight: &self.inner.flight,
         })
     }
 
@@ -217,11 +222,16 @@ impl LockManager {
     /// On success the lock's new deadline is `start + ttl - drift`, where `start` is taken
     /// before the first extend is sent, so the remaining time becomes just under `ttl` (not
     /// the old remaining time plus `ttl`). A lock whose validity has already run out cannot
-    /// be extended (`Ok(false)`): another client may hold it by now. A failed extend deletes
-    /// nothing and leaves the lock's old deadline in force.
+    /// be extended (`Ok(false)`): another client may hold it by now.
+    ///
+    /// A failed extend (`Ok(false)` or an error from the round) ends the lock: some of its
+    /// keys may have been lengthened, and a lock nobody relies on must not block others for
+    /// the new TTL, so those keys are released in the background and the lock's deadline
+    /// becomes now. Acquire the resource anew to go on.
     ///
     /// # Errors
-    /// Invalid TTL; [`LockError::Unavailable`] when fewer than a quorum answered.
+    /// Invalid TTL; [`LockError::Unavailable`] when fewer than a quorum answered (the lock is
+    /// then ended as above).
     pub async fn extend(&self, lock: &mut Lock, ttl: Duration) -> Result<bool, LockError> {
         let ttl = self.check_ttl(ttl)?;
         if !lock.is_valid() {
@@ -275,9 +285,52 @@ impl LockManager {
         let round = self.round(Resource::new(resource)?).await?;
         Ok(round
             .voters
-            .into_iter()
-            .map(|v| (v.node.addr().to_string(), v.key))
+            .iter()
+            .map(|v| (v.node.addr().to_string(), v.key.clone()))
             .collect())
+    }
+
+    /// Release `lock` in a background task counted by [`LockManager::close`], and return at
+    /// once: for a synchronous `Drop`. Without a tokio runtime the keys expire with their TTL.
+    pub(crate) fn release_in_background(&self, lock: Lock, what: &'static str) {
+        let manager = self.clone();
+        let resource = lock.resource.clone();
+        spawn_release(&self.inner.flight, &resource, what, async move {
+            match manager.release(&lock).await {
+                Ok(released) => tracing::debug!(resource = lock.resource(), released, "{what}"),
+                Err(error) => tracing::debug!(
+                    resource = lock.resource(),
+                    %error,
+                    "release of {what} failed; the keys expire with their TTL"
+                ),
+            }
+        });
+    }
+
+    /// Wait, at most `timeout`, for this manager's background work to finish: the releases
+    /// of dropped guards, the cleanups of failed or cancelled acquisitions, and the slower
+    /// answers of decided rounds. Call it before the runtime stops (at the end of `main`):
+    /// tasks still pending when the runtime shuts down are dropped, and their keys stay until
+    /// their TTL runs out, blocking the resource for others that long.
+    ///
+    /// Returns how many tasks were still running when the time was up (none in the usual
+    /// case). The manager stays usable; `close` only waits.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use redlock_cluster::{LockConfig, LockManager};
+    ///
+    /// # async fn demo() -> Result<(), redlock_cluster::LockError> {
+    /// let manager = LockManager::new(&["redis://127.0.0.1:7000"], LockConfig::new())?;
+    /// // ... locks, guards ...
+    /// let report = manager.close(Duration::from_secs(2)).await;
+    /// if !report.is_complete() {
+    ///     eprintln!("{} releases still pending; their keys expire with their TTL", report.pending);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn close(&self, timeout: Duration) -> CloseReport {
+        self.inner.flight.close(timeout).await
     }
 
     /// The detected mode (reading the topology if needed).

@@ -45,6 +45,72 @@ pub(crate) enum AcquireVote {
     Failed(NodeError),
 }
 
+/// What a round can already tell before every voter answered. Every kind of round counts
+/// its answers as yes (granted, extended, deleted), no (held by another, not ours) or failed,
+/// and its outcome is settled as soon as the answers still missing cannot change it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Settled {
+    /// A quorum said yes: more answers can only add yeses.
+    Won,
+    /// A quorum answered, and too few said yes even if every missing answer were a yes.
+    Lost,
+    /// Too few can answer any more, even if every missing voter answered.
+    Unavailable,
+}
+
+/// The running count of one round, fed one answer at a time in arrival order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Count {
+    voters: usize,
+    yes: usize,
+    no: usize,
+    failed: usize,
+}
+
+impl Count {
+    /// No answer yet from any of `voters`.
+    pub(crate) fn new(voters: usize) -> Self {
+        Count {
+            voters,
+            yes: 0,
+            no: 0,
+            failed: 0,
+        }
+    }
+
+    /// Record one answer: `Some(true)` yes, `Some(false)` no, `None` failed.
+    pub(crate) fn record(&mut self, answer: Option<bool>) {
+        match answer {
+            Some(true) => self.yes += 1,
+            Some(false) => self.no += 1,
+            None => self.failed += 1,
+        }
+    }
+
+    /// The voters that have not answered yet.
+    pub(crate) fn pending(&self) -> usize {
+        self.voters.saturating_sub(self.yes + self.no + self.failed)
+    }
+
+    /// The outcome, if no answer still missing can change it. With every answer in, a round
+    /// is always settled; before that, deciding early never contradicts the decision that all
+    /// answers would give (property-tested).
+    pub(crate) fn settled(&self) -> Option<Settled> {
+        let needed = quorum(self.voters);
+        let pending = self.pending();
+        let answered = self.yes + self.no;
+        if self.yes >= needed {
+            Some(Settled::Won)
+        } else if self.yes + pending < needed && answered >= needed {
+            Some(Settled::Lost)
+        } else if answered + pending < needed {
+            Some(Settled::Unavailable)
+        } else {
+            None
+        }
+    }
+}
+
 /// The decision of one acquire round.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum AcquireDecision {
@@ -62,9 +128,10 @@ pub(crate) enum AcquireDecision {
     },
 }
 
-/// Decide an acquire round from the voters' answers (in voter order, with their names).
-pub(crate) fn decide_acquire(
-    votes: &[(String, AcquireVote)],
+/// Decide an acquire round from the voters' answers (in voter order, with their names). A
+/// voter that has not answered when the round is decided counts as failed.
+pub(crate) fn decide_acquire<N: AsRef<str>>(
+    votes: &[(N, AcquireVote)],
     ttl: Duration,
     elapsed: Duration,
     drift: Duration,
@@ -106,13 +173,13 @@ pub(crate) fn decide_acquire(
     }
 }
 
-pub(crate) fn collect_failures<'a>(
-    failed: impl Iterator<Item = (&'a String, &'a NodeError)>,
+pub(crate) fn collect_failures<'a, N: AsRef<str> + 'a>(
+    failed: impl Iterator<Item = (&'a N, &'a NodeError)>,
 ) -> NodeFailures {
     NodeFailures(
         failed
             .map(|(node, error)| NodeFailure {
-                node: node.clone(),
+                node: node.as_ref().to_string(),
                 error: error.clone(),
             })
             .collect(),
@@ -137,12 +204,12 @@ struct Tally {
 }
 
 impl Tally {
-    fn of(answers: &[(String, Result<bool, NodeError>)]) -> Self {
+    fn of<N: AsRef<str>>(answers: &[(N, Result<bool, NodeError>)]) -> Self {
         Tally {
             yes: answers
                 .iter()
                 .filter(|(_, answer)| *answer == Ok(true))
-                .map(|(node, _)| node.clone())
+                .map(|(node, _)| node.as_ref().to_string())
                 .collect(),
             answered: answers.iter().filter(|(_, answer)| answer.is_ok()).count(),
             failures: collect_failures(
@@ -175,8 +242,8 @@ pub(crate) enum ExtendDecision {
 /// extended). `still_valid` is whether the lock's old validity was left when the round ended:
 /// an extension that lands after the lock expired may extend keys someone else now relies on
 /// never having been ours, so it does not count.
-pub(crate) fn decide_extend(
-    answers: &[(String, Result<bool, NodeError>)],
+pub(crate) fn decide_extend<N: AsRef<str>>(
+    answers: &[(N, Result<bool, NodeError>)],
     ttl: Duration,
     elapsed: Duration,
     drift: Duration,
@@ -212,7 +279,9 @@ pub(crate) enum ReleaseDecision {
 
 /// Decide a release round from the voters' answers (`true`: the key held our token and was
 /// deleted; a missing key is a plain `false`, not an error).
-pub(crate) fn decide_release(answers: &[(String, Result<bool, NodeError>)]) -> ReleaseDecision {
+pub(crate) fn decide_release<N: AsRef<str>>(
+    answers: &[(N, Result<bool, NodeError>)],
+) -> ReleaseDecision {
     let needed = quorum(answers.len());
     let tally = Tally::of(answers);
     if tally.yes.len() >= needed {

@@ -7,6 +7,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
 use redis::Value;
 use redis::aio::MultiplexedConnection;
 
@@ -22,9 +24,29 @@ pub(crate) struct RedisNode {
     addr: String,
     info: redis::ConnectionInfo,
     connect_timeout: Duration,
-    /// A tokio mutex because it is held across the connect `.await`: concurrent callers wait
-    /// for the one connection attempt instead of opening several.
-    conn: tokio::sync::Mutex<Option<MultiplexedConnection>>,
+    /// The connection's state, shared with the task that opens it. A std mutex, held only to
+    /// read or swap the state, never across an `.await`: an open connection costs a clone.
+    conn: Arc<std::sync::Mutex<Conn>>,
+}
+
+/// An opening connection, awaited by every caller that needs it (single flight).
+type Opening = Shared<BoxFuture<'static, Result<MultiplexedConnection, NodeError>>>;
+
+/// Where a node's connection stands.
+enum Conn {
+    /// None open and none opening.
+    Closed,
+    /// Being opened by a task that keeps going when the callers waiting for it give up.
+    Opening(Opening),
+    /// Open; the number tells it from a later connection, so that an old failure does not
+    /// drop a newer connection.
+    Open(MultiplexedConnection, u64),
+}
+
+fn lock(state: &std::sync::Mutex<Conn>) -> std::sync::MutexGuard<'_, Conn> {
+    state
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl fmt::Debug for RedisNode {
@@ -44,52 +66,107 @@ pub(crate) fn addr_string(addr: &redis::ConnectionAddr) -> String {
     }
 }
 
+/// Open a connection and preload the scripts, all within `timeout`.
+async fn open(
+    info: redis::ConnectionInfo,
+    timeout: Duration,
+) -> Result<MultiplexedConnection, NodeError> {
+    let open = async {
+        let client = redis::Client::open(info).map_err(|e| NodeError::Connect(e.to_string()))?;
+        // No response timeout of redis-rs's own: every call already runs under the round's
+        // deadline, and a second timer per request would only stack on it.
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(None);
+        let conn = client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .map_err(|e| NodeError::Connect(e.to_string()))?;
+        SCRIPTS
+            .preload(&conn)
+            .await
+            .map_err(|e| match NodeError::from_redis(&e) {
+                NodeError::Io(msg) => NodeError::Connect(msg),
+                other => other,
+            })?;
+        Ok::<_, NodeError>(conn)
+    };
+    tokio::time::timeout(timeout, open)
+        .await
+        .unwrap_or(Err(NodeError::Timeout(timeout)))
+}
+
 impl RedisNode {
     pub(crate) fn new(info: redis::ConnectionInfo, connect_timeout: Duration) -> Self {
         RedisNode {
             addr: addr_string(info.addr()),
             info,
             connect_timeout,
-            conn: tokio::sync::Mutex::new(None),
+            conn: Arc::new(std::sync::Mutex::new(Conn::Closed)),
         }
     }
 
     /// The open connection, opening it (and preloading the scripts) if needed.
-    pub(crate) async fn connection(&self) -> Result<MultiplexedConnection, NodeError> {
-        let mut slot = self.conn.lock().await;
-        if let Some(conn) = slot.as_ref() {
-            return Ok(conn.clone());
-        }
-        let timeout = self.connect_timeout;
-        let open = async {
-            let client = redis::Client::open(self.info.clone())
-                .map_err(|e| NodeError::Connect(e.to_string()))?;
-            let config = redis::AsyncConnectionConfig::new()
-                .set_connection_timeout(Some(timeout))
-                .set_response_timeout(Some(timeout));
-            let conn = client
-                .get_multiplexed_async_connection_with_config(&config)
-                .await
-                .map_err(|e| NodeError::Connect(e.to_string()))?;
-            SCRIPTS
-                .preload(&conn)
-                .await
-                .map_err(|e| match NodeError::from_redis(&e) {
-                    NodeError::Io(msg) => NodeError::Connect(msg),
-                    other => other,
-                })?;
-            Ok::<_, NodeError>(conn)
+    ///
+    /// Opening runs in a spawned task, one at a time per node: a caller that stops waiting
+    /// (its round's deadline passed) does not stop it, so a node that is slow to accept costs
+    /// each round at most that round's deadline, and the connection is there for the next.
+    pub(crate) async fn connection(&self) -> Result<(MultiplexedConnection, u64), NodeError> {
+        let opening = {
+            let mut state = lock(&self.conn);
+            match &*state {
+                Conn::Open(conn, id) => return Ok((conn.clone(), *id)),
+                Conn::Opening(opening) => opening.clone(),
+                Conn::Closed => {
+                    let opening = self.start_opening();
+                    *state = Conn::Opening(opening.clone());
+                    opening
+                }
+            }
         };
-        let conn = tokio::time::timeout(timeout, open)
-            .await
-            .map_err(|_| NodeError::Timeout(timeout))??;
-        *slot = Some(conn.clone());
-        Ok(conn)
+        let conn = opening.await?;
+        // Whoever is first after the opening task stored it finds it open.
+        match &*lock(&self.conn) {
+            Conn::Open(open, id) => Ok((open.clone(), *id)),
+            _ => Ok((conn, 0)),
+        }
+    }
+
+    fn start_opening(&self) -> Opening {
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let (state, info, timeout) = (self.conn.clone(), self.info.clone(), self.connect_timeout);
+        let task = async move {
+            let result = open(info, timeout).await;
+            *lock(&state) = match &result {
+                Ok(conn) => Conn::Open(
+                    conn.clone(),
+                    NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+                ),
+                Err(_) => Conn::Closed,
+            };
+            result
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                let handle = runtime.spawn(task);
+                async move {
+                    handle
+                        .await
+                        .unwrap_or_else(|e| Err(NodeError::Connect(e.to_string())))
+                }
+                .boxed()
+                .shared()
+            }
+            Err(_) => task.boxed().shared(),
+        }
     }
 
     /// Forget a broken connection so that the next call reconnects.
-    async fn forget_connection(&self) {
-        *self.conn.lock().await = None;
+    fn forget_connection(&self, broken: u64) {
+        let mut state = lock(&self.conn);
+        if matches!(&*state, Conn::Open(_, id) if *id == broken) {
+            *state = Conn::Closed;
+        }
     }
 
     /// Run a command, forgetting the connection if it broke.
@@ -97,13 +174,13 @@ impl RedisNode {
         &self,
         run: impl AsyncFnOnce(&mut MultiplexedConnection) -> redis::RedisResult<T>,
     ) -> Result<T, NodeError> {
-        let mut conn = self.connection().await?;
+        let (mut conn, id) = self.connection().await?;
         match run(&mut conn).await {
             Ok(value) => Ok(value),
             Err(err) => {
                 let error = NodeError::from_redis(&err);
                 if matches!(error, NodeError::Io(_)) || err.is_connection_dropped() {
-                    self.forget_connection().await;
+                    self.forget_connection(id);
                 }
                 Err(error)
             }

@@ -1,20 +1,31 @@
-//! Round mechanics: one script sent to every voter of a resource in parallel, each call under a
-//! deadline, decided by the pure functions of `quorum`; and the release of a failed or
-//! abandoned round's keys in a spawned task, which no cancelled caller can stop.
+//! Round mechanics: one script sent to every voter of a resource at once, decided by the
+//! pure functions of `quorum` as soon as the answers still missing cannot change the outcome,
+//! under one deadline per round; and the rest of the round (slower answers, the release of a
+//! failed or abandoned round's keys) in a background task that no cancelled caller can stop.
+//!
+//! Each round runs in a task of its own ([`InFlight::spawn`]): the caller gets the decision
+//! over a oneshot channel the moment it is known, and the task goes on with what is left.
 
+use std::pin::pin;
+use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
-use futures::future::join_all;
+use futures::future::{BoxFuture, join_all, poll_fn};
+use futures::stream::{FuturesUnordered, StreamExt};
+use tokio::sync::{OwnedSemaphorePermit, oneshot};
 use tokio::time::Instant;
 
 use crate::config::{LockConfig, Mode};
 use crate::error::{LockError, NodeError};
+use crate::flight::InFlight;
 use crate::input::{Resource, Ttl};
 use crate::lock::{Lock, LockInfo, LockToken, NodeLockState};
 use crate::node::{AcquireReply, KeyState, with_deadline};
 use crate::quorum::{
-    AcquireDecision, AcquireVote, ExtendDecision, InfoDecision, ReleaseDecision, collect_failures,
-    decide_acquire, decide_extend, decide_info, decide_release, drift, quorum, unavailable,
+    AcquireDecision, AcquireVote, Count, ExtendDecision, InfoDecision, ReleaseDecision,
+    collect_failures, decide_acquire, decide_extend, decide_info, decide_release, drift, quorum,
+    unavailable,
 };
 use crate::topology::{Voter, voters_share_master};
 use crate::topology_cache::TopologyCache;
@@ -32,26 +43,169 @@ pub(crate) enum Attempt {
 /// The voters of one resource for one round, and where to report signs that the topology is
 /// out of date.
 pub(crate) struct Round<'a> {
-    pub(crate) voters: Vec<Voter>,
+    /// Shared with the round's task; never copied per round.
+    pub(crate) voters: Arc<[Voter]>,
     pub(crate) mode: Mode,
     pub(crate) config: &'a LockConfig,
     pub(crate) topology: &'a TopologyCache,
+    pub(crate) flight: &'a Arc<InFlight>,
+}
+
+/// The answers of one round, by voter index; `None` until a voter answered.
+struct Answers<T> {
+    answers: Vec<Option<Result<T, NodeError>>>,
+    count: Count,
+}
+
+impl<T> Answers<T> {
+    fn new(voters: usize) -> Self {
+        Answers {
+            answers: (0..voters).map(|_| None).collect(),
+            count: Count::new(voters),
+        }
+    }
+
+    /// The answers in voter order with the voters' addresses; a voter that did not answer in
+    /// time counts as timed out after `limit`.
+    fn named(self, voters: &[Voter], limit: Duration) -> Vec<(&str, Result<T, NodeError>)> {
+        voters
+            .iter()
+            .zip(self.answers)
+            .map(|(voter, answer)| {
+                (
+                    voter.node.addr(),
+                    answer.unwrap_or(Err(NodeError::Timeout(limit))),
+                )
+            })
+            .collect()
+    }
+}
+
+type Call<'v, T> = BoxFuture<'v, (usize, Result<T, NodeError>)>;
+
+/// Send `call` to every voter at once.
+fn send<'v, T: 'v>(
+    voters: &'v [Voter],
+    call: impl Fn(&'v Voter) -> BoxFuture<'v, Result<T, NodeError>>,
+) -> FuturesUnordered<Call<'v, T>> {
+    voters
+        .iter()
+        .enumerate()
+        .map(|(i, voter)| {
+            let answer = call(voter);
+            Box::pin(async move { (i, answer.await) }) as Call<'v, T>
+        })
+        .collect()
+}
+
+/// Collect answers as they arrive until the outcome is settled (`yes` tells a yes from a no;
+/// an error is a failed vote) or the deadline passes. The calls still in flight stay in
+/// `calls` for the caller to hand on or drop.
+async fn gather<T>(
+    calls: &mut FuturesUnordered<Call<'_, T>>,
+    answers: &mut Answers<T>,
+    deadline: Instant,
+    yes: impl Fn(&T) -> bool,
+) {
+    let mut timer = pin!(tokio::time::sleep_until(deadline));
+    while answers.count.settled().is_none() {
+        let next = poll_fn(|cx| match calls.poll_next_unpin(cx) {
+            Poll::Ready(answer) => Poll::Ready(answer),
+            Poll::Pending => timer.as_mut().poll(cx).map(|()| None),
+        })
+        .await;
+        let Some((i, answer)) = next else { return };
+        answers.count.record(answer.as_ref().ok().map(&yes));
+        if let Some(slot) = answers.answers.get_mut(i) {
+            *slot = Some(answer);
+        }
+    }
+}
+
+/// Whether a failed call may still have written: its request may have reached the node
+/// (a timeout or a broken connection). A refused connection or an error reply wrote nothing.
+fn may_have_written<T>(answer: &Option<Result<T, NodeError>>) -> bool {
+    matches!(
+        answer,
+        None | Some(Err(NodeError::Timeout(_) | NodeError::Io(_)))
+    )
+}
+
+/// Compare-and-delete `token` on the voters at `targets`, each awaited until `patience`
+/// passes: long enough that the request is always sent (redis-rs drops a request whose caller
+/// gave up before it was written), and it runs after any write of ours that went before it on
+/// the same connection.
+async fn release_where(voters: &[Voter], targets: &[usize], token: &LockToken, patience: Duration) {
+    join_all(
+        targets
+            .iter()
+            .filter_map(|i| voters.get(*i))
+            .map(|voter| with_deadline(patience, voter.node.release(&voter.key, token.as_str()))),
+    )
+    .await;
+}
+
+/// What an acquire round's task tells its caller.
+struct AcquireReport {
+    decision: AcquireDecision,
+    elapsed: Duration,
+    granted: Vec<usize>,
+    failures_seen: bool,
+    redirected: bool,
+}
+
+/// The caller's end of an acquire round. Dropped before it took the decision (the caller was
+/// cancelled), it closes the channel, and the round's task releases whatever it wrote; a won
+/// decision that was already sent is released here.
+struct Pending {
+    decision: Option<oneshot::Receiver<AcquireReport>>,
+    voters: Arc<[Voter]>,
+    token: LockToken,
+    ttl: Duration,
+    flight: Arc<InFlight>,
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        let Some(mut rx) = self.decision.take() else {
+            return;
+        };
+        if let Ok(report) = rx.try_recv()
+            && matches!(report.decision, AcquireDecision::Acquired { .. })
+        {
+            let (voters, token, ttl) = (self.voters.clone(), self.token.clone(), self.ttl);
+            let every: Vec<usize> = (0..voters.len()).collect();
+            // Without a runtime nothing can run; the keys expire with their TTL.
+            let _ = self.flight.spawn(async move {
+                release_where(&voters, &every, &token, ttl).await;
+            });
+        }
+    }
 }
 
 impl Round<'_> {
     /// Mark the topology stale after a redirect (MOVED/ASK) or, in cluster mode, any lost
     /// voter: a failover gives the slot a master at another address.
-    fn note_failures<'e>(&self, mut errors: impl Iterator<Item = &'e NodeError>) {
+    fn note_failures(&self, failures_seen: bool, redirected: bool) {
         let stale = match self.mode {
-            Mode::Cluster => errors.next().is_some(),
-            _ => errors.any(|e| matches!(e, NodeError::Redirected(_))),
+            Mode::Cluster => failures_seen,
+            _ => redirected,
         };
         if stale {
             self.topology.mark_stale();
         }
     }
 
-    /// The bound of one vote: the node timeout, but never more than the validity a TTL can
+    fn note_errors<'e>(&self, errors: impl Iterator<Item = &'e NodeError>) {
+        let (mut seen, mut redirected) = (false, false);
+        for error in errors {
+            seen = true;
+            redirected |= matches!(error, NodeError::Redirected(_));
+        }
+        self.note_failures(seen, redirected);
+    }
+
+    /// The bound of one round: the node timeout, but never more than the validity a TTL can
     /// leave.
     fn per_call(&self, ttl: Duration, allowance: Duration) -> Duration {
         self.config
@@ -59,113 +213,134 @@ impl Round<'_> {
             .min(ttl.saturating_sub(allowance))
     }
 
-    /// One acquire round under a fresh token. Keys written by a failed round, or by a round
-    /// whose future is dropped mid-flight, are released on every voter in a spawned task.
-    pub(crate) async fn acquire(&self, resource: Resource<'_>, ttl: Ttl) -> Attempt {
-        let (config, voters, ttl) = (self.config, &self.voters, ttl.get());
-        let connect_limit = config.connect_timeout_value();
-        // Open connections before the clock starts: connecting is not part of the vote.
-        let connected = join_all(
-            voters
-                .iter()
-                .map(|v| with_deadline(connect_limit, v.node.connect())),
-        )
-        .await;
+    /// Run a round's task in the background, tracked by the manager, and wait for its
+    /// decision; without a tokio runtime, run the whole task here.
+    async fn run<R>(
+        &self,
+        task: impl Future<Output = ()> + Send + 'static,
+        decision: &mut oneshot::Receiver<R>,
+    ) -> Option<R> {
+        if let Err(task) = self.flight.spawn(task) {
+            task.await;
+        }
+        decision.await.ok()
+    }
 
-        let allowance = drift(ttl, config.drift_factor_value());
+    /// One acquire round under a fresh token. It is decided as soon as a quorum granted
+    /// (validity measured then) or a quorum no longer can; the keys of a failed round, or of a
+    /// round whose caller was cancelled, are released where they may have been written.
+    pub(crate) async fn acquire(&self, resource: Resource<'_>, ttl: Ttl) -> Attempt {
+        let ttl = ttl.get();
+        let allowance = drift(ttl, self.config.drift_factor_value());
         let per_call = self.per_call(ttl, allowance);
+        // Queueing for a turn happens before the clock starts: it never eats validity.
+        let permit = self.flight.permit().await;
         let token = LockToken::new();
-        let cleanup = Cleanup {
-            resource,
-            voters: voters.clone(),
-            token: token.clone(),
-            node_timeout: config.node_timeout_value(),
-            armed: true,
-        };
         let start = Instant::now();
-        let votes = join_all(voters.iter().zip(connected).map(|(voter, connected)| {
-            let token = &token;
-            async move {
-                let vote = match connected {
-                    Err(error) => AcquireVote::Failed(error),
-                    Ok(()) => match with_deadline(
-                        per_call,
-                        voter.node.acquire(&voter.key, token.as_str(), ttl),
-                    )
-                    .await
-                    {
-                        Ok(AcquireReply::Granted) => AcquireVote::Granted,
-                        Ok(AcquireReply::Held(left)) => AcquireVote::Held(left),
-                        Err(error) => AcquireVote::Failed(error),
-                    },
-                };
-                (voter.node.addr().to_string(), vote)
+        let (tx, rx) = oneshot::channel();
+        let task = acquire_round(AcquireRound {
+            voters: self.voters.clone(),
+            token: token.clone(),
+            ttl,
+            allowance,
+            start,
+            limit: per_call,
+            permit,
+            report: tx,
+        });
+        let mut pending = Pending {
+            decision: None,
+            voters: self.voters.clone(),
+            token: token.clone(),
+            ttl,
+            flight: self.flight.clone(),
+        };
+        let report = match self.flight.spawn(task) {
+            Err(task) => {
+                task.await;
+                rx.await.ok()
             }
-        }))
-        .await;
-        let elapsed = start.elapsed();
-        self.note_failures(votes.iter().filter_map(|(_, v)| match v {
-            AcquireVote::Failed(e) => Some(e),
-            _ => None,
-        }));
-        let decision = decide_acquire(&votes, ttl, elapsed, allowance);
-        let granted_by: Vec<String> = votes
-            .iter()
-            .filter(|(_, v)| *v == AcquireVote::Granted)
-            .map(|(node, _)| node.clone())
-            .collect();
+            Ok(()) => {
+                // Until the decision is taken, a cancelled caller's `Pending` cleans up.
+                let report = pending.decision.insert(rx).await.ok();
+                pending.decision = None;
+                report
+            }
+        };
+        let Some(report) = report else {
+            return Attempt::Failed(unavailable(self.voters.len(), 0, Default::default()));
+        };
+        self.note_failures(report.failures_seen, report.redirected);
+        let AcquireReport {
+            decision,
+            elapsed,
+            granted,
+            ..
+        } = report;
         tracing::debug!(
             resource = resource.as_str(),
-            votes = granted_by.len(),
-            voters = voters.len(),
+            votes = granted.len(),
+            voters = self.voters.len(),
             ?elapsed,
             ?decision,
             "acquire round"
         );
         match decision {
-            AcquireDecision::Acquired { .. } => {
-                cleanup.disarm();
-                let deadline = start
+            AcquireDecision::Acquired { .. } => Attempt::Acquired(Lock {
+                resource: resource.as_str().to_string(),
+                token,
+                ttl,
+                deadline: start
                     .checked_add(ttl.saturating_sub(allowance))
-                    .unwrap_or(start);
-                Attempt::Acquired(Lock {
-                    resource: resource.as_str().to_string(),
-                    token,
-                    ttl,
-                    deadline,
-                    granted_by,
-                })
-            }
+                    .unwrap_or(start),
+                granted_by: granted
+                    .iter()
+                    .filter_map(|i| self.voters.get(*i))
+                    .map(|v| v.node.addr().to_string())
+                    .collect(),
+            }),
             AcquireDecision::Contended { retry_hint } => Attempt::Contended(retry_hint),
             AcquireDecision::Expired => {
                 Attempt::Failed(LockError::ValidityExpired { elapsed, ttl })
             }
             AcquireDecision::Unavailable { answered, failures } => {
-                Attempt::Failed(unavailable(voters.len(), answered, failures))
+                Attempt::Failed(unavailable(self.voters.len(), answered, failures))
             }
         }
     }
 
-    /// One extend round (compare-and-`PEXPIRE`); on success the lock's deadline becomes
-    /// `start + ttl - drift`. A refused or failed extend changes nothing and deletes nothing.
+    /// One extend round (compare-and-`PEXPIRE`), decided as soon as the outcome is known; on
+    /// success the lock's deadline becomes `start + ttl - drift`. A failed extend ends the
+    /// lock: the keys it may have lengthened are released in the background (otherwise they
+    /// would block others for the new TTL with nobody holding them), and the lock's deadline
+    /// becomes now.
     pub(crate) async fn extend(&self, lock: &mut Lock, ttl: Ttl) -> Result<bool, LockError> {
-        let (voters, ttl) = (&self.voters, ttl.get());
+        let ttl = ttl.get();
         let allowance = drift(ttl, self.config.drift_factor_value());
         let per_call = self.per_call(ttl, allowance);
+        let permit = self.flight.permit().await;
         let start = Instant::now();
-        let results = join_all(
-            voters
-                .iter()
-                .map(|v| with_deadline(per_call, v.node.extend(&v.key, lock.token.as_str(), ttl))),
-        )
-        .await;
-        let elapsed = start.elapsed();
-        let answers = named(voters, results);
-        self.note_failures(answers.iter().filter_map(|(_, r)| r.as_ref().err()));
-        let decision = decide_extend(&answers, ttl, elapsed, allowance, lock.is_valid());
+        let (tx, mut rx) = oneshot::channel();
+        let task = extend_round(ExtendRound {
+            voters: self.voters.clone(),
+            token: lock.token.clone(),
+            ttl,
+            allowance,
+            start,
+            limit: per_call,
+            old_deadline: lock.deadline,
+            permit,
+            report: tx,
+        });
+        let decision = self.run(task, &mut rx).await;
+        let Some((decision, failures_seen, redirected)) = decision else {
+            lock.deadline = Instant::now();
+            return Ok(false);
+        };
+        self.note_failures(failures_seen, redirected);
         tracing::debug!(
             resource = lock.resource,
-            ?elapsed,
+            elapsed = ?start.elapsed(),
             ?decision,
             "extend round"
         );
@@ -178,19 +353,37 @@ impl Round<'_> {
                 lock.granted_by = by;
                 Ok(true)
             }
-            ExtendDecision::Refused => Ok(false),
+            ExtendDecision::Refused => {
+                lock.deadline = Instant::now();
+                Ok(false)
+            }
             ExtendDecision::Unavailable { answered, failures } => {
-                Err(unavailable(voters.len(), answered, failures))
+                lock.deadline = Instant::now();
+                Err(unavailable(self.voters.len(), answered, failures))
             }
         }
     }
 
-    /// One release round (compare-and-delete); `true` when a quorum still held the lock.
+    /// One release round (compare-and-delete); `true` when a quorum still held the lock. It
+    /// returns as soon as that is known; the deletes still in flight are awaited in the
+    /// background (never dropped: a dropped request may never be sent).
     pub(crate) async fn release(&self, lock: &Lock) -> Result<bool, LockError> {
-        let results = release_on(&self.voters, &lock.token, self.config.node_timeout_value()).await;
-        let answers = named(&self.voters, results);
-        self.note_failures(answers.iter().filter_map(|(_, r)| r.as_ref().err()));
-        let decision = decide_release(&answers);
+        let permit = self.flight.permit().await;
+        let limit = self.config.node_timeout_value();
+        let (tx, mut rx) = oneshot::channel();
+        let task = release_round(ReleaseRound {
+            voters: self.voters.clone(),
+            token: lock.token.clone(),
+            deadline: Instant::now() + limit,
+            limit,
+            patience: lock.ttl,
+            permit,
+            report: tx,
+        });
+        let Some((decision, failures_seen, redirected)) = self.run(task, &mut rx).await else {
+            return Err(unavailable(self.voters.len(), 0, Default::default()));
+        };
+        self.note_failures(failures_seen, redirected);
         tracing::debug!(resource = lock.resource, ?decision, "release round");
         match decision {
             ReleaseDecision::Released => Ok(true),
@@ -234,7 +427,7 @@ impl Round<'_> {
                 }
             })
             .collect();
-        self.note_failures(nodes.iter().filter_map(|n| n.error.as_ref()));
+        self.note_errors(nodes.iter().filter_map(|n| n.error.as_ref()));
         let (locked, holder, remaining) =
             match decide_info(&answers, self.config.drift_factor_value()) {
                 InfoDecision::Locked { token, remaining } => (true, Some(token), remaining),
@@ -265,80 +458,259 @@ impl Round<'_> {
     }
 }
 
-/// Each voter's answer with the voter's address, in voter order.
-fn named<T>(voters: &[Voter], results: Vec<T>) -> Vec<(String, T)> {
+/// Whether any answer failed, and whether any was a redirect (MOVED/ASK).
+fn failure_signs<'a, T: 'a>(
+    answers: impl Iterator<Item = &'a Result<T, NodeError>>,
+) -> (bool, bool) {
+    let (mut seen, mut redirected) = (false, false);
+    for answer in answers {
+        if let Err(error) = answer {
+            seen = true;
+            redirected |= matches!(error, NodeError::Redirected(_));
+        }
+    }
+    (seen, redirected)
+}
+
+/// The addresses of the voters that had not answered when a round was decided early (before
+/// its deadline): they did not fail, the round simply did not need them.
+fn unasked<'v, T>(voters: &'v [Voter], answers: &Answers<T>, early: bool) -> Vec<&'v str> {
+    if !early {
+        return Vec::new();
+    }
     voters
         .iter()
-        .map(|v| v.node.addr().to_string())
-        .zip(results)
+        .zip(&answers.answers)
+        .filter(|(_, answer)| answer.is_none())
+        .map(|(voter, _)| voter.node.addr())
         .collect()
 }
 
-/// Run the release script on every voter, each under the node timeout.
-async fn release_on(
-    voters: &[Voter],
-    token: &LockToken,
-    node_timeout: Duration,
-) -> Vec<Result<bool, NodeError>> {
-    join_all(
-        voters
-            .iter()
-            .map(|v| with_deadline(node_timeout, v.node.release(&v.key, token.as_str()))),
-    )
-    .await
+/// Remove the voters that were not needed from a list of failures.
+fn drop_unasked(failures: &mut Vec<crate::error::NodeFailure>, unasked: &[&str]) {
+    failures.retain(|f| !unasked.contains(&f.node.as_str()));
 }
 
-/// Start `release` in a task on the current tokio runtime and return at once: a synchronous
-/// `Drop` can start it without blocking (never `block_on`), and a cancelled caller cannot
-/// cancel it. Without a runtime nothing runs and the keys expire with their TTL; `what` names
-/// them in the debug log.
+/// The indices of the answers that `keep` picks.
+fn which<T>(answers: &[Option<T>], keep: impl Fn(&Option<T>) -> bool) -> Vec<usize> {
+    answers
+        .iter()
+        .enumerate()
+        .filter(|(_, answer)| keep(answer))
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// Everything an acquire round's task owns.
+struct AcquireRound {
+    voters: Arc<[Voter]>,
+    token: LockToken,
+    ttl: Duration,
+    allowance: Duration,
+    start: Instant,
+    limit: Duration,
+    permit: Option<OwnedSemaphorePermit>,
+    report: oneshot::Sender<AcquireReport>,
+}
+
+/// The task of one acquire round: vote, report the decision the moment it is known, then
+/// deal with the rest. A won round's calls still in flight are dropped: a request not yet
+/// written is never sent, and one already written runs before the lock's own release or
+/// extend on the same connection, so a late grant belongs to the lock and goes with it. A
+/// failed round (or one whose caller is gone) releases its keys wherever they may have
+/// landed: on the voters that granted, timed out, or lost their connection, but not on
+/// those that answered that someone else holds the key.
+async fn acquire_round(round: AcquireRound) {
+    let AcquireRound {
+        voters,
+        token,
+        ttl,
+        allowance,
+        start,
+        limit,
+        permit,
+        report,
+    } = round;
+    let mut answers = Answers::new(voters.len());
+    let token = &token;
+    let mut calls = send(&voters, |voter| {
+        voter.node.acquire(&voter.key, token.as_str(), ttl)
+    });
+    gather(&mut calls, &mut answers, start + limit, |reply| {
+        *reply == AcquireReply::Granted
+    })
+    .await;
+    let elapsed = start.elapsed();
+    drop(permit);
+    let (failures_seen, redirected) = failure_signs(answers.answers.iter().flatten());
+    let granted = which(&answers.answers, |a| {
+        matches!(a, Some(Ok(AcquireReply::Granted)))
+    });
+    let cleanup = which(&answers.answers, |a| {
+        matches!(a, Some(Ok(AcquireReply::Granted))) || may_have_written(a)
+    });
+    let answers_pending = unasked(&voters, &answers, Instant::now() < start + limit);
+    let votes: Vec<(&str, AcquireVote)> = answers
+        .named(&voters, limit)
+        .into_iter()
+        .map(|(node, answer)| {
+            let vote = match answer {
+                Ok(AcquireReply::Granted) => AcquireVote::Granted,
+                Ok(AcquireReply::Held(left)) => AcquireVote::Held(left),
+                Err(error) => AcquireVote::Failed(error),
+            };
+            (node, vote)
+        })
+        .collect();
+    let mut decision = decide_acquire(&votes, ttl, elapsed, allowance);
+    if let AcquireDecision::Unavailable { failures, .. } = &mut decision {
+        drop_unasked(&mut failures.0, &answers_pending);
+    }
+    drop(votes);
+    let won = matches!(decision, AcquireDecision::Acquired { .. });
+    let delivered = report
+        .send(AcquireReport {
+            decision,
+            elapsed,
+            granted,
+            failures_seen,
+            redirected,
+        })
+        .is_ok();
+    if won && delivered {
+        // The slower votes go on: each was queued on its connection when first polled, so
+        // it runs before the lock's own release or extend there; a late grant belongs to
+        // the lock and goes with it.
+        let _ = tokio::time::timeout(ttl, calls.count()).await;
+        return;
+    }
+    // Dropped before the release is queued behind them: a request not yet written is never
+    // sent, and one already written runs before the release on the same connection.
+    drop(calls);
+    release_where(&voters, &cleanup, token, ttl).await;
+}
+
+/// Everything an extend round's task owns.
+struct ExtendRound {
+    voters: Arc<[Voter]>,
+    token: LockToken,
+    ttl: Duration,
+    allowance: Duration,
+    start: Instant,
+    limit: Duration,
+    old_deadline: Instant,
+    permit: Option<OwnedSemaphorePermit>,
+    report: oneshot::Sender<(ExtendDecision, bool, bool)>,
+}
+
+/// The task of one extend round. A won round's calls still in flight are dropped (a late
+/// extension belongs to the lock). A failed one releases every key it may have lengthened:
+/// those that said yes, timed out, or lost their connection.
+async fn extend_round(round: ExtendRound) {
+    let ExtendRound {
+        voters,
+        token,
+        ttl,
+        allowance,
+        start,
+        limit,
+        old_deadline,
+        permit,
+        report,
+    } = round;
+    let mut answers = Answers::new(voters.len());
+    let token = &token;
+    let mut calls = send(&voters, |voter| {
+        voter.node.extend(&voter.key, token.as_str(), ttl)
+    });
+    gather(&mut calls, &mut answers, start + limit, |yes| *yes).await;
+    let elapsed = start.elapsed();
+    // An extension that lands after the old validity ran out may lengthen keys that someone
+    // else now relies on never having been ours: it does not count.
+    let still_valid = Instant::now() < old_deadline;
+    drop(permit);
+    let (failures_seen, redirected) = failure_signs(answers.answers.iter().flatten());
+    let lengthened = which(&answers.answers, |a| {
+        matches!(a, Some(Ok(true))) || may_have_written(a)
+    });
+    let unanswered = unasked(&voters, &answers, Instant::now() < start + limit);
+    let mut decision = decide_extend(
+        &answers.named(&voters, limit),
+        ttl,
+        elapsed,
+        allowance,
+        still_valid,
+    );
+    if let ExtendDecision::Unavailable { failures, .. } = &mut decision {
+        drop_unasked(&mut failures.0, &unanswered);
+    }
+    let won = matches!(decision, ExtendDecision::Extended { .. });
+    let _ = report.send((decision, failures_seen, redirected));
+    if won {
+        let _ = tokio::time::timeout(ttl, calls.count()).await;
+    } else {
+        drop(calls);
+        release_where(&voters, &lengthened, token, ttl).await;
+    }
+}
+
+/// Everything a release round's task owns.
+struct ReleaseRound {
+    voters: Arc<[Voter]>,
+    token: LockToken,
+    deadline: Instant,
+    limit: Duration,
+    /// How long the deletes still in flight after the decision are awaited: the lock's TTL
+    /// (after it the keys are gone anyway).
+    patience: Duration,
+    permit: Option<OwnedSemaphorePermit>,
+    report: oneshot::Sender<(ReleaseDecision, bool, bool)>,
+}
+
+/// The task of one release round: report as soon as the outcome is known, then await the
+/// deletes still in flight.
+async fn release_round(round: ReleaseRound) {
+    let ReleaseRound {
+        voters,
+        token,
+        deadline,
+        limit,
+        patience,
+        permit,
+        report,
+    } = round;
+    let token = &token;
+    let mut answers = Answers::new(voters.len());
+    let mut calls = send(&voters, |voter| {
+        voter.node.release(&voter.key, token.as_str())
+    });
+    gather(&mut calls, &mut answers, deadline, |yes| *yes).await;
+    drop(permit);
+    let (failures_seen, redirected) = failure_signs(answers.answers.iter().flatten());
+    let unanswered = unasked(&voters, &answers, Instant::now() < deadline);
+    let mut decision = decide_release(&answers.named(&voters, limit));
+    if let ReleaseDecision::Unavailable { failures, .. } = &mut decision {
+        drop_unasked(&mut failures.0, &unanswered);
+    }
+    let _ = report.send((decision, failures_seen, redirected));
+    let _ = tokio::time::timeout(patience, calls.count()).await;
+}
+
+/// Start `release` in a task on the current tokio runtime, counted by the manager's
+/// [`InFlight`] so that `close()` waits for it, and return at once: a synchronous `Drop` can
+/// start it without blocking (never `block_on`), and a cancelled caller cannot cancel it.
+/// Without a runtime nothing runs and the keys expire with their TTL; `what` names them in
+/// the debug log.
 pub(crate) fn spawn_release(
+    flight: &Arc<InFlight>,
     resource: &str,
     what: &str,
     release: impl Future<Output = ()> + Send + 'static,
 ) {
-    match tokio::runtime::Handle::try_current() {
-        Ok(runtime) => {
-            runtime.spawn(release);
-        }
-        Err(_) => tracing::debug!(
+    if flight.spawn(release).is_err() {
+        tracing::debug!(
             resource,
             "no tokio runtime to release {what}; the keys expire with their TTL"
-        ),
-    }
-}
-
-/// Releases a round's keys on every voter when dropped armed: after a failed round, and when
-/// the caller drops the acquire future mid-flight. Every voter is included, even those that
-/// timed out: their write may still land.
-struct Cleanup<'a> {
-    resource: Resource<'a>,
-    voters: Vec<Voter>,
-    token: LockToken,
-    node_timeout: Duration,
-    armed: bool,
-}
-
-impl Cleanup<'_> {
-    fn disarm(mut self) {
-        self.armed = false;
-    }
-}
-
-impl Drop for Cleanup<'_> {
-    fn drop(&mut self) {
-        if !self.armed {
-            return;
-        }
-        let voters = std::mem::take(&mut self.voters);
-        let token = self.token.clone();
-        let node_timeout = self.node_timeout;
-        spawn_release(
-            self.resource.as_str(),
-            "a failed attempt's keys",
-            async move {
-                release_on(&voters, &token, node_timeout).await;
-            },
         );
     }
 }

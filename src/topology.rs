@@ -149,8 +149,9 @@ async fn read_cluster(
 
 /// Find out who votes: detect the mode from the first node that answers (unless `mode` forces
 /// it) and, for a cluster, read its masters. On a refresh (`previous` is a cluster) the known
-/// masters are asked before the seeds: after a failover the configured seed may be the dead
-/// node. Each node read is bounded by `timeout`.
+/// masters are asked too, not only the seeds: after a failover the configured seed may be the
+/// dead node. All are asked at once and the first to answer decides; each node read is
+/// bounded by `timeout`.
 pub(crate) async fn discover(
     seeds: &dyn Seeds,
     previous: Option<&Topology>,
@@ -169,8 +170,14 @@ pub(crate) async fn discover(
     };
     candidates.extend(seeds.seeds().iter().cloned());
     let mut failures = Vec::new();
-    for node in &candidates {
-        let info = match with_deadline(timeout, node.info("cluster")).await {
+    // Every candidate is asked at once and answers are taken as they come: a seed that
+    // accepts connections but never answers (a paused master) must not hold up the others.
+    let mut asked: futures::stream::FuturesUnordered<_> = candidates
+        .iter()
+        .map(|node| async move { (node, with_deadline(timeout, node.info("cluster")).await) })
+        .collect();
+    while let Some((node, answer)) = futures::StreamExt::next(&mut asked).await {
+        let info = match answer {
             Ok(info) => info,
             Err(error) => {
                 failures.push(NodeFailure {

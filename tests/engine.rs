@@ -387,10 +387,17 @@ async fn dropping_an_acquire_mid_flight_leaves_no_key() {
     let manager = LockManager::connect(&urls, config())
         .await
         .expect("manager");
-    // Pause one node so the round cannot finish, then cancel the acquire while it waits.
+    // Pause two nodes so the round cannot be decided, then cancel the acquire while it
+    // waits: the one key that landed, and any that land when the nodes resume, must go.
+    servers.nodes()[1].pause().expect("pause");
     servers.nodes()[2].pause().expect("pause");
     let attempt = manager.try_acquire("cancelled", Duration::from_secs(60));
-    let _ = tokio::time::timeout(Duration::from_millis(50), attempt).await;
+    let cancelled = tokio::time::timeout(Duration::from_millis(50), attempt).await;
+    assert!(
+        cancelled.is_err(),
+        "the round cannot be decided: {cancelled:?}"
+    );
+    servers.nodes()[1].resume().expect("resume");
     servers.nodes()[2].resume().expect("resume");
     let voters = manager.voters_of("cancelled").await.expect("voters");
     eventually("the cancelled attempt's keys are gone", || {
@@ -545,8 +552,16 @@ async fn cluster_failover_is_followed_by_the_voters() {
         .await
         .expect("acquire after failover")
         .expect("granted");
-    assert_eq!(lock.granted_by().len(), 3, "{:?}", lock.granted_by());
-    assert!(lock.granted_by().contains(&promoted_addr));
+    // The round is decided by the first two grants; the third vote still lands, so the
+    // promoted master holds its key of the lock.
+    assert!(lock.granted_by().len() >= 2, "{:?}", lock.granted_by());
+    let (addr, key) = manager.voters_of("failover").await.expect("voters")[0].clone();
+    assert_eq!(addr, promoted_addr);
+    let token = lock.token().to_string();
+    eventually("the promoted master holds its key of the lock", || {
+        get(&addr, &key).as_deref() == Some(token.as_str())
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -572,7 +587,8 @@ async fn acl_user_and_password_in_urls() {
         .await
         .expect("acquire as locker")
         .expect("granted");
-    assert_eq!(lock.granted_by().len(), 3);
+    // Decided by the first two grants (the round does not wait for the third).
+    assert!(lock.granted_by().len() >= 2);
     assert!(manager.release(&lock).await.expect("release"));
 
     let wrong: Vec<String> = urls.iter().map(|u| u.replace("s3cret", "wrong")).collect();

@@ -269,3 +269,84 @@ proptest! {
         prop_assert_eq!(unavailable, answered < quorum(n));
     }
 }
+
+/// The settled outcome a full set of yes (0) / no (1) / failed (2) answers gives.
+fn settle_all(answers: &[u8]) -> Option<Settled> {
+    let mut count = Count::new(answers.len());
+    for a in answers {
+        count.record(match a {
+            0 => Some(true),
+            1 => Some(false),
+            _ => None,
+        });
+    }
+    count.settled()
+}
+
+#[test]
+fn a_paused_voter_does_not_delay_a_decided_round() {
+    // Two of three granted: won without the third.
+    let mut count = Count::new(3);
+    count.record(Some(true));
+    assert_eq!(count.settled(), None);
+    count.record(Some(true));
+    assert_eq!(count.settled(), Some(Settled::Won));
+    // Two of three hold it for another: lost without the third.
+    let mut count = Count::new(3);
+    count.record(Some(false));
+    count.record(Some(false));
+    assert_eq!(count.settled(), Some(Settled::Lost));
+    // Two failed: unavailable without the third.
+    let mut count = Count::new(3);
+    count.record(None);
+    count.record(None);
+    assert_eq!(count.settled(), Some(Settled::Unavailable));
+    // One yes, one no: the third decides.
+    let mut count = Count::new(3);
+    count.record(Some(true));
+    count.record(Some(false));
+    assert_eq!(count.settled(), None);
+}
+
+proptest! {
+    /// Deciding early never contradicts the decision of all answers: whatever the order in
+    /// which answers arrive, an outcome settled by a prefix is the outcome of the whole, and
+    /// the whole is always settled, and agrees with the full decision functions.
+    #[test]
+    fn early_settlement_never_contradicts_all_answers(
+        answers in prop::collection::vec(0u8..3, 1..9),
+        order in prop::collection::vec(any::<prop::sample::Index>(), 9),
+    ) {
+        let mut arrival: Vec<usize> = (0..answers.len()).collect();
+        for (i, pick) in order.iter().enumerate().take(answers.len()) {
+            let j = i + pick.index(answers.len() - i);
+            arrival.swap(i, j);
+        }
+        let full = settle_all(&answers);
+        prop_assert!(full.is_some());
+        let mut count = Count::new(answers.len());
+        for &i in &arrival {
+            count.record(match answers[i] { 0 => Some(true), 1 => Some(false), _ => None });
+            if let Some(early) = count.settled() {
+                prop_assert_eq!(Some(early), full);
+            }
+        }
+        let expected = match decide_release(&yes_no(answers.clone())) {
+            ReleaseDecision::Released => Settled::Won,
+            ReleaseDecision::NotHeld => Settled::Lost,
+            ReleaseDecision::Unavailable { .. } => Settled::Unavailable,
+        };
+        prop_assert_eq!(full, Some(expected));
+        let votes: Vec<AcquireVote> = answers.iter().map(|v| match v {
+            0 => AcquireVote::Granted,
+            1 => AcquireVote::Held(Some(ms(500))),
+            _ => AcquireVote::Failed(NodeError::Timeout(ms(50))),
+        }).collect();
+        let acquire = match decide_acquire(&named(votes), ms(10_000), ms(5), ms(102)) {
+            AcquireDecision::Acquired { .. } | AcquireDecision::Expired => Settled::Won,
+            AcquireDecision::Contended { .. } => Settled::Lost,
+            AcquireDecision::Unavailable { .. } => Settled::Unavailable,
+        };
+        prop_assert_eq!(full, Some(acquire));
+    }
+}
