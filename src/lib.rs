@@ -39,8 +39,11 @@
 //!
 //! How a vote is run and decided:
 //! - `input`: every check of user input, done once per call (URLs, resource names, TTLs).
-//! - `round`: one round (acquire, extend, release, inspect) on all voters under deadlines,
-//!   and the cleanup of a failed round, spawned so a cancelled caller cannot stop it.
+//! - `round`: one round (acquire, extend, release, inspect) on all voters under one deadline,
+//!   decided as soon as the outcome is known, in a task of its own that goes on with the
+//!   slower answers and the cleanup of a failed round, so a cancelled caller cannot stop it.
+//! - `flight`: a manager's bound on rounds in flight, and its background tasks, which
+//!   [`LockManager::close`] waits for ([`CloseReport`]).
 //! - `quorum`: how a round is decided (quorum, drift, validity), pure and property-tested.
 //! - `retry`: [`RetryPolicy`], exponential backoff with full jitter.
 //!

@@ -28,11 +28,14 @@ pub(crate) type KeyState = (Option<String>, Option<Duration>);
 pub(crate) type NodeResult<'a, T> = BoxFuture<'a, Result<T, NodeError>>;
 
 /// One voter. Deadlines are applied by the caller, so implementations need none of their own
-/// beyond connecting.
+/// beyond connecting. A call whose future is dropped before its request was written must not
+/// be sent later, and calls on one node run in the order they were first polled (as on one
+/// multiplexed connection): the cleanup ordering of `round` relies on both.
 pub(crate) trait Node: Send + Sync + fmt::Debug {
     /// `host:port`, for error messages and lock info.
     fn addr(&self) -> &str;
-    /// Make sure a connection is open, so that the timed voting round measures only the vote.
+    /// Make sure a connection is open (used when a manager connects eagerly; a round's calls
+    /// open one themselves, under the round's deadline).
     fn connect(&self) -> NodeResult<'_, ()>;
     /// Run the acquire script.
     fn acquire<'a>(
