@@ -4,7 +4,9 @@ use std::time::{Duration, Instant};
 
 use super::HarnessError;
 use super::config::{ClusterTimings, NodeConfig};
-use super::node::{IO_TIMEOUT, RedisServer, info_field, query_port};
+use super::info::info_field;
+use super::node::{IO_TIMEOUT, RedisServer};
+use super::raw::query_port;
 use super::topology::{
     NodeEntry, SLOTS, even_slot_ranges, healthy_replicas, parse_cluster_nodes, serving_masters,
     settled_signature,
