@@ -90,6 +90,7 @@ mod tests {
     fn shipped_container_configs_agree_with_the_generator() {
         let config = ClusterOptions::default().node_config();
         for port in 7000..=7005u16 {
+            // redis-conf/ sits at the workspace root, one above this crate.
             let path = format!(
                 "{}/../redis-conf/redis-{port}.conf",
                 env!("CARGO_MANIFEST_DIR")

@@ -10,7 +10,9 @@ use std::time::Duration;
 use super::HarnessError;
 use super::binary::redis_server_path;
 use super::config::NodeConfig;
+use super::info::info_field;
 use super::ports::PortClaim;
+use super::raw::{connect_port, query_port};
 use super::wait::{Check, wait_for};
 use super::workdir::WorkDir;
 
@@ -307,46 +309,6 @@ fn reap_if_exited(server: &mut Option<Child>) {
     }
 }
 
-/// A new synchronous connection to 127.0.0.1:`port` with `timeout` for connect, reads and
-/// writes.
-pub(crate) fn connect_port(
-    port: u16,
-    timeout: Duration,
-) -> Result<redis::Connection, HarnessError> {
-    let err = |e| HarnessError::redis(port, "connecting", e);
-    let con = redis::Client::open(format!("redis://127.0.0.1:{port}"))
-        .map_err(err)?
-        .get_connection_with_timeout(timeout)
-        .map_err(err)?;
-    con.set_read_timeout(Some(timeout)).map_err(err)?;
-    con.set_write_timeout(Some(timeout)).map_err(err)?;
-    Ok(con)
-}
-
-/// Runs one command that answers with a (bulk) string on 127.0.0.1:`port`, on a fresh
-/// connection.
-pub(crate) fn query_port(
-    port: u16,
-    args: &[&str],
-    timeout: Duration,
-) -> Result<String, HarnessError> {
-    let mut con = connect_port(port, timeout)?;
-    let mut cmd = redis::Cmd::new();
-    for arg in args {
-        cmd.arg(*arg);
-    }
-    cmd.query(&mut con)
-        .map_err(|e| HarnessError::redis(port, args.join(" "), e))
-}
-
-/// The value of `field` in an `INFO`-style `key:value` text.
-pub(crate) fn info_field<'a>(info: &'a str, field: &str) -> Option<&'a str> {
-    info.lines()
-        .filter_map(|line| line.trim_end().split_once(':'))
-        .find(|(key, _)| *key == field)
-        .map(|(_, value)| value)
-}
-
 /// Sends `signal` (a name such as `STOP`) with the `kill` command, to avoid `unsafe` libc calls.
 pub(crate) fn send_signal(signal: &'static str, pid: u32) -> Result<(), HarnessError> {
     let output = Command::new("kill")
@@ -367,18 +329,5 @@ pub(crate) fn send_signal(signal: &'static str, pid: u32) -> Result<(), HarnessE
             pid,
             detail: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reads_info_fields() {
-        let info = "# Persistence\r\nloading:0\r\naof_enabled:1\r\n";
-        assert_eq!(info_field(info, "loading"), Some("0"));
-        assert_eq!(info_field(info, "aof_enabled"), Some("1"));
-        assert_eq!(info_field(info, "missing"), None);
     }
 }
