@@ -87,9 +87,9 @@ mod topology_cache;
 
 // The lock types a user holds and the handles that make them.
 pub use distributed_lock::RedisDistributedLock;
-pub use manager::LockManager;
 pub use guard::{GuardOptions, LockGuard, LostReason};
 pub use lock::{Lock, LockInfo, LockToken, NodeLockState};
+pub use manager::LockManager;
 
 // Configuration and its limits.
 pub use config::{LockConfig, MAX_TTL, Mode};
@@ -106,8 +106,8 @@ pub use error::{LockError, NodeError, NodeFailure, NodeFailures};
 /// masters. These functions let an operator check where a resource's keys are, or lay out
 /// slots to match.
 pub mod cluster {
+    pub use crate::info::parse_info;
     pub use crate::keys::{
         MAX_CLUSTER_VOTERS, SLOT_COUNT, cluster_voter_keys, even_slot_ranges, key_slot, slot_band,
     };
-    pub use crate::info::parse_info;
 }
