@@ -32,7 +32,7 @@ pub async fn run(seed_urls: &[String], _throwaway: Option<&mut Cluster>) -> Demo
     let holds: Arc<Mutex<Vec<(usize, Instant, Instant)>>> = Arc::default();
     let mut clients = Vec::new();
     for id in 0..CLIENTS {
-        let lock =
+        let mut lock =
             RedisDistributedLock::new(seed_urls.to_vec(), "demo/contention".to_string(), TTL)?;
         let holds = holds.clone();
         clients.push(tokio::spawn(async move {
