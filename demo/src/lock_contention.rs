@@ -3,7 +3,9 @@
 //! holding intervals overlapped.
 //!
 //! Each client is its own `RedisDistributedLock` with its own connections, as separate
-//! processes would be. Run it with:
+//! processes would be, and owns it: the task that acquires is the one that releases. (Tasks
+//! of one process would rather build their handles over one shared `LockManager` with
+//! `RedisDistributedLock::with_manager`.) Run it with:
 //!
 //! ```sh
 //! cargo run --release -- lock_contention
