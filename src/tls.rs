@@ -27,8 +27,9 @@ pub(crate) fn ensure_crypto_provider() {
             // stays, which is what we want.
             let installed = rustls::crypto::ring::default_provider().install_default();
             tracing::debug!(
-                ours = installed.is_ok(),
-                "no rustls CryptoProvider was installed; installed ring's"
+                installed = installed.is_ok(),
+                "no rustls CryptoProvider was installed: installing ring's (kept the one another \
+                 thread installed meanwhile if `installed` is false)"
             );
         }
     });
