@@ -29,7 +29,7 @@ async fn the_applications_provider_is_kept() {
         .node_timeout(Duration::from_millis(500))
         .connect_timeout(Duration::from_secs(3))
         .tls_root_ca(tls.ca_pem());
-    let lock = RedisDistributedLock::with_config(
+    let mut lock = RedisDistributedLock::with_config(
         masters.tls_urls(),
         "tls/app-provider".to_string(),
         Duration::from_secs(10),

@@ -23,8 +23,9 @@ fn config() -> LockConfig {
 /// Acquire, is_locked, extend, release: each must succeed over TLS.
 async fn lock_round_trip(urls: Vec<String>, config: LockConfig, resource: &str) {
     let ttl = Duration::from_secs(10);
-    let lock = RedisDistributedLock::with_config(urls.clone(), resource.to_string(), ttl, config)
-        .expect("valid lock");
+    let mut lock =
+        RedisDistributedLock::with_config(urls.clone(), resource.to_string(), ttl, config)
+            .expect("valid lock");
     assert!(lock.acquire().await.expect("acquire over TLS"));
     assert!(lock.is_locked().await.expect("is_locked over TLS"));
     let info = lock.get_lock_info().await.expect("lock info over TLS");
