@@ -5,7 +5,8 @@ use super::config::NodeConfig;
 use super::node::RedisServer;
 
 /// `n` independent masters on free ports, each with `appendonly yes` and `appendfsync always`
-/// so that [`RedisServer::restart`] keeps every acknowledged write.
+/// so that [`RedisServer::restart`] keeps every acknowledged write (unless started with
+/// [`Standalone::start_with_appendonly`]`(n, false)`).
 #[derive(Debug)]
 pub struct Standalone {
     nodes: Vec<RedisServer>,
@@ -18,8 +19,19 @@ impl Standalone {
     /// Any start error of a node ([`HarnessError::RedisServerNotFound`] first of all); the
     /// nodes already started are stopped again.
     pub fn start(n: usize) -> Result<Self, HarnessError> {
+        Self::start_with_appendonly(n, true)
+    }
+
+    /// Like [`start`](Self::start), choosing persistence: `appendonly yes` with `appendfsync
+    /// always` (what [`start`](Self::start) does), or with `false` no AOF at all (and no RDB
+    /// snapshots either), so no write waits for the disk; a restart then comes back empty.
+    /// Benchmarks use `false`.
+    ///
+    /// # Errors
+    /// As [`start`](Self::start).
+    pub fn start_with_appendonly(n: usize, appendonly: bool) -> Result<Self, HarnessError> {
         let config = NodeConfig {
-            appendonly: true,
+            appendonly,
             cluster: None,
         };
         let nodes = (0..n)
