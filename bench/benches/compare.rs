@@ -977,11 +977,22 @@ fn report(
             ""
         }
     ));
+    // Busy before we started: something else was running (the 1-minute load is the first).
+    let busy = load_before
+        .split_whitespace()
+        .next()
+        .and_then(|l| l.parse::<f64>().ok())
+        .is_some_and(|l| l >= 1.0);
+    let sharing = if busy {
+        "The machine was shared with other work"
+    } else {
+        "The machine was otherwise idle when the run started"
+    };
     out.push_str(&format!(
         "- Machine: {cores} cores ({}), Linux; client and all servers on the same machine, \
          over loopback. Load average (1, 5, 15 min) before: {load_before}; after: \
-         {load_after}. The machine was shared with other work: quote the ratios, which were \
-         measured interleaved so noise hits all implementations alike, not absolute times.\n",
+         {load_after}. {sharing}: quote the ratios, which were measured interleaved so \
+         noise hits all implementations alike, not absolute times.\n",
         cpu_model()
     ));
     out.push_str(&format!("- Redis: {}.\n", redis_version()));
