@@ -6,7 +6,8 @@ use super::node::RedisServer;
 use super::tls::TlsFiles;
 
 /// `n` independent masters on free ports, each with `appendonly yes` and `appendfsync always`
-/// so that [`RedisServer::restart`] keeps every acknowledged write.
+/// so that [`RedisServer::restart`] keeps every acknowledged write (unless started with
+/// [`Standalone::start_with_appendonly`]`(n, false)`).
 #[derive(Debug)]
 pub struct Standalone {
     nodes: Vec<RedisServer>,
@@ -19,7 +20,7 @@ impl Standalone {
     /// Any start error of a node ([`HarnessError::RedisServerNotFound`] first of all); the
     /// nodes already started are stopped again.
     pub fn start(n: usize) -> Result<Self, HarnessError> {
-        Self::start_with(n, None)
+        Self::start_with(n, true, None)
     }
 
     /// Like [`start`](Self::start), but each master also serves TLS with `tls`'s certificate
@@ -30,12 +31,23 @@ impl Standalone {
     /// As [`start`](Self::start), plus [`HarnessError::Io`] if the certificate files cannot be
     /// written.
     pub fn start_tls(n: usize, tls: &TlsFiles) -> Result<Self, HarnessError> {
-        Self::start_with(n, Some(tls.clone()))
+        Self::start_with(n, true, Some(tls.clone()))
     }
 
-    fn start_with(n: usize, tls: Option<TlsFiles>) -> Result<Self, HarnessError> {
+    /// Like [`start`](Self::start), choosing persistence: `appendonly yes` with `appendfsync
+    /// always` (what [`start`](Self::start) does), or with `false` no AOF at all (and no RDB
+    /// snapshots either), so no write waits for the disk; a restart then comes back empty.
+    /// Benchmarks use `false`.
+    ///
+    /// # Errors
+    /// As [`start`](Self::start).
+    pub fn start_with_appendonly(n: usize, appendonly: bool) -> Result<Self, HarnessError> {
+        Self::start_with(n, appendonly, None)
+    }
+
+    fn start_with(n: usize, appendonly: bool, tls: Option<TlsFiles>) -> Result<Self, HarnessError> {
         let config = NodeConfig {
-            appendonly: true,
+            appendonly,
             cluster: None,
             tls,
         };
