@@ -50,7 +50,9 @@
 //! - `keys`: the cluster key scheme (one slot window per voter), public as [`cluster`].
 //! - `node`: what the engine asks of one voter; `redis_node`: the real one, over one
 //!   multiplexed connection; `scripts`: the Lua it runs; `cluster_replies`: parsers of
-//!   `CLUSTER SHARDS` / `CLUSTER SLOTS`; `info`: the parser of `INFO`.
+//!   `CLUSTER SHARDS` / `CLUSTER SLOTS`; `info`: the parser of `INFO`; `server`: what a
+//!   voter's server says about itself (`run_id`, `cluster_enabled`, eviction policy), read once
+//!   per connection, and the rule of who may vote on it (one vote per server).
 //!
 //! Configuration and errors:
 //! - `config`: [`LockConfig`], timing allowances, retries, key naming, mode.
@@ -80,6 +82,7 @@ mod redis_node;
 mod retry;
 mod round;
 mod scripts;
+mod server;
 #[cfg(test)]
 mod sim;
 mod topology;
@@ -87,9 +90,9 @@ mod topology_cache;
 
 // The lock types a user holds and the handles that make them.
 pub use distributed_lock::RedisDistributedLock;
-pub use manager::LockManager;
 pub use guard::{GuardOptions, LockGuard, LostReason};
 pub use lock::{Lock, LockInfo, LockToken, NodeLockState};
+pub use manager::LockManager;
 
 // Configuration and its limits.
 pub use config::{LockConfig, MAX_TTL, Mode};
@@ -106,8 +109,8 @@ pub use error::{LockError, NodeError, NodeFailure, NodeFailures};
 /// masters. These functions let an operator check where a resource's keys are, or lay out
 /// slots to match.
 pub mod cluster {
+    pub use crate::info::parse_info;
     pub use crate::keys::{
         MAX_CLUSTER_VOTERS, SLOT_COUNT, cluster_voter_keys, even_slot_ranges, key_slot, slot_band,
     };
-    pub use crate::info::parse_info;
 }
