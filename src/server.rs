@@ -189,13 +189,8 @@ pub(crate) fn admit(
                     "its server facts (INFO) were not read yet, so it cannot vote".into(),
                 ));
             };
-            if mode == Mode::Independent && own.cluster_enabled {
-                return Some(NodeError::Refused(
-                    "it is a Redis Cluster node (cluster_enabled:1) and cannot vote as an \
-                     independent master; list only standalone masters, or only nodes of one \
-                     cluster"
-                        .into(),
-                ));
+            if let Some(reason) = refusal(mode, refuse_evicting, own) {
+                return Some(reason);
             }
             let same_server = facts[..i]
                 .iter()
@@ -210,12 +205,25 @@ pub(crate) fn admit(
                     own.run_id
                 )));
             }
-            if refuse_evicting && own.can_evict() {
-                return Some(NodeError::Refused(own.eviction_reason()));
-            }
             None
         })
         .collect()
+}
+
+/// Why a server may never vote in this configuration, whatever the others are: a cluster node
+/// in independent mode, or an evicting server when `refuse_evicting` is set.
+pub(crate) fn refusal(mode: Mode, refuse_evicting: bool, facts: &ServerFacts) -> Option<NodeError> {
+    if mode == Mode::Independent && facts.cluster_enabled {
+        return Some(NodeError::Refused(
+            "it is a Redis Cluster node (cluster_enabled:1) and cannot vote as an independent \
+             master; list only standalone masters, or only nodes of one cluster"
+                .into(),
+        ));
+    }
+    if refuse_evicting && facts.can_evict() {
+        return Some(NodeError::Refused(facts.eviction_reason()));
+    }
+    None
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use crate::config::{LockConfig, Mode};
 use crate::error::{LockError, NodeError, NodeFailure, NodeFailures};
 use crate::keys::{derive_cluster_keys, independent_key, key_slot};
 use crate::node::{Node, SharedNode, UnservedSlot, with_deadline};
-use crate::server::{ServerFacts, admit};
+use crate::server::{ServerFacts, admit, refusal};
 
 /// One voter of one resource: the key it stores and the node that stores it.
 #[derive(Debug, Clone)]
@@ -115,7 +115,8 @@ pub(crate) fn key_on(voters: &[Voter], addr: &str) -> Option<String> {
 /// Apply the voting rule of `server::admit` to one round's answers (in voter order): an
 /// answer from a voter that may not vote (a cluster node in independent mode, a server that
 /// already answered under another name or for another key, an evicting server when refused)
-/// becomes a failure with the reason. Failed answers stay as they are.
+/// becomes a failure with the reason. A failed answer from a server that may never vote here
+/// reports that reason instead (it says what to change; a cluster node's `MOVED` would not).
 pub(crate) fn admit_votes<T>(
     mode: Mode,
     config: &LockConfig,
@@ -127,13 +128,20 @@ pub(crate) fn admit_votes<T>(
         .zip(&answers)
         .map(|(voter, answer)| answer.as_ref().ok().and_then(|_| voter.node.facts()))
         .collect();
-    let verdicts = admit(mode, config.refuses_evicting_voters(), &facts);
+    let refuse_evicting = config.refuses_evicting_voters();
+    let verdicts = admit(mode, refuse_evicting, &facts);
     answers
         .into_iter()
         .zip(verdicts)
-        .map(|(answer, refused)| match (answer, refused) {
+        .zip(voters)
+        .map(|((answer, verdict), voter)| match (answer, verdict) {
             (Ok(_), Some(reason)) => Err(reason),
-            (answer, _) => answer,
+            (Ok(answer), None) => Ok(answer),
+            (Err(error), _) => Err(voter
+                .node
+                .facts()
+                .and_then(|facts| refusal(mode, refuse_evicting, &facts))
+                .unwrap_or(error)),
         })
         .collect()
 }
