@@ -56,6 +56,8 @@ pub struct LockConfig {
     cluster_voters: usize,
     mode: Mode,
     refuse_evicting_voters: bool,
+    #[cfg(feature = "tls")]
+    tls_root_ca: Option<crate::tls::RootCa>,
 }
 
 impl Default for LockConfig {
@@ -78,6 +80,8 @@ impl LockConfig {
             cluster_voters: 3,
             mode: Mode::Auto,
             refuse_evicting_voters: false,
+            #[cfg(feature = "tls")]
+            tls_root_ca: None,
         }
     }
 
@@ -156,6 +160,39 @@ impl LockConfig {
         self.refuse_evicting_voters
     }
 
+    /// Trust exactly these root certificates (PEM, one or more `-----BEGIN CERTIFICATE-----`
+    /// blocks) for `rediss://` nodes, instead of the system's trust store: for servers with a
+    /// private or self-signed CA. Applies to every `rediss://` URL given and to the cluster
+    /// masters discovered from them; plain `redis://` URLs ignore it. A URL ending in
+    /// `/#insecure` skips certificate verification altogether, CA or not. Defaults to none:
+    /// the system's roots.
+    ///
+    /// [`LockConfig::validate`] (so also [`crate::LockManager::new`]) rejects PEM that holds
+    /// no certificate.
+    ///
+    /// ```no_run
+    /// use redlock_cluster::{LockConfig, LockManager};
+    ///
+    /// # fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let ca = std::fs::read("/etc/redis/tls/ca.crt")?;
+    /// let config = LockConfig::new().tls_root_ca(ca);
+    /// let manager = LockManager::new(&["rediss://127.0.0.1:6380"], config)?;
+    /// # let _ = manager; Ok(()) }
+    /// ```
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    #[must_use]
+    pub fn tls_root_ca(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls_root_ca = Some(crate::tls::RootCa::new(pem.into()));
+        self
+    }
+
+    /// The root CA given with [`LockConfig::tls_root_ca`], if any.
+    #[cfg(feature = "tls")]
+    pub(crate) fn tls_root_ca_value(&self) -> Option<&crate::tls::RootCa> {
+        self.tls_root_ca.as_ref()
+    }
+
     /// The retry policy in use.
     pub fn retry_policy(&self) -> &RetryPolicy {
         &self.retry
@@ -208,6 +245,10 @@ impl LockConfig {
             ));
         }
         check_cluster_voters(self.cluster_voters)?;
+        #[cfg(feature = "tls")]
+        if let Some(ca) = &self.tls_root_ca {
+            ca.validate()?;
+        }
         check_prefix(&self.key_prefix)
     }
 

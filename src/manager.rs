@@ -69,7 +69,10 @@ impl LockManager {
     /// [`LockError::InvalidUrl`] for an empty list, a malformed or duplicate URL;
     /// [`LockError::InvalidConfig`] for a configuration value out of range.
     pub fn new<S: AsRef<str>>(urls: &[S], config: LockConfig) -> Result<Self, LockError> {
-        let seeds = RedisSeeds::new(&parse_urls(urls)?, config.connect_timeout_value());
+        let urls = parse_urls(urls)?;
+        #[cfg(feature = "tls")]
+        let urls = crate::tls::with_root_ca(urls, &config)?;
+        let seeds = RedisSeeds::new(&urls, config.connect_timeout_value());
         Self::with_seeds(config, Box::new(seeds))
     }
 

@@ -66,6 +66,11 @@ impl RedisNode {
         }
         let timeout = self.connect_timeout;
         let open = async {
+            #[cfg(feature = "tls")]
+            if matches!(self.info.addr(), redis::ConnectionAddr::TcpTls { .. }) {
+                // Without a process-level provider rustls would panic in the connect below.
+                crate::tls::ensure_crypto_provider();
+            }
             let client = redis::Client::open(self.info.clone())
                 .map_err(|e| NodeError::Connect(e.to_string()))?;
             let config = redis::AsyncConnectionConfig::new()

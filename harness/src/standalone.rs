@@ -3,6 +3,7 @@
 use super::HarnessError;
 use super::config::NodeConfig;
 use super::node::RedisServer;
+use super::tls::TlsFiles;
 
 /// `n` independent masters on free ports, each with `appendonly yes` and `appendfsync always`
 /// so that [`RedisServer::restart`] keeps every acknowledged write.
@@ -18,9 +19,25 @@ impl Standalone {
     /// Any start error of a node ([`HarnessError::RedisServerNotFound`] first of all); the
     /// nodes already started are stopped again.
     pub fn start(n: usize) -> Result<Self, HarnessError> {
+        Self::start_with(n, None)
+    }
+
+    /// Like [`start`](Self::start), but each master also serves TLS with `tls`'s certificate
+    /// on its [`tls_port`](RedisServer::tls_port) (no client certificates asked); use
+    /// [`tls_urls`](Self::tls_urls) to reach them over TLS only.
+    ///
+    /// # Errors
+    /// As [`start`](Self::start), plus [`HarnessError::Io`] if the certificate files cannot be
+    /// written.
+    pub fn start_tls(n: usize, tls: &TlsFiles) -> Result<Self, HarnessError> {
+        Self::start_with(n, Some(tls.clone()))
+    }
+
+    fn start_with(n: usize, tls: Option<TlsFiles>) -> Result<Self, HarnessError> {
         let config = NodeConfig {
             appendonly: true,
             cluster: None,
+            tls,
         };
         let nodes = (0..n)
             .map(|_| RedisServer::start_on_free_port(&config))
@@ -32,6 +49,13 @@ impl Standalone {
     #[must_use]
     pub fn urls(&self) -> Vec<String> {
         self.nodes.iter().map(RedisServer::url).collect()
+    }
+
+    /// The nodes' `rediss://127.0.0.1:{tls_port}` URLs, in node order; empty unless started
+    /// with [`start_tls`](Self::start_tls).
+    #[must_use]
+    pub fn tls_urls(&self) -> Vec<String> {
+        self.nodes.iter().filter_map(RedisServer::tls_url).collect()
     }
 
     /// The nodes.
