@@ -50,7 +50,9 @@
 //! - `keys`: the cluster key scheme (one slot window per voter), public as [`cluster`].
 //! - `node`: what the engine asks of one voter; `redis_node`: the real one, over one
 //!   multiplexed connection; `scripts`: the Lua it runs; `cluster_replies`: parsers of
-//!   `CLUSTER SHARDS` / `CLUSTER SLOTS`; `info`: the parser of `INFO`.
+//!   `CLUSTER SHARDS` / `CLUSTER SLOTS`; `info`: the parser of `INFO`; `server`: what a
+//!   voter's server says about itself (`run_id`, `cluster_enabled`, eviction policy), read once
+//!   per connection, and the rule of who may vote on it (one vote per server).
 //! - `tls` (feature `tls`): the rustls crypto provider (the application's if it installed
 //!   one, else ring's) and the root CA given with `LockConfig::tls_root_ca`.
 //!
@@ -83,6 +85,7 @@ mod redis_node;
 mod retry;
 mod round;
 mod scripts;
+mod server;
 #[cfg(test)]
 mod sim;
 #[cfg(feature = "tls")]
