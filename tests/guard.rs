@@ -311,8 +311,8 @@ fn stall(servers: &Standalone, stalled: &[usize], windows: usize, window: Durati
     });
 }
 
-/// Issue 8 item 8: two of three voters stall for 1.2 s (three 0.4 s windows) over the first
-/// extension. That extension, and its retries until the stalls end, fail (only one voter
+/// Issue 8 item 8: two of three voters stall for 1.2 s (three 0.4 s windows) from just before
+/// the first extension. That extension, and its retries until the stalls end, fail (only one voter
 /// answers in time), yet a quorum holds the token and validity is left: the guard must keep
 /// retrying, extend once the voters answer again, and never report the lock lost. Before the
 /// fix the watchdog gave up on the first failure (`ExtendFailed` about 0.9 s in, with over a
@@ -333,8 +333,20 @@ async fn a_failed_extension_is_retried_while_validity_lasts() {
         .expect("free");
     let start = Instant::now();
     let first_deadline = guard.validity_deadline();
-    // The first extension is due a third of the TTL in, inside the stalls.
+    // The first extension is due a third of the TTL in. The stalls start just before, so it
+    // goes out early in a 400 ms window and its stalled votes outlast the 200 ms node timeout.
+    let due = first_deadline - ttl * 2 / 3;
+    sleep(
+        due.saturating_duration_since(std::time::Instant::now())
+            .saturating_sub(Duration::from_millis(50)),
+    )
+    .await;
     stall(&servers, &[0, 1], 3, Duration::from_millis(400));
+    eprintln!(
+        "stalls over after {:?}; extended meanwhile: {}",
+        start.elapsed(),
+        guard.validity_deadline() > first_deadline
+    );
     assert!(
         !guard.is_lost(),
         "lost {:?} after the stalls: {:?}",
