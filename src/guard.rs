@@ -377,11 +377,10 @@ async fn watchdog(manager: LockManager, state: Arc<watch::Sender<State>>, option
             continue;
         }
         let cutoff = hold_end.map_or(lock.deadline, |end| end.min(lock.deadline));
-        let kept = tokio::select! {
-            biased;
-            // The loop's checks above then name the reason (deadline or hold end).
-            () = tokio::time::sleep_until(cutoff) => continue,
-            kept = keep(&manager, &lock, ttl) => kept,
+        // Cut off at the deadline (or the hold end) whatever round is in flight; the checks
+        // at the top of the loop then name the reason.
+        let Ok(kept) = tokio::time::timeout_at(cutoff, keep(&manager, &lock, ttl)).await else {
+            continue;
         };
         match kept {
             Ok(extended) => state.send_modify(|s| s.lock = extended),
