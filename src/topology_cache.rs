@@ -242,13 +242,14 @@ mod tests {
     use crate::cluster_replies::SlotRange;
     use crate::error::NodeError;
     use crate::node::{AcquireReply, KeyState, Node, NodeResult, SharedNode};
+    use crate::server::ServerFacts;
 
-    /// A seed whose `INFO` answers after `delay` (standalone), or fails after it.
+    /// A standalone seed whose connection opens after `delay`, or fails after it.
     #[derive(Debug)]
     struct SlowSeed {
         delay: Duration,
         fail: bool,
-        infos: AtomicUsize,
+        connects: AtomicUsize,
     }
 
     impl Node for SlowSeed {
@@ -256,7 +257,15 @@ mod tests {
             "127.0.0.1:1"
         }
         fn connect(&self) -> NodeResult<'_, ()> {
-            Box::pin(async { Ok(()) })
+            self.connects.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async move {
+                tokio::time::sleep(self.delay).await;
+                if self.fail {
+                    Err(NodeError::Io("down".into()))
+                } else {
+                    Ok(())
+                }
+            })
         }
         fn acquire<'a>(
             &'a self,
@@ -275,22 +284,14 @@ mod tests {
         fn inspect<'a>(&'a self, _: &'a [u8]) -> NodeResult<'a, KeyState> {
             Box::pin(async { Ok((None, None)) })
         }
-        fn info<'a>(&'a self, _: &'a str) -> NodeResult<'a, String> {
-            self.infos.fetch_add(1, Ordering::SeqCst);
-            Box::pin(async move {
-                tokio::time::sleep(self.delay).await;
-                if self.fail {
-                    Err(NodeError::Io("down".into()))
-                } else {
-                    Ok("cluster_enabled:0\r\n".to_string())
-                }
-            })
-        }
         fn cluster_shards(&self) -> NodeResult<'_, Vec<SlotRange>> {
             Box::pin(async { Err(NodeError::Server("standalone".into())) })
         }
         fn cluster_slots(&self) -> NodeResult<'_, Vec<SlotRange>> {
             Box::pin(async { Err(NodeError::Server("standalone".into())) })
+        }
+        fn facts(&self) -> Option<ServerFacts> {
+            Some(ServerFacts::simulated("slow-seed"))
         }
     }
 
@@ -310,7 +311,7 @@ mod tests {
         let seed = Arc::new(SlowSeed {
             delay,
             fail,
-            infos: AtomicUsize::new(0),
+            connects: AtomicUsize::new(0),
         });
         let cache = TopologyCache::new(
             Box::new(OneSeed(vec![seed.clone() as SharedNode])),
@@ -334,14 +335,14 @@ mod tests {
             }
         }))
         .await;
-        assert_eq!(seed.infos.load(Ordering::SeqCst), 1);
+        assert_eq!(seed.connects.load(Ordering::SeqCst), 1);
         for (result, took) in results {
             assert!(matches!(result, Err(LockError::Unavailable { .. })));
             assert_eq!(took, Duration::from_secs(1));
         }
         // The error was not cached: the next use reads again.
         assert!(cache.get().await.is_err());
-        assert_eq!(seed.infos.load(Ordering::SeqCst), 2);
+        assert_eq!(seed.connects.load(Ordering::SeqCst), 2);
     }
 
     #[tokio::test(start_paused = true)]
@@ -353,7 +354,7 @@ mod tests {
         assert!(cache.get().await.is_ok());
         // Joined the read already in flight: done 200 ms later, with no second read.
         assert_eq!(start.elapsed(), Duration::from_millis(200));
-        assert_eq!(seed.infos.load(Ordering::SeqCst), 1);
+        assert_eq!(seed.connects.load(Ordering::SeqCst), 1);
     }
 
     #[tokio::test(start_paused = true)]
@@ -361,7 +362,7 @@ mod tests {
         let (cache, seed) = cache(Duration::from_millis(50), false);
         let first = cache.get().await.expect("first read");
         let refreshed = join_all((0..4).map(|_| cache.refresh_now(&first))).await;
-        assert_eq!(seed.infos.load(Ordering::SeqCst), 2);
+        assert_eq!(seed.connects.load(Ordering::SeqCst), 2);
         let views: Vec<Arc<Topology>> = refreshed.into_iter().flatten().collect();
         assert_eq!(views.len(), 4);
         assert!(views.iter().all(|v| Arc::ptr_eq(v, &views[0])));
@@ -369,7 +370,7 @@ mod tests {
         // A caller that failed on the old view gets the newer one without another read.
         let again = cache.refresh_now(&first).await.expect("newer view");
         assert!(Arc::ptr_eq(&again, &views[0]));
-        assert_eq!(seed.infos.load(Ordering::SeqCst), 2);
+        assert_eq!(seed.connects.load(Ordering::SeqCst), 2);
         // Settled with nothing stale and nothing running: the current view at once.
         assert!(Arc::ptr_eq(
             &cache.settled().await.expect("view"),
@@ -380,26 +381,30 @@ mod tests {
             &cache.settled().await.expect("view"),
             &views[0]
         ));
-        assert_eq!(seed.infos.load(Ordering::SeqCst), 3);
+        assert_eq!(seed.connects.load(Ordering::SeqCst), 3);
     }
 
+    /// A cluster view whose master and seed both fail: the refresh fails, the last view
+    /// stays and is marked stale again.
     #[tokio::test(start_paused = true)]
     async fn a_failed_refresh_keeps_the_last_view() {
-        let (cache, _) = cache(Duration::from_millis(10), false);
-        let first = cache.get().await.expect("first read");
-        let failing = Arc::new(SlowSeed {
+        let failing: SharedNode = Arc::new(SlowSeed {
             delay: Duration::from_millis(10),
             fail: true,
-            infos: AtomicUsize::new(0),
+            connects: AtomicUsize::new(0),
         });
         let broken = Arc::new(TopologyCache::new(
-            Box::new(OneSeed(vec![failing as SharedNode])),
+            Box::new(OneSeed(vec![failing.clone()])),
             Mode::Auto,
             Duration::from_secs(1),
         ));
-        *locked(&broken.current) = Some(first.clone());
-        assert!(broken.refresh_now(&first).await.is_err());
-        assert!(Arc::ptr_eq(&broken.get().await.expect("last view"), &first));
+        let last = Arc::new(Topology::Cluster {
+            masters: vec![failing],
+            slots: vec![(0, 16383, 0)],
+        });
+        *locked(&broken.current) = Some(last.clone());
+        assert!(broken.refresh_now(&last).await.is_err());
         assert!(broken.stale.load(Ordering::Acquire));
+        assert!(Arc::ptr_eq(&broken.get().await.expect("last view"), &last));
     }
 }

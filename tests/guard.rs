@@ -207,7 +207,7 @@ async fn losing_a_master_quorum_fires_the_signal_within_one_ttl() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn facade_guard_and_select_on_lost() {
     let servers = Standalone::start(3).expect("3 masters");
-    let lock = RedisDistributedLock::with_manager(
+    let mut lock = RedisDistributedLock::with_manager(
         manager(&servers.urls()),
         "guard/facade".to_string(),
         Duration::from_millis(500),

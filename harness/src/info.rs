@@ -1,5 +1,5 @@
-//! Reading the `key:value` text of `INFO` and `CLUSTER INFO`: the one parser of the harness and
-//! the tests (the library reads `INFO` on its own, in `src/topology.rs`).
+//! Reading the `key:value` text of `INFO` and `CLUSTER INFO` for the harness and the tests,
+//! through the library's one parser ([`redlock_cluster::cluster::parse_info`]).
 
 /// The value of `field` in an `INFO`-style text (`# Section` headers, `key:value` lines ending
 /// in `\r\n`); `None` when the field is absent.
@@ -11,10 +11,9 @@
 /// ```
 #[must_use]
 pub fn info_field<'a>(info: &'a str, field: &str) -> Option<&'a str> {
-    info.lines()
-        .filter_map(|line| line.trim_end().split_once(':'))
-        .find(|(key, _)| *key == field)
-        .map(|(_, value)| value)
+    redlock_cluster::cluster::parse_info(info)
+        .get(field)
+        .copied()
 }
 
 #[cfg(test)]
