@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures::future::join_all;
 
 use crate::config::{LockConfig, Mode};
-use crate::error::LockError;
+use crate::error::{LockError, NodeError};
 use crate::input::{Resource, Ttl, parse_urls};
 use crate::lock::{Lock, LockInfo, LockToken};
 use crate::node::{SharedNode, with_deadline};
@@ -18,6 +18,14 @@ use crate::retry::RetryPolicy;
 use crate::round::{Attempt, Round};
 use crate::topology::{Seeds, Topology, key_on, voters_share_master};
 use crate::topology_cache::TopologyCache;
+
+/// Whether a round failed because votes were redirected (the slots moved to other masters).
+fn redirected(error: &LockError) -> bool {
+    error
+        .failures()
+        .iter()
+        .any(|failure| matches!(failure.error, NodeError::Redirected(_)))
+}
 
 /// Shares connections and topology among any number of locks: clone it freely (it is an
 /// `Arc` inside), and build every lock of an application from one manager so that a thousand
@@ -132,6 +140,15 @@ impl LockManager {
             .get()
             .await
             .map_err(|e| e.explained(|_| None))?;
+        self.round_on(&topology, resource)
+    }
+
+    /// A round on the voters of `resource` in `topology`.
+    fn round_on(
+        &self,
+        topology: &Topology,
+        resource: Resource<'_>,
+    ) -> Result<Round<'_>, LockError> {
         let voters = topology.voters(&self.inner.config, resource.as_str().as_bytes())?;
         if voters_share_master(&voters) && !self.inner.warned_shared.swap(true, Ordering::Relaxed) {
             tracing::warn!(
@@ -239,6 +256,10 @@ impl LockManager {
     /// be extended (`Ok(false)`): another client may hold it by now. A failed extend deletes
     /// nothing and leaves the lock's old deadline in force.
     ///
+    /// When votes were redirected (`MOVED`/`ASK`: the slots moved) and that cost the quorum,
+    /// the call waits for a topology refresh (no longer than the lock's validity) and runs the
+    /// round once more on the new masters, if the lock is still valid by then.
+    ///
     /// # Errors
     /// Invalid TTL; [`LockError::Unavailable`] when fewer than a quorum answered.
     pub async fn extend(&self, lock: &mut Lock, ttl: Duration) -> Result<bool, LockError> {
@@ -246,11 +267,40 @@ impl LockManager {
         if !lock.is_valid() {
             return Ok(false);
         }
-        let round = self.round(Resource::of(lock)).await?;
+        let cache = &self.inner.topology;
+        let topology = cache.get().await.map_err(|e| e.explained(|_| None))?;
+        let round = self.round_on(&topology, Resource::of(lock))?;
+        let explain = |e: LockError, round: &Round<'_>| e.explained(|n| key_on(&round.voters, n));
+        let error = match round.extend(lock, ttl).await {
+            Err(error) if redirected(&error) => explain(error, &round),
+            decided => return decided.map_err(|e| explain(e, &round)),
+        };
+        let refreshed = tokio::time::timeout(lock.remaining(), cache.refresh_now(&topology)).await;
+        let Ok(Ok(fresh)) = refreshed else {
+            return Err(error);
+        };
+        if Arc::ptr_eq(&fresh, &topology) || !lock.is_valid() {
+            return Err(error);
+        }
+        tracing::debug!(
+            resource = lock.resource(),
+            "extend redirected; retrying on the new topology"
+        );
+        let round = self.round_on(&fresh, Resource::of(lock))?;
         round
             .extend(lock, ttl)
             .await
-            .map_err(|e| e.explained(|node| key_on(&round.voters, node)))
+            .map_err(|e| explain(e, &round))
+    }
+
+    /// Wait (no longer than `limit`) for the topology refresh that a failed round asked for,
+    /// if any, so that a retry runs on the new view. A failed or slow refresh leaves the last
+    /// view in place; the retry then runs on it.
+    pub(crate) async fn settle_topology(&self, limit: Duration) {
+        let settled = tokio::time::timeout(limit, self.inner.topology.settled()).await;
+        if let Ok(Err(error)) = settled {
+            tracing::debug!(%error, "topology refresh failed; retrying on the last view");
+        }
     }
 
     /// Release a lock by quorum (compare-and-delete on every voter). A key that is already
