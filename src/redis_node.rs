@@ -16,6 +16,7 @@ use crate::cluster_replies::{SlotRange, parse_cluster_shards, parse_cluster_slot
 use crate::error::NodeError;
 use crate::node::{AcquireReply, KeyState, Node, NodeResult, SharedNode, UnservedSlot};
 use crate::scripts::SCRIPTS;
+use crate::server::{FactsCell, ServerFacts};
 use crate::topology::Seeds;
 
 /// A real Redis master reached directly by its address, with one lazily opened multiplexed
@@ -27,6 +28,9 @@ pub(crate) struct RedisNode {
     /// The connection's state, shared with the task that opens it. A std mutex, held only to
     /// read or swap the state, never across an `.await`: an open connection costs a clone.
     conn: Arc<std::sync::Mutex<Conn>>,
+    /// What the server said about itself when the current connection opened (written by the
+    /// task that opens it).
+    facts: Arc<FactsCell>,
 }
 
 /// An opening connection, awaited by every caller that needs it (single flight).
@@ -66,22 +70,32 @@ pub(crate) fn addr_string(addr: &redis::ConnectionAddr) -> String {
     }
 }
 
-/// Open a connection and preload the scripts, all within `timeout`.
+/// Open a connection, read the server's facts into `facts`, and preload the scripts, all
+/// within `timeout`.
 async fn open(
     info: redis::ConnectionInfo,
     timeout: Duration,
+    addr: &str,
+    facts: &FactsCell,
 ) -> Result<MultiplexedConnection, NodeError> {
     let open = async {
+        #[cfg(feature = "tls")]
+        if matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. }) {
+            // Without a process-level provider rustls would panic in the connect below.
+            crate::tls::ensure_crypto_provider();
+        }
         let client = redis::Client::open(info).map_err(|e| NodeError::Connect(e.to_string()))?;
         // No response timeout of redis-rs's own: every call already runs under the round's
         // deadline, and a second timer per request would only stack on it.
         let config = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(None);
-        let conn = client
+        let mut conn = client
             .get_multiplexed_async_connection_with_config(&config)
             .await
-            .map_err(|e| NodeError::Connect(e.to_string()))?;
+            .map_err(|e| NodeError::from_connect(&e))?;
+        // Who this server is, read once per connection (see `server`).
+        facts.record(addr, ServerFacts::read(&mut conn).await?);
         SCRIPTS
             .preload(&conn)
             .await
@@ -103,6 +117,7 @@ impl RedisNode {
             info,
             connect_timeout,
             conn: Arc::new(std::sync::Mutex::new(Conn::Closed)),
+            facts: Arc::new(FactsCell::default()),
         }
     }
 
@@ -135,8 +150,9 @@ impl RedisNode {
     fn start_opening(&self) -> Opening {
         static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let (state, info, timeout) = (self.conn.clone(), self.info.clone(), self.connect_timeout);
+        let (addr, facts) = (self.addr.clone(), self.facts.clone());
         let task = async move {
-            let result = open(info, timeout).await;
+            let result = open(info, timeout, &addr, &facts).await;
             *lock(&state) = match &result {
                 Ok(conn) => Conn::Open(
                     conn.clone(),
@@ -195,6 +211,19 @@ impl RedisNode {
     ) -> Result<T, NodeError> {
         self.query(async |conn| redis::cmd(name).arg(args).query_async::<T>(conn).await)
             .await
+    }
+
+    /// [`NodeError::WrongType`] when `key` holds something other than a string.
+    async fn check_string_key(&self, key: &[u8]) -> Result<(), NodeError> {
+        let kind: String = self
+            .query(async |conn| redis::cmd("TYPE").arg(key).query_async(conn).await)
+            .await?;
+        match kind.as_str() {
+            "string" | "none" => Ok(()),
+            other => Err(NodeError::WrongType(format!(
+                "the key holds a {other} (WRONGTYPE)"
+            ))),
+        }
     }
 
     async fn script(
@@ -311,7 +340,13 @@ impl Node for RedisNode {
             let reply = self
                 .script(&SCRIPTS.acquire, key, &[token.as_bytes(), &ttl])
                 .await?;
-            parse_acquire(&reply)
+            let reply = parse_acquire(&reply)?;
+            // Our keys always expire: a key without expiry may be a foreign value (a list, a
+            // hash) that SET NX cannot tell apart from a held lock.
+            if reply == AcquireReply::Held(None) {
+                self.check_string_key(key).await?;
+            }
+            Ok(reply)
         })
     }
 
@@ -341,10 +376,6 @@ impl Node for RedisNode {
         })
     }
 
-    fn info<'a>(&'a self, section: &'a str) -> NodeResult<'a, String> {
-        Box::pin(async move { self.command("INFO", &[section]).await })
-    }
-
     fn cluster_shards(&self) -> NodeResult<'_, Vec<SlotRange>> {
         Box::pin(async move {
             let reply = self.command::<Value>("CLUSTER", &["SHARDS"]).await?;
@@ -359,6 +390,10 @@ impl Node for RedisNode {
             let reply = self.command::<Value>("CLUSTER", &["SLOTS"]).await?;
             parse_cluster_slots(&reply).map_err(NodeError::Protocol)
         })
+    }
+
+    fn facts(&self) -> Option<ServerFacts> {
+        self.facts.get()
     }
 }
 

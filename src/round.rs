@@ -27,7 +27,8 @@ use crate::quorum::{
     collect_failures, decide_acquire, decide_extend, decide_info, decide_release, drift, quorum,
     unavailable,
 };
-use crate::topology::{Voter, voters_share_master};
+use crate::server::{ServerFacts, admit, refusal};
+use crate::topology::{Voter, admit_votes, voters_share_master};
 use crate::topology_cache::TopologyCache;
 
 /// The outcome of one acquire round.
@@ -51,31 +52,93 @@ pub(crate) struct Round<'a> {
     pub(crate) flight: &'a Arc<InFlight>,
 }
 
+/// Who may vote in a round: the voting rule of `server::admit` (one vote per server, no
+/// cluster node in independent mode, no evicting server when refused), applied to each answer
+/// as it arrives.
+#[derive(Debug, Clone, Copy)]
+struct Rule {
+    mode: Mode,
+    refuse_evicting: bool,
+}
+
 /// The answers of one round, by voter index; `None` until a voter answered.
 struct Answers<T> {
+    /// What each voter answered (a refused voter's answer included: it may have written).
     answers: Vec<Option<Result<T, NodeError>>>,
+    /// Why a voter's answer does not count, when it does not.
+    refused: Vec<Option<NodeError>>,
+    /// The facts of the voters whose answers counted so far.
+    admitted: Vec<Option<ServerFacts>>,
+    rule: Rule,
     count: Count,
 }
 
 impl<T> Answers<T> {
-    fn new(voters: usize) -> Self {
+    fn new(voters: usize, rule: Rule) -> Self {
         Answers {
             answers: (0..voters).map(|_| None).collect(),
+            refused: (0..voters).map(|_| None).collect(),
+            admitted: Vec::new(),
+            rule,
             count: Count::new(voters),
         }
     }
 
-    /// The answers in voter order with the voters' addresses; a voter that did not answer in
-    /// time counts as timed out after `limit`.
+    /// Record voter `i`'s answer; `yes` tells a yes from a no. An answer from a voter that
+    /// may not vote counts as failed (with the reason).
+    fn record(&mut self, voter: &Voter, i: usize, answer: Result<T, NodeError>, yes: bool) {
+        let verdict = match &answer {
+            Err(_) => None,
+            Ok(_) => {
+                self.admitted.push(voter.node.facts());
+                let verdict = admit(self.rule.mode, self.rule.refuse_evicting, &self.admitted)
+                    .pop()
+                    .flatten();
+                if verdict.is_some() {
+                    self.admitted.pop();
+                }
+                verdict
+            }
+        };
+        self.count.record(match (&answer, &verdict) {
+            (Ok(_), None) => Some(yes),
+            _ => None,
+        });
+        if let Some(slot) = self.refused.get_mut(i) {
+            *slot = verdict;
+        }
+        if let Some(slot) = self.answers.get_mut(i) {
+            *slot = Some(answer);
+        }
+    }
+
+    /// Whether voter `i`'s answer counted and `pick` likes it.
+    fn counted(&self, i: usize, pick: impl Fn(&T) -> bool) -> bool {
+        matches!(self.answers.get(i), Some(Some(Ok(value))) if pick(value))
+            && matches!(self.refused.get(i), Some(None))
+    }
+
+    /// The answers in voter order with the voters' addresses, as the decision functions see
+    /// them: a voter that did not answer in time counts as timed out after `limit`, a refused
+    /// one as failed with the reason, and a failed one from a server that may never vote here
+    /// reports that reason (it says what to change).
     fn named(self, voters: &[Voter], limit: Duration) -> Vec<(&str, Result<T, NodeError>)> {
+        let rule = self.rule;
         voters
             .iter()
-            .zip(self.answers)
-            .map(|(voter, answer)| {
-                (
-                    voter.node.addr(),
-                    answer.unwrap_or(Err(NodeError::Timeout(limit))),
-                )
+            .zip(self.answers.into_iter().zip(self.refused))
+            .map(|(voter, (answer, refused))| {
+                let answer = match (answer, refused) {
+                    (_, Some(reason)) => Err(reason),
+                    (None, None) => Err(NodeError::Timeout(limit)),
+                    (Some(Ok(value)), None) => Ok(value),
+                    (Some(Err(error)), None) => Err(voter
+                        .node
+                        .facts()
+                        .and_then(|f| refusal(rule.mode, rule.refuse_evicting, &f))
+                        .unwrap_or(error)),
+                };
+                (voter.node.addr(), answer)
             })
             .collect()
     }
@@ -102,6 +165,7 @@ fn send<'v, T: 'v>(
 /// an error is a failed vote) or the deadline passes. The calls still in flight stay in
 /// `calls` for the caller to hand on or drop.
 async fn gather<T>(
+    voters: &[Voter],
     calls: &mut FuturesUnordered<Call<'_, T>>,
     answers: &mut Answers<T>,
     deadline: Instant,
@@ -115,10 +179,9 @@ async fn gather<T>(
         })
         .await;
         let Some((i, answer)) = next else { return };
-        answers.count.record(answer.as_ref().ok().map(&yes));
-        if let Some(slot) = answers.answers.get_mut(i) {
-            *slot = Some(answer);
-        }
+        let Some(voter) = voters.get(i) else { continue };
+        let said_yes = answer.as_ref().is_ok_and(&yes);
+        answers.record(voter, i, answer, said_yes);
     }
 }
 
@@ -205,6 +268,14 @@ impl Round<'_> {
         self.note_failures(seen, redirected);
     }
 
+    /// Who may vote in this round.
+    fn rule(&self) -> Rule {
+        Rule {
+            mode: self.mode,
+            refuse_evicting: self.config.refuses_evicting_voters(),
+        }
+    }
+
     /// The bound of one round: the node timeout, but never more than the validity a TTL can
     /// leave.
     fn per_call(&self, ttl: Duration, allowance: Duration) -> Duration {
@@ -239,6 +310,7 @@ impl Round<'_> {
         let start = Instant::now();
         let (tx, rx) = oneshot::channel();
         let task = acquire_round(AcquireRound {
+            rule: self.rule(),
             voters: self.voters.clone(),
             token: token.clone(),
             ttl,
@@ -310,10 +382,11 @@ impl Round<'_> {
     }
 
     /// One extend round (compare-and-`PEXPIRE`), decided as soon as the outcome is known; on
-    /// success the lock's deadline becomes `start + ttl - drift`. A failed extend ends the
-    /// lock: the keys it may have lengthened are released in the background (otherwise they
-    /// would block others for the new TTL with nobody holding them), and the lock's deadline
-    /// becomes now.
+    /// success the lock's deadline becomes `start + ttl - drift`. A failed extend that leaves
+    /// the lock gone anyway (a quorum refused, or the old validity ran out during the round)
+    /// ends it: the keys it may have lengthened are released in the background (otherwise
+    /// they would block others for the new TTL with nobody holding them), and the lock's
+    /// deadline becomes now. With too few answers and validity left, the lock stands.
     pub(crate) async fn extend(&self, lock: &mut Lock, ttl: Ttl) -> Result<bool, LockError> {
         let ttl = ttl.get();
         let allowance = drift(ttl, self.config.drift_factor_value());
@@ -322,6 +395,7 @@ impl Round<'_> {
         let start = Instant::now();
         let (tx, mut rx) = oneshot::channel();
         let task = extend_round(ExtendRound {
+            rule: self.rule(),
             voters: self.voters.clone(),
             token: lock.token.clone(),
             ttl,
@@ -333,17 +407,20 @@ impl Round<'_> {
             report: tx,
         });
         let decision = self.run(task, &mut rx).await;
-        let Some((decision, failures_seen, redirected)) = decision else {
-            lock.deadline = Instant::now();
-            return Ok(false);
+        let Some((decision, ends, failures_seen, redirected)) = decision else {
+            return Err(unavailable(self.voters.len(), 0, Default::default()));
         };
         self.note_failures(failures_seen, redirected);
         tracing::debug!(
             resource = lock.resource,
             elapsed = ?start.elapsed(),
             ?decision,
+            ends,
             "extend round"
         );
+        if ends {
+            lock.deadline = Instant::now();
+        }
         match decision {
             ExtendDecision::Extended { by } => {
                 lock.deadline = start
@@ -353,12 +430,8 @@ impl Round<'_> {
                 lock.granted_by = by;
                 Ok(true)
             }
-            ExtendDecision::Refused => {
-                lock.deadline = Instant::now();
-                Ok(false)
-            }
+            ExtendDecision::Refused => Ok(false),
             ExtendDecision::Unavailable { answered, failures } => {
-                lock.deadline = Instant::now();
                 Err(unavailable(self.voters.len(), answered, failures))
             }
         }
@@ -372,6 +445,7 @@ impl Round<'_> {
         let limit = self.config.node_timeout_value();
         let (tx, mut rx) = oneshot::channel();
         let task = release_round(ReleaseRound {
+            rule: self.rule(),
             voters: self.voters.clone(),
             token: lock.token.clone(),
             deadline: Instant::now() + limit,
@@ -408,6 +482,7 @@ impl Round<'_> {
                 .map(|v| with_deadline(limit, v.node.inspect(&v.key))),
         )
         .await;
+        let results = admit_votes(self.mode, self.config, voters, results);
         let answers: Vec<Option<KeyState>> =
             results.iter().map(|r| r.as_ref().ok().cloned()).collect();
         let nodes: Vec<NodeLockState> = voters
@@ -503,6 +578,7 @@ fn which<T>(answers: &[Option<T>], keep: impl Fn(&Option<T>) -> bool) -> Vec<usi
 
 /// Everything an acquire round's task owns.
 struct AcquireRound {
+    rule: Rule,
     voters: Arc<[Voter]>,
     token: LockToken,
     ttl: Duration,
@@ -522,6 +598,7 @@ struct AcquireRound {
 /// those that answered that someone else holds the key.
 async fn acquire_round(round: AcquireRound) {
     let AcquireRound {
+        rule,
         voters,
         token,
         ttl,
@@ -531,21 +608,21 @@ async fn acquire_round(round: AcquireRound) {
         permit,
         report,
     } = round;
-    let mut answers = Answers::new(voters.len());
+    let mut answers = Answers::new(voters.len(), rule);
     let token = &token;
     let mut calls = send(&voters, |voter| {
         voter.node.acquire(&voter.key, token.as_str(), ttl)
     });
-    gather(&mut calls, &mut answers, start + limit, |reply| {
+    gather(&voters, &mut calls, &mut answers, start + limit, |reply| {
         *reply == AcquireReply::Granted
     })
     .await;
     let elapsed = start.elapsed();
     drop(permit);
     let (failures_seen, redirected) = failure_signs(answers.answers.iter().flatten());
-    let granted = which(&answers.answers, |a| {
-        matches!(a, Some(Ok(AcquireReply::Granted)))
-    });
+    let granted: Vec<usize> = (0..voters.len())
+        .filter(|i| answers.counted(*i, |r| *r == AcquireReply::Granted))
+        .collect();
     let cleanup = which(&answers.answers, |a| {
         matches!(a, Some(Ok(AcquireReply::Granted))) || may_have_written(a)
     });
@@ -592,6 +669,7 @@ async fn acquire_round(round: AcquireRound) {
 
 /// Everything an extend round's task owns.
 struct ExtendRound {
+    rule: Rule,
     voters: Arc<[Voter]>,
     token: LockToken,
     ttl: Duration,
@@ -600,7 +678,8 @@ struct ExtendRound {
     limit: Duration,
     old_deadline: Instant,
     permit: Option<OwnedSemaphorePermit>,
-    report: oneshot::Sender<(ExtendDecision, bool, bool)>,
+    /// The decision, whether it ends the lock, and the failure signs.
+    report: oneshot::Sender<(ExtendDecision, bool, bool, bool)>,
 }
 
 /// The task of one extend round. A won round's calls still in flight are dropped (a late
@@ -608,6 +687,7 @@ struct ExtendRound {
 /// those that said yes, timed out, or lost their connection.
 async fn extend_round(round: ExtendRound) {
     let ExtendRound {
+        rule,
         voters,
         token,
         ttl,
@@ -618,12 +698,12 @@ async fn extend_round(round: ExtendRound) {
         permit,
         report,
     } = round;
-    let mut answers = Answers::new(voters.len());
+    let mut answers = Answers::new(voters.len(), rule);
     let token = &token;
     let mut calls = send(&voters, |voter| {
         voter.node.extend(&voter.key, token.as_str(), ttl)
     });
-    gather(&mut calls, &mut answers, start + limit, |yes| *yes).await;
+    gather(&voters, &mut calls, &mut answers, start + limit, |yes| *yes).await;
     let elapsed = start.elapsed();
     // An extension that lands after the old validity ran out may lengthen keys that someone
     // else now relies on never having been ours: it does not count.
@@ -644,9 +724,17 @@ async fn extend_round(round: ExtendRound) {
     if let ExtendDecision::Unavailable { failures, .. } = &mut decision {
         drop_unasked(&mut failures.0, &unanswered);
     }
-    let won = matches!(decision, ExtendDecision::Extended { .. });
-    let _ = report.send((decision, failures_seen, redirected));
-    if won {
+    // A failed extend ends the lock when it is gone anyway: a quorum refused, or its old
+    // validity ran out during the round. Then the keys it may have lengthened must not block
+    // others for the new TTL. With too few answers and validity left, the lock stands for a
+    // retry (the manager's after a redirect, the guard's watchdog) or the holder's release.
+    let ends = match decision {
+        ExtendDecision::Extended { .. } => false,
+        ExtendDecision::Refused => true,
+        ExtendDecision::Unavailable { .. } => Instant::now() >= old_deadline,
+    };
+    let _ = report.send((decision, ends, failures_seen, redirected));
+    if !ends {
         let _ = tokio::time::timeout(ttl, calls.count()).await;
     } else {
         drop(calls);
@@ -656,6 +744,7 @@ async fn extend_round(round: ExtendRound) {
 
 /// Everything a release round's task owns.
 struct ReleaseRound {
+    rule: Rule,
     voters: Arc<[Voter]>,
     token: LockToken,
     deadline: Instant,
@@ -671,6 +760,7 @@ struct ReleaseRound {
 /// deletes still in flight.
 async fn release_round(round: ReleaseRound) {
     let ReleaseRound {
+        rule,
         voters,
         token,
         deadline,
@@ -680,11 +770,11 @@ async fn release_round(round: ReleaseRound) {
         report,
     } = round;
     let token = &token;
-    let mut answers = Answers::new(voters.len());
+    let mut answers = Answers::new(voters.len(), rule);
     let mut calls = send(&voters, |voter| {
         voter.node.release(&voter.key, token.as_str())
     });
-    gather(&mut calls, &mut answers, deadline, |yes| *yes).await;
+    gather(&voters, &mut calls, &mut answers, deadline, |yes| *yes).await;
     drop(permit);
     let (failures_seen, redirected) = failure_signs(answers.answers.iter().flatten());
     let unanswered = unasked(&voters, &answers, Instant::now() < deadline);
