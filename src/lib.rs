@@ -75,6 +75,7 @@ mod keys;
 mod lock;
 mod manager;
 mod node;
+mod notify;
 mod quorum;
 mod redis_node;
 mod retry;

@@ -53,6 +53,11 @@ pub(crate) trait Node: Send + Sync + fmt::Debug {
     fn cluster_shards(&self) -> NodeResult<'_, Vec<SlotRange>>;
     /// Which master serves which slots, from `CLUSTER SLOTS` (any Redis Cluster version).
     fn cluster_slots(&self) -> NodeResult<'_, Vec<SlotRange>>;
+    /// Where to open a pub/sub connection for release notices (`notify`); `None` for nodes
+    /// that publish none (the simulation's, an unserved slot).
+    fn subscriber_info(&self) -> Option<redis::ConnectionInfo> {
+        None
+    }
 }
 
 /// Run one node call under a deadline; a missed deadline is [`NodeError::Timeout`].

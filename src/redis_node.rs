@@ -283,6 +283,10 @@ impl Node for RedisNode {
             parse_cluster_slots(&reply).map_err(NodeError::Protocol)
         })
     }
+
+    fn subscriber_info(&self) -> Option<redis::ConnectionInfo> {
+        Some(self.info.clone())
+    }
 }
 
 /// The connections of the real nodes, kept across topology refreshes by address so that a
