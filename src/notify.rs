@@ -24,6 +24,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
+use rand::RngExt;
 use redis::aio::MultiplexedConnection;
 use redis::{PushInfo, PushKind, Value};
 use tokio::sync::Notify;
@@ -37,6 +38,10 @@ const CHANNEL_SUFFIX: &[u8] = b":released";
 /// How many recently handled tokens each queue remembers, to drop the late notices of a
 /// release that already woke a waiter.
 const RECENT_TOKENS: usize = 16;
+
+/// Upper bound of the random pause after a notice from another client (2 ms): long next to
+/// one vote on a LAN, short next to any backoff.
+const NOTICE_SPREAD_NANOS: u64 = 2_000_000;
 
 /// The channel a release of `key` publishes on: the key with a fixed suffix. Appending a fixed
 /// suffix is injective, and the suffix has no `{`, so the channel hashes to the key's slot
@@ -101,11 +106,14 @@ struct Slot {
     notify: Arc<Notify>,
     /// Woken and not yet back from the wait: if it leaves now, the wake passes on.
     woken: bool,
+    /// The wake came from another client's release, whose other waiters were woken too.
+    spread: bool,
 }
 
 impl Queue {
-    /// Wake the longest-waiting waiter (a stored permit if it is not waiting right now).
-    fn wake_front(&mut self, token: &str) {
+    /// Wake the longest-waiting waiter (a stored permit if it is not waiting right now);
+    /// `spread` when other clients' waiters hear the same notice.
+    fn wake_front(&mut self, token: &str, spread: bool) {
         self.freed.clear();
         if self.recent.len() == RECENT_TOKENS {
             self.recent.pop_front();
@@ -113,6 +121,7 @@ impl Queue {
         self.recent.push_back(token.to_string());
         if let Some(front) = self.waiters.front_mut() {
             front.woken = true;
+            front.spread = spread;
             front.notify.notify_one();
         }
     }
@@ -180,6 +189,7 @@ impl Notifier {
                     id,
                     notify: notify.clone(),
                     woken: false,
+                    spread: false,
                 });
             }
             id
@@ -201,7 +211,7 @@ impl Notifier {
         if let Some(queue) = state.queues.get_mut(resource)
             && !queue.recent.iter().any(|t| t == token)
         {
-            queue.wake_front(token);
+            queue.wake_front(token, false);
         }
     }
 }
@@ -230,7 +240,7 @@ impl Shared {
         // Voters freed by different tokens count together: after a split vote, each loser
         // releases its own keys, and together they free the resource.
         if queue.freed.len() >= queue.quorum {
-            queue.wake_front(token);
+            queue.wake_front(token, true);
         }
     }
 
@@ -300,18 +310,33 @@ impl Waiter {
     /// first. Never longer than `delay`.
     pub(crate) async fn wait(&mut self, delay: Duration) {
         self.subscribe();
+        let start = tokio::time::Instant::now();
         if tokio::time::timeout(delay, self.notify.notified())
             .await
-            .is_ok()
+            .is_err()
         {
+            return;
+        }
+        let spread = {
             let mut state = lock(&self.shared.state);
-            if let Some(slot) = state
+            match state
                 .queues
                 .get_mut(&self.resource)
                 .and_then(|q| q.waiters.iter_mut().find(|s| s.id == self.id))
             {
-                slot.woken = false;
+                Some(slot) => {
+                    slot.woken = false;
+                    std::mem::take(&mut slot.spread)
+                }
+                None => false,
             }
+        };
+        if spread {
+            // Every other client's first waiter heard this notice too: a small random
+            // spread lets one of them win cleanly instead of all splitting the votes.
+            let left = delay.saturating_sub(start.elapsed());
+            let nanos = rand::rng().random_range(0..=NOTICE_SPREAD_NANOS);
+            tokio::time::sleep(Duration::from_nanos(nanos).min(left)).await;
         }
     }
 }
