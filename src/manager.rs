@@ -17,7 +17,7 @@ use crate::notify::{Notifier, Waiter};
 use crate::redis_node::RedisSeeds;
 use crate::retry::RetryPolicy;
 use crate::round::{Attempt, Round};
-use crate::topology::{Seeds, Topology, voters_share_master};
+use crate::topology::{Seeds, Topology, key_on, voters_share_master};
 use crate::topology_cache::TopologyCache;
 
 /// Shares connections and topology among any number of locks: clone it freely (it is an
@@ -72,7 +72,10 @@ impl LockManager {
     /// [`LockError::InvalidUrl`] for an empty list, a malformed or duplicate URL;
     /// [`LockError::InvalidConfig`] for a configuration value out of range.
     pub fn new<S: AsRef<str>>(urls: &[S], config: LockConfig) -> Result<Self, LockError> {
-        let seeds = RedisSeeds::new(&parse_urls(urls)?, config.connect_timeout_value());
+        let urls = parse_urls(urls)?;
+        #[cfg(feature = "tls")]
+        let urls = crate::tls::with_root_ca(urls, &config)?;
+        let seeds = RedisSeeds::new(&urls, config.connect_timeout_value());
         Self::with_seeds(config, Box::new(seeds))
     }
 
@@ -80,8 +83,12 @@ impl LockManager {
     /// voter, so that configuration mistakes surface now rather than at the first lock.
     ///
     /// # Errors
-    /// As [`LockManager::new`], plus [`LockError::NotACluster`] when cluster mode was forced
-    /// against a standalone node, and [`LockError::Unavailable`] when no node answers.
+    /// As [`LockManager::new`], plus [`LockError::InvalidConfig`] when the nodes mix cluster
+    /// and standalone servers or name one server twice (same `run_id`),
+    /// [`LockError::NotACluster`] when cluster mode was forced against standalone nodes,
+    /// [`LockError::Auth`] / [`LockError::Permission`] when the nodes refuse our credentials or
+    /// commands, and [`LockError::Unavailable`] when the mode cannot be decided yet (in
+    /// [`Mode::Auto`] every seed must answer; see [`Mode`]).
     pub async fn connect<S: AsRef<str>>(urls: &[S], config: LockConfig) -> Result<Self, LockError> {
         let manager = Self::new(urls, config)?;
         let topology = manager.inner.topology.get().await?;
@@ -125,13 +132,19 @@ impl LockManager {
 
     /// A round on the current voters of `resource`.
     async fn round(&self, resource: Resource<'_>) -> Result<Round<'_>, LockError> {
-        let topology = self.inner.topology.get().await?;
+        let topology = self
+            .inner
+            .topology
+            .get()
+            .await
+            .map_err(|e| e.explained(|_| None))?;
         let voters = topology.voters(&self.inner.config, resource.as_str().as_bytes())?;
         if voters_share_master(&voters) && !self.inner.warned_shared.swap(true, Ordering::Relaxed) {
             tracing::warn!(
                 resource = resource.as_str(),
-                "two voter keys live on one master (slots moved?): locks stay safe but one \
-                 node failure now costs two votes"
+                "two voters are one server (voter keys on one master after slots moved, or one \
+                 server under two names): a round counts one vote per server, so locks stay \
+                 safe, but one node failure now costs two votes"
             );
         }
         Ok(Round {
@@ -188,7 +201,12 @@ impl LockManager {
         let mut waiter = self.queue_behind_waiters(resource, retry).await;
         for attempt in 0..attempts {
             let outcome = match self.round(resource).await {
-                Ok(round) => Ok(round.acquire(resource, ttl).await),
+                Ok(round) => match round.acquire(resource, ttl).await {
+                    Attempt::Failed(error) => {
+                        Err(error.explained(|node| key_on(&round.voters, node)))
+                    }
+                    other => Ok(other),
+                },
                 Err(error) => Err(error),
             };
             let hint = match outcome {
@@ -198,12 +216,13 @@ impl LockManager {
                     hint
                 }
                 // Infrastructure failures (a round without quorum, or no node answering the
-                // topology read) are retried; anything else is not.
-                Ok(Attempt::Failed(error)) | Err(error @ LockError::Unavailable { .. }) => {
+                // topology read) are retried; anything that needs a change first
+                // (credentials, permissions, configuration) is not.
+                Ok(Attempt::Failed(error)) | Err(error) if error.is_retryable() => {
                     last = Err(error);
                     None
                 }
-                Err(error) => return Err(error),
+                Ok(Attempt::Failed(error)) | Err(error) => return Err(error),
             };
             if attempt + 1 < attempts {
                 let delay = retry.delay(attempt, hint);
@@ -273,7 +292,10 @@ impl LockManager {
             return Ok(false);
         }
         let round = self.round(Resource::of(lock)).await?;
-        round.extend(lock, ttl).await
+        round
+            .extend(lock, ttl)
+            .await
+            .map_err(|e| e.explained(|node| key_on(&round.voters, node)))
     }
 
     /// Release a lock by quorum (compare-and-delete on every voter). A key that is already
@@ -286,7 +308,11 @@ impl LockManager {
     /// [`LockError::Unavailable`] when fewer than a quorum answered (the keys on the nodes
     /// that did answer are deleted all the same; the others expire with their TTL).
     pub async fn release(&self, lock: &Lock) -> Result<bool, LockError> {
-        let released = self.round(Resource::of(lock)).await?.release(lock).await;
+        let round = self.round(Resource::of(lock)).await?;
+        let released = round
+            .release(lock)
+            .await
+            .map_err(|e| e.explained(|node| key_on(&round.voters, node)));
         if let Some(notifier) = &self.inner.notifier {
             notifier.released(&lock.resource, lock.token.as_str());
         }
@@ -304,7 +330,11 @@ impl LockManager {
         token: Option<&LockToken>,
     ) -> Result<LockInfo, LockError> {
         let resource = Resource::new(resource)?;
-        self.round(resource).await?.inspect(resource, token).await
+        let round = self.round(resource).await?;
+        round
+            .inspect(resource, token)
+            .await
+            .map_err(|e| e.explained(|node| key_on(&round.voters, node)))
     }
 
     /// Whether anyone holds `resource`, decided by quorum.

@@ -502,6 +502,11 @@ impl Subscriber {
 
     /// Open the RESP3 connection whose push messages feed the notifier.
     async fn open(&self, generation: u64) -> redis::RedisResult<MultiplexedConnection> {
+        #[cfg(feature = "tls")]
+        if matches!(self.info.addr(), redis::ConnectionAddr::TcpTls { .. }) {
+            // As for the voting connection: rustls needs a process-level provider first.
+            crate::tls::ensure_crypto_provider();
+        }
         let client = redis::Client::open(self.info.clone())?;
         let shared = self.shared.clone();
         let addr = self.addr.clone();

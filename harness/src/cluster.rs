@@ -98,6 +98,7 @@ impl ClusterOptions {
                 node_timeout: self.node_timeout,
                 replica_validity_factor: self.replica_validity_factor,
             }),
+            tls: None,
         }
     }
 

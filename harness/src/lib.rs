@@ -8,7 +8,9 @@
 //!
 //! # Layout
 //! - [`RedisServer`] (`node.rs`): one server process: start, kill, pause, resume, restart.
-//! - [`Standalone`] (`standalone.rs`): N independent masters for classic Redlock.
+//! - [`Standalone`] (`standalone.rs`): N independent masters for classic Redlock, plain or
+//!   TLS ([`Standalone::start_tls`]).
+//! - [`TlsFiles`] (`tls.rs`): a throwaway CA and server certificate for TLS nodes.
 //! - [`Cluster`] and [`ClusterOptions`] (`cluster.rs`): a cluster formed by hand so its
 //!   layout is known, plus failover helpers; `topology.rs` reads `CLUSTER NODES`.
 //! - [`demo_cluster`] (`demo.rs`): the user's cluster on 7000-7005 or a throwaway one.
@@ -53,6 +55,7 @@ mod node;
 mod ports;
 mod raw;
 mod standalone;
+mod tls;
 mod topology;
 mod wait;
 mod workdir;
@@ -70,4 +73,5 @@ pub use node::{IO_TIMEOUT, RedisServer, START_TIMEOUT};
 pub use ports::{BUS_PORT_OFFSET, FIRST_PORT, LAST_PORT};
 pub use raw::{raw_async, raw_connection};
 pub use standalone::Standalone;
+pub use tls::{TLS_SERVER_NAMES, TlsFiles};
 pub use topology::{SLOTS, even_slot_ranges};

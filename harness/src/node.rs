@@ -37,6 +37,8 @@ pub struct RedisServer {
     // Dropped after the server is killed (see Drop), then releases the port.
     workdir: WorkDir,
     claim: PortClaim,
+    /// The TLS port's claim, when the config serves TLS.
+    tls_claim: Option<PortClaim>,
 }
 
 impl RedisServer {
@@ -63,12 +65,17 @@ impl RedisServer {
     }
 
     fn start(config: NodeConfig, claim: PortClaim) -> Result<Self, HarnessError> {
+        let tls_claim = match config.tls {
+            Some(_) => Some(PortClaim::any_free()?),
+            None => None,
+        };
         let node = Self {
             config,
             server: Mutex::new(None),
             paused: AtomicBool::new(false),
             workdir: WorkDir::create()?,
             claim,
+            tls_claim,
         };
         // On error `node` is dropped here, which kills whatever was started.
         node.spawn()?;
@@ -85,6 +92,19 @@ impl RedisServer {
     #[must_use]
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port())
+    }
+
+    /// The TLS port, when the node serves TLS (see [`crate::TlsFiles`]).
+    #[must_use]
+    pub fn tls_port(&self) -> Option<u16> {
+        self.tls_claim.as_ref().map(PortClaim::port)
+    }
+
+    /// `rediss://127.0.0.1:{tls_port}`, when the node serves TLS.
+    #[must_use]
+    pub fn tls_url(&self) -> Option<String> {
+        self.tls_port()
+            .map(|port| format!("rediss://127.0.0.1:{port}"))
     }
 
     /// The node's directory (config, AOF, nodes.conf, `redis.log`): look here when a test fails.
@@ -220,8 +240,13 @@ impl RedisServer {
         let conf = dir.join("redis.conf");
         let port = self.port();
         let io_err = |what: &str, e| HarnessError::io(format!("{what} in {}", dir.display()), e);
-        std::fs::write(&conf, self.config.render(port, dir))
-            .map_err(|e| io_err("writing redis.conf", e))?;
+        let mut text = self.config.render(port, dir);
+        if let (Some(tls), Some(tls_port)) = (&self.config.tls, self.tls_port()) {
+            // Readiness below still goes through the plain port: redis-server opens all its
+            // listeners before it serves any, so a PING there means the TLS port is up too.
+            text.push_str(&tls.install(dir, tls_port)?);
+        }
+        std::fs::write(&conf, text).map_err(|e| io_err("writing redis.conf", e))?;
         let stderr =
             File::create(dir.join("stderr.log")).map_err(|e| io_err("creating stderr.log", e))?;
         let child = Command::new(redis_server_path()?)
