@@ -60,6 +60,7 @@ pub struct LockConfig {
     cluster_voters: usize,
     mode: Mode,
     max_rounds_in_flight: usize,
+    notify_on_release: bool,
     refuse_evicting_voters: bool,
     #[cfg(feature = "tls")]
     tls_root_ca: Option<crate::tls::RootCa>,
@@ -74,7 +75,7 @@ impl Default for LockConfig {
 impl LockConfig {
     /// The defaults: drift factor 0.01, node timeout 100 ms, connect timeout 1 s, the default
     /// [`RetryPolicy`], key prefix `"redlock:"`, 3 cluster voters, [`Mode::Auto`], voters that
-    /// can evict keys warned about but not refused.
+    /// can evict keys warned about but not refused, notified waits on.
     pub fn new() -> Self {
         LockConfig {
             drift_factor: 0.01,
@@ -85,6 +86,7 @@ impl LockConfig {
             cluster_voters: 3,
             mode: Mode::Auto,
             max_rounds_in_flight: DEFAULT_MAX_ROUNDS_IN_FLIGHT,
+            notify_on_release: true,
             refuse_evicting_voters: false,
             #[cfg(feature = "tls")]
             tls_root_ca: None,
@@ -162,6 +164,25 @@ impl LockConfig {
     /// The bound on rounds in flight in use.
     pub(crate) fn max_rounds_in_flight_value(&self) -> usize {
         self.max_rounds_in_flight
+    }
+
+    /// Whether waiters retry as soon as a release of their resource is noticed, instead of
+    /// only when their backoff timer fires (see "Notified waits" in `docs/design.md`).
+    ///
+    /// A notice is only a hint: the next vote still decides. It costs one extra connection per
+    /// voter, opened when the manager's first acquire has to wait, and one `SSUBSCRIBE` per
+    /// contended resource. Releases publish whatever this says (so that other clients' waiters
+    /// hear them). Without Redis 7 (sharded pub/sub) waits fall back to polling. Defaults to
+    /// `true`.
+    #[must_use]
+    pub fn notify_on_release(mut self, yes: bool) -> Self {
+        self.notify_on_release = yes;
+        self
+    }
+
+    /// Whether notified waits are on.
+    pub(crate) fn notify_on_release_value(&self) -> bool {
+        self.notify_on_release
     }
 
     /// Whether a voter whose server can evict keys (`maxmemory` set with a

@@ -46,6 +46,8 @@
 //!   [`LockManager::close`] waits for ([`CloseReport`]).
 //! - `quorum`: how a round is decided (quorum, drift, validity), pure and property-tested.
 //! - `retry`: [`RetryPolicy`], exponential backoff with full jitter.
+//! - `notify`: notified waits: release notices over sharded pub/sub, and the per-manager FIFO
+//!   queue of waiters that a notice wakes before their backoff timer.
 //!
 //! Who votes:
 //! - `topology`: the voters (cluster masters or independent masters) and which key each
@@ -84,6 +86,7 @@ mod keys;
 mod lock;
 mod manager;
 mod node;
+mod notify;
 mod quorum;
 mod redis_node;
 mod retry;

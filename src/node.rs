@@ -59,6 +59,11 @@ pub(crate) trait Node: Send + Sync + fmt::Debug {
     /// `cluster_enabled`, eviction policy...); `None` before the first connection. Who may
     /// vote is decided on these (see `server::admit`).
     fn facts(&self) -> Option<ServerFacts>;
+    /// Where to open a pub/sub connection for release notices (`notify`); `None` for nodes
+    /// that publish none (the simulation's, an unserved slot).
+    fn subscriber_info(&self) -> Option<redis::ConnectionInfo> {
+        None
+    }
 }
 
 /// Run one node call under a deadline; a missed deadline is [`NodeError::Timeout`].

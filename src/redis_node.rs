@@ -395,6 +395,10 @@ impl Node for RedisNode {
     fn facts(&self) -> Option<ServerFacts> {
         self.facts.get()
     }
+
+    fn subscriber_info(&self) -> Option<redis::ConnectionInfo> {
+        Some(self.info.clone())
+    }
 }
 
 /// The connections of the real nodes, kept across topology refreshes by address so that a
