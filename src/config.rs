@@ -45,6 +45,7 @@ pub struct LockConfig {
     key_prefix: String,
     cluster_voters: usize,
     mode: Mode,
+    fencing: bool,
 }
 
 impl Default for LockConfig {
@@ -65,6 +66,7 @@ impl LockConfig {
             key_prefix: "redlock:".to_string(),
             cluster_voters: 3,
             mode: Mode::Auto,
+            fencing: false,
         }
     }
 
@@ -122,6 +124,22 @@ impl LockConfig {
     pub fn mode(mut self, mode: Mode) -> Self {
         self.mode = mode;
         self
+    }
+
+    /// Whether every lock carries a fencing token ([`crate::Lock::fencing_token`]): a `u64`
+    /// strictly greater than the token of every earlier holder of the resource, for a
+    /// protected store to refuse stale writes with. It costs a second round (a write-back of
+    /// the token) per acquisition; see the `fencing` section of `docs/design.md`. Every
+    /// client that writes to the protected store must use it. Defaults to `false`.
+    #[must_use]
+    pub fn fencing(mut self, yes: bool) -> Self {
+        self.fencing = yes;
+        self
+    }
+
+    /// Whether fencing tokens are on.
+    pub fn fencing_enabled(&self) -> bool {
+        self.fencing
     }
 
     /// The retry policy in use.

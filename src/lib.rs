@@ -42,6 +42,8 @@
 //! - `round`: one round (acquire, extend, release, inspect) on all voters under deadlines,
 //!   and the cleanup of a failed round, spawned so a cancelled caller cannot stop it.
 //! - `quorum`: how a round is decided (quorum, drift, validity), pure and property-tested.
+//! - `fencing`: opt-in fencing tokens: a commit round after the acquire round, its decision,
+//!   the counter keys and scripts, and the token accessors of each lock handle.
 //! - `retry`: [`RetryPolicy`], exponential backoff with full jitter.
 //!
 //! Who votes:
@@ -68,6 +70,7 @@ mod cluster_replies;
 mod config;
 mod distributed_lock;
 mod error;
+mod fencing;
 mod guard;
 mod info;
 mod input;
@@ -87,9 +90,9 @@ mod topology_cache;
 
 // The lock types a user holds and the handles that make them.
 pub use distributed_lock::RedisDistributedLock;
-pub use manager::LockManager;
 pub use guard::{GuardOptions, LockGuard, LostReason};
 pub use lock::{Lock, LockInfo, LockToken, NodeLockState};
+pub use manager::LockManager;
 
 // Configuration and its limits.
 pub use config::{LockConfig, MAX_TTL, Mode};
@@ -106,8 +109,8 @@ pub use error::{LockError, NodeError, NodeFailure, NodeFailures};
 /// masters. These functions let an operator check where a resource's keys are, or lay out
 /// slots to match.
 pub mod cluster {
+    pub use crate::info::parse_info;
     pub use crate::keys::{
         MAX_CLUSTER_VOTERS, SLOT_COUNT, cluster_voter_keys, even_slot_ranges, key_slot, slot_band,
     };
-    pub use crate::info::parse_info;
 }

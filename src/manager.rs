@@ -181,6 +181,9 @@ impl LockManager {
         let mut last = Ok(None);
         for attempt in 0..attempts {
             let outcome = match self.round(resource).await {
+                Ok(round) if self.inner.config.fencing_enabled() => {
+                    Ok(round.acquire_fenced(resource, ttl).await)
+                }
                 Ok(round) => Ok(round.acquire(resource, ttl).await),
                 Err(error) => Err(error),
             };
@@ -255,7 +258,12 @@ impl LockManager {
         token: Option<&LockToken>,
     ) -> Result<LockInfo, LockError> {
         let resource = Resource::new(resource)?;
-        self.round(resource).await?.inspect(resource, token).await
+        let round = self.round(resource).await?;
+        let mut info = round.inspect(resource, token).await?;
+        if self.inner.config.fencing_enabled() {
+            info.fencing_token = round.fence_floor().await;
+        }
+        Ok(info)
     }
 
     /// Whether anyone holds `resource`, decided by quorum.

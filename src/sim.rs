@@ -24,6 +24,8 @@ use crate::node::{AcquireReply, KeyState, Node, NodeResult, SharedNode, Unserved
 use crate::retry::RetryPolicy;
 use crate::topology::Seeds;
 
+mod fencing;
+
 /// A crash window of one node, in ms from the start of the run.
 #[derive(Debug, Clone, Copy)]
 struct Crash {
