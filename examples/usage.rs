@@ -13,7 +13,10 @@ use redlock_cluster::{GuardOptions, RedisDistributedLock};
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // One node of a cluster: the voters are its masters. Several standalone
     // URLs would mean classic Redlock over independent masters.
-    let lock = RedisDistributedLock::new(
+    // The handle has one owner (acquire, extend and release take `&mut self`).
+    // Tasks that contend each build their own handle, over one shared
+    // `LockManager` with `RedisDistributedLock::with_manager`.
+    let mut lock = RedisDistributedLock::new(
         vec!["redis://127.0.0.1:7000".to_string()],
         "invoices/2024-06".to_string(),
         Duration::from_secs(10),
@@ -24,7 +27,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .acquire_with_retry(5, Duration::from_millis(100))
         .await?
     {
-        println!("held until {:?}", lock.validity_deadline().await);
+        println!("held until {:?}", lock.validity_deadline());
         // Keep it 10 s from now (replaces the remaining time, not added to it).
         lock.extend(Duration::from_secs(10)).await?;
         println!("held by us: {}", lock.get_lock_info().await?.held_by_caller);

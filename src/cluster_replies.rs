@@ -3,7 +3,9 @@
 
 use redis::Value;
 
-/// An inclusive slot range and the address of the master serving it.
+/// An inclusive slot range and the address of the master serving it. An empty `host` means
+/// the node does not know its own address (a node that never met a peer reports `ip: ""`):
+/// the caller uses the address it reached the node at, as `redis-cli` does.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct SlotRange {
     pub(crate) start: u16,
@@ -18,6 +20,15 @@ fn text(value: &Value) -> Option<String> {
         Value::SimpleString(s) => Some(s.clone()),
         Value::VerbatimString { text, .. } => Some(text.clone()),
         _ => None,
+    }
+}
+
+/// A node's announced address, with the forms Redis uses for "unknown" (nil, `""`, `"?"`)
+/// as the empty string.
+fn announced_host(value: Option<&Value>) -> String {
+    match value.and_then(text) {
+        Some(host) if host != "?" => host,
+        _ => String::new(),
     }
 }
 
@@ -76,10 +87,10 @@ pub(crate) fn parse_cluster_shards(reply: &Value, tls: bool) -> Result<Vec<SlotR
             .filter_map(pairs)
             .find(|node| field(node, "role").and_then(text).as_deref() == Some("master"))
             .ok_or("a shard with slots has no master")?;
-        let host = field(&master, "ip")
-            .or_else(|| field(&master, "endpoint"))
-            .and_then(text)
-            .ok_or("a master has no ip")?;
+        let host = match announced_host(field(&master, "ip")) {
+            host if host.is_empty() => announced_host(field(&master, "endpoint")),
+            host => host,
+        };
         let port = tls
             .then(|| field(&master, "tls-port"))
             .flatten()
@@ -118,7 +129,7 @@ pub(crate) fn parse_cluster_slots(reply: &Value) -> Result<Vec<SlotRange>, Strin
             else {
                 return Err("a slot entry is too short".to_string());
             };
-            let host = master.first().and_then(text).ok_or("master without ip")?;
+            let host = announced_host(master.first());
             let port = master
                 .get(1)
                 .and_then(number)
@@ -227,5 +238,23 @@ mod tests {
             }]
         );
         assert!(parse_cluster_slots(&Value::Array(vec![Value::Int(3)])).is_err());
+    }
+
+    #[test]
+    fn a_node_that_never_met_a_peer_announces_no_address() {
+        // A one-node cluster: CLUSTER SHARDS gives `ip ""`, CLUSTER SLOTS an empty string.
+        let reply = Value::Array(vec![shard(&[0, 16383], vec![("", 7000, "master")])]);
+        let ranges = parse_cluster_shards(&reply, false).unwrap();
+        assert_eq!(ranges[0].host, "");
+        assert_eq!(ranges[0].port, 7000);
+        for host in [bulk(""), bulk("?"), Value::Nil] {
+            let reply = Value::Array(vec![Value::Array(vec![
+                Value::Int(0),
+                Value::Int(16383),
+                Value::Array(vec![host, Value::Int(7000), bulk("id")]),
+            ])]);
+            let ranges = parse_cluster_slots(&reply).unwrap();
+            assert_eq!((ranges[0].host.as_str(), ranges[0].port), ("", 7000));
+        }
     }
 }

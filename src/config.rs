@@ -15,12 +15,22 @@ pub const MAX_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum Mode {
-    /// Decide from the first node that answers: `cluster_enabled:1` means cluster mode.
+    /// Ask every seed node for `cluster_enabled` and decide only when all of them answered:
+    /// all `1` is cluster mode, all `0` independent mode, a mix is
+    /// [`LockError::InvalidConfig`]. Until every seed answers, discovery fails with a
+    /// retryable [`LockError::Unavailable`]: the mode never depends on which seed answers
+    /// first. Force the mode to start while a seed is down.
     #[default]
     Auto,
-    /// The masters of one Redis Cluster, discovered from the given seed node(s).
+    /// The masters of one Redis Cluster, discovered from the given seed node(s). Seeds that
+    /// do not answer are skipped; a seed that answers as a standalone master is refused
+    /// ([`LockError::InvalidConfig`], or [`LockError::NotACluster`] when no seed is a cluster
+    /// node).
     Cluster,
-    /// Classic Redlock over the given standalone masters, the same key on each.
+    /// Classic Redlock over the given standalone masters, the same key on each. Seeds that
+    /// answer must all be standalone ([`LockError::InvalidConfig`] otherwise); a seed that was
+    /// down at discovery confirms `cluster_enabled:0` when it connects, before its first vote
+    /// counts.
     Independent,
 }
 
@@ -45,6 +55,9 @@ pub struct LockConfig {
     key_prefix: String,
     cluster_voters: usize,
     mode: Mode,
+    refuse_evicting_voters: bool,
+    #[cfg(feature = "tls")]
+    tls_root_ca: Option<crate::tls::RootCa>,
     fencing: bool,
 }
 
@@ -56,7 +69,8 @@ impl Default for LockConfig {
 
 impl LockConfig {
     /// The defaults: drift factor 0.01, node timeout 100 ms, connect timeout 1 s, the default
-    /// [`RetryPolicy`], key prefix `"redlock:"`, 3 cluster voters, [`Mode::Auto`].
+    /// [`RetryPolicy`], key prefix `"redlock:"`, 3 cluster voters, [`Mode::Auto`], voters that
+    /// can evict keys warned about but not refused.
     pub fn new() -> Self {
         LockConfig {
             drift_factor: 0.01,
@@ -66,6 +80,9 @@ impl LockConfig {
             key_prefix: "redlock:".to_string(),
             cluster_voters: 3,
             mode: Mode::Auto,
+            refuse_evicting_voters: false,
+            #[cfg(feature = "tls")]
+            tls_root_ca: None,
             fencing: false,
         }
     }
@@ -124,6 +141,58 @@ impl LockConfig {
     pub fn mode(mut self, mode: Mode) -> Self {
         self.mode = mode;
         self
+    }
+
+    /// Whether a voter whose server can evict keys (`maxmemory` set with a
+    /// `maxmemory-policy` other than `noeviction`) is refused. Under memory pressure such a
+    /// server may evict lock keys (under `volatile-ttl` they go first, having the shortest
+    /// TTLs), which withdraws a vote silently and can hand one lock to two clients.
+    ///
+    /// Off, such a voter is reported once with a `tracing` warning naming it and votes all the
+    /// same; on, its votes count as failed with the reason, and a round that cannot reach a
+    /// quorum without it fails with [`LockError::VoterRefused`]. Defaults to `false`.
+    #[must_use]
+    pub fn refuse_evicting_voters(mut self, refuse: bool) -> Self {
+        self.refuse_evicting_voters = refuse;
+        self
+    }
+
+    /// Whether voters that can evict keys are refused.
+    pub(crate) fn refuses_evicting_voters(&self) -> bool {
+        self.refuse_evicting_voters
+    }
+
+    /// Trust exactly these root certificates (PEM, one or more `-----BEGIN CERTIFICATE-----`
+    /// blocks) for `rediss://` nodes, instead of the system's trust store: for servers with a
+    /// private or self-signed CA. Applies to every `rediss://` URL given and to the cluster
+    /// masters discovered from them; plain `redis://` URLs ignore it. A URL ending in
+    /// `/#insecure` skips certificate verification altogether, CA or not. Defaults to none:
+    /// the system's roots.
+    ///
+    /// [`LockConfig::validate`] (so also [`crate::LockManager::new`]) rejects PEM that holds
+    /// no certificate.
+    ///
+    /// ```no_run
+    /// use redlock_cluster::{LockConfig, LockManager};
+    ///
+    /// # fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let ca = std::fs::read("/etc/redis/tls/ca.crt")?;
+    /// let config = LockConfig::new().tls_root_ca(ca);
+    /// let manager = LockManager::new(&["rediss://127.0.0.1:6380"], config)?;
+    /// # let _ = manager; Ok(()) }
+    /// ```
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    #[must_use]
+    pub fn tls_root_ca(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls_root_ca = Some(crate::tls::RootCa::new(pem.into()));
+        self
+    }
+
+    /// The root CA given with [`LockConfig::tls_root_ca`], if any.
+    #[cfg(feature = "tls")]
+    pub(crate) fn tls_root_ca_value(&self) -> Option<&crate::tls::RootCa> {
+        self.tls_root_ca.as_ref()
     }
 
     /// Whether every lock carries a fencing token ([`crate::Lock::fencing_token`]): a `u64`
@@ -194,6 +263,10 @@ impl LockConfig {
             ));
         }
         check_cluster_voters(self.cluster_voters)?;
+        #[cfg(feature = "tls")]
+        if let Some(ca) = &self.tls_root_ca {
+            ca.validate()?;
+        }
         check_prefix(&self.key_prefix)
     }
 

@@ -1,9 +1,11 @@
 //! The seed-shaped facade: one handle per resource, with the original README's method names,
 //! as a thin layer over [`LockManager`].
+//!
+//! A handle has one owner: the methods that change what it holds take `&mut self`, so an
+//! acquisition is extended or released only by the code that made it. Tasks that contend for
+//! a resource each build their own handle over one shared [`LockManager`].
 
 use std::time::{Duration, Instant};
-
-use tokio::sync::Mutex;
 
 use crate::config::LockConfig;
 use crate::error::LockError;
@@ -19,15 +21,58 @@ pub const MAX_BACKOFF_FACTOR: u32 = 32;
 
 /// A lock on one resource, with a fixed TTL: the crate's simple entry point.
 ///
-/// The handle is `Send + Sync`: share it through an `Arc` and call its methods from any task.
-/// It remembers the [`Lock`] it currently holds (behind a `tokio::sync::Mutex`, because the
-/// lock state must stay consistent across the network round trips of an operation), so
-/// [`release`](Self::release) and [`extend`](Self::extend) act on this handle's own
-/// acquisition and never on somebody else's.
+/// # One owner per handle
+/// The handle remembers the [`Lock`] it currently holds, and [`release`](Self::release) and
+/// [`extend`](Self::extend) act on that acquisition. The methods that change it
+/// ([`acquire`](Self::acquire), [`acquire_with_retry`](Self::acquire_with_retry),
+/// [`acquire_with`](Self::acquire_with), [`release`](Self::release),
+/// [`extend`](Self::extend)) take `&mut self`, so an acquisition can be extended or released
+/// only by the code that made it, and no task ever waits on another task's backoff or round
+/// trip through a shared handle.
 ///
-/// Build many handles from one [`LockManager`] with [`RedisDistributedLock::with_manager`]:
-/// they then share one connection per master, however many resources they lock.
+/// To share a resource between tasks, give **each task its own handle**, built cheaply over
+/// one shared [`LockManager`] with [`RedisDistributedLock::with_manager`] (one connection per
+/// master however many handles there are), or use the manager directly and hand [`Lock`] /
+/// [`LockGuard`] values to the tasks that hold them. The handle is `Send + Sync`, so it can
+/// be moved into a task or read (`is_locked`, `get_lock_info`) through a shared reference,
+/// but a shared reference cannot acquire, extend or release:
 ///
+/// ```compile_fail,E0596
+/// use std::sync::Arc;
+/// use redlock_cluster::RedisDistributedLock;
+///
+/// async fn release_through_arc(lock: Arc<RedisDistributedLock>) {
+///     // error[E0596]: cannot borrow data in an `Arc` as mutable
+///     let _ = lock.release().await;
+/// }
+/// ```
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use redlock_cluster::{LockConfig, LockManager, RedisDistributedLock};
+///
+/// # async fn demo() -> Result<(), redlock_cluster::LockError> {
+/// let manager = LockManager::new(&["redis://127.0.0.1:7000"], LockConfig::new())?;
+/// let mut tasks = Vec::new();
+/// for worker in 0..4 {
+///     // Each task owns its handle; all of them share the manager's connections.
+///     let mut lock = RedisDistributedLock::with_manager(
+///         manager.clone(),
+///         "reports/daily".to_string(),
+///         Duration::from_secs(10),
+///     )?;
+///     tasks.push(tokio::spawn(async move {
+///         if lock.acquire_with_retry(5, Duration::from_millis(100)).await? {
+///             println!("worker {worker} holds the lock");
+///             lock.release().await?;
+///         }
+///         Ok::<_, redlock_cluster::LockError>(())
+///     }));
+/// }
+/// # Ok(()) }
+/// ```
+///
+/// # Example
 /// ```no_run
 /// use std::time::Duration;
 /// use redlock_cluster::RedisDistributedLock;
@@ -35,7 +80,7 @@ pub const MAX_BACKOFF_FACTOR: u32 = 32;
 /// # async fn demo() -> Result<(), redlock_cluster::LockError> {
 /// // One URL of a cluster node: the voters are that cluster's masters.
 /// // Several standalone URLs: classic Redlock over independent masters.
-/// let lock = RedisDistributedLock::new(
+/// let mut lock = RedisDistributedLock::new(
 ///     vec!["redis://127.0.0.1:7000".to_string()],
 ///     "invoices/2024-06".to_string(),
 ///     Duration::from_secs(10),
@@ -43,7 +88,7 @@ pub const MAX_BACKOFF_FACTOR: u32 = 32;
 ///
 /// if lock.acquire_with_retry(5, Duration::from_millis(100)).await? {
 ///     // Critical section: finish before the validity deadline.
-///     let deadline = lock.validity_deadline().await;
+///     let deadline = lock.validity_deadline();
 ///     println!("held until {deadline:?}");
 ///
 ///     // Need more time? The remaining validity becomes just under 10 s from now.
@@ -64,8 +109,9 @@ pub struct RedisDistributedLock {
     resource: String,
     /// The TTL of every acquisition, already checked and rounded to whole milliseconds.
     ttl: Duration,
-    /// This handle's current acquisition, if any (possibly expired: check `is_valid`).
-    held: Mutex<Option<Lock>>,
+    /// This handle's current acquisition, if any (possibly expired: check `is_valid`). Plain
+    /// data, no mutex: only the owner (`&mut self`) changes it.
+    held: Option<Lock>,
 }
 
 impl RedisDistributedLock {
@@ -74,6 +120,9 @@ impl RedisDistributedLock {
     /// Nothing is connected yet: the first operation reads the topology and connects. One
     /// URL of a cluster node means cluster mode over that cluster's masters; several
     /// standalone URLs mean independent masters (see [`crate::Mode::Auto`]).
+    ///
+    /// Each call builds its own [`LockManager`] and so its own connections; for several
+    /// handles in one process use [`with_manager`](Self::with_manager).
     ///
     /// # Errors
     /// [`LockError::InvalidUrl`] for an empty list or a malformed or duplicate URL;
@@ -99,7 +148,8 @@ impl RedisDistributedLock {
     }
 
     /// A lock on `resource` that shares `manager` (its connections and topology) with every
-    /// other lock built from it.
+    /// other lock built from it. This is how tasks share a resource: each builds its own
+    /// handle over a clone of one manager (a clone is a reference count, not a connection).
     ///
     /// ```no_run
     /// use std::time::Duration;
@@ -133,7 +183,7 @@ impl RedisDistributedLock {
             manager,
             resource,
             ttl,
-            held: Mutex::new(None),
+            held: None,
         })
     }
 
@@ -159,10 +209,13 @@ impl RedisDistributedLock {
     /// alive returns `false` (locks are not re-entrant; use [`extend`](Self::extend) to keep
     /// holding).
     ///
+    /// If the future is dropped before it completes, the handle keeps what it held before,
+    /// and any keys the interrupted round wrote are released in the background.
+    ///
     /// # Errors
     /// [`LockError::Unavailable`] when fewer than a quorum of masters answered;
     /// [`LockError::ValidityExpired`] when the round took longer than the TTL allows.
-    pub async fn acquire(&self) -> Result<bool, LockError> {
+    pub async fn acquire(&mut self) -> Result<bool, LockError> {
         self.acquire_with(&RetryPolicy::once()).await
     }
 
@@ -172,13 +225,14 @@ impl RedisDistributedLock {
     /// The delay before retry `n` (from 0) is random in `[0, min(base_delay * 2^n,
     /// base_delay * MAX_BACKOFF_FACTOR)]` (exponential backoff with full jitter), cut short to
     /// about the holder's remaining TTL when the masters reported it, so a waiter arrives
-    /// just after an abandoned lock expires.
+    /// just after an abandoned lock expires. The backoff sleeps hold nothing that another
+    /// handle needs.
     ///
     /// # Errors
     /// As [`acquire`](Self::acquire), for the last attempt: contention after the last
     /// attempt is `Ok(false)`, an infrastructure failure is the error.
     pub async fn acquire_with_retry(
-        &self,
+        &mut self,
         max_retries: u32,
         base_delay: Duration,
     ) -> Result<bool, LockError> {
@@ -193,9 +247,7 @@ impl RedisDistributedLock {
     ///
     /// # Errors
     /// As [`acquire_with_retry`](Self::acquire_with_retry).
-    pub async fn acquire_with(&self, policy: &RetryPolicy) -> Result<bool, LockError> {
-        // Held across the round so that operations on one handle apply one at a time.
-        let mut held = self.held.lock().await;
+    pub async fn acquire_with(&mut self, policy: &RetryPolicy) -> Result<bool, LockError> {
         match self
             .manager
             .acquire_with(&self.resource, self.ttl, policy)
@@ -204,7 +256,7 @@ impl RedisDistributedLock {
             Some(lock) => {
                 // A quorum granted a new token, so any previous acquisition of this handle
                 // is gone from a majority already.
-                *held = Some(lock);
+                self.held = Some(lock);
                 Ok(true)
             }
             None => Ok(false),
@@ -215,23 +267,19 @@ impl RedisDistributedLock {
     ///
     /// Returns `Ok(true)` when a quorum still held it, `Ok(false)` when this handle holds
     /// nothing or its lock had expired or been taken over. Never touches another holder's
-    /// keys.
+    /// keys, whether another process or another handle over the same manager.
     ///
     /// # Errors
     /// [`LockError::Unavailable`] when fewer than a quorum answered; the handle then keeps
     /// the lock, so `release` can be called again (the keys expire with their TTL anyway).
-    pub async fn release(&self) -> Result<bool, LockError> {
-        let mut held = self.held.lock().await;
-        let Some(lock) = held.take() else {
+    /// The handle also keeps it if the future is dropped before it completes.
+    pub async fn release(&mut self) -> Result<bool, LockError> {
+        let Some(lock) = self.held.as_ref() else {
             return Ok(false);
         };
-        match self.manager.release(&lock).await {
-            Ok(released) => Ok(released),
-            Err(error) => {
-                *held = Some(lock);
-                Err(error)
-            }
-        }
+        let released = self.manager.release(lock).await?;
+        self.held = None;
+        Ok(released)
     }
 
     /// Extend this handle's acquisition so that it stays valid for just under `ttl` **from
@@ -246,9 +294,8 @@ impl RedisDistributedLock {
     /// # Errors
     /// [`LockError::InvalidTtl`] for an unusable `ttl`; [`LockError::Unavailable`] when fewer
     /// than a quorum answered.
-    pub async fn extend(&self, ttl: Duration) -> Result<bool, LockError> {
-        let mut held = self.held.lock().await;
-        match held.as_mut() {
+    pub async fn extend(&mut self, ttl: Duration) -> Result<bool, LockError> {
+        match self.held.as_mut() {
             Some(lock) => self.manager.extend(lock, ttl).await,
             None => Ok(false),
         }
@@ -270,21 +317,22 @@ impl RedisDistributedLock {
     /// # Errors
     /// [`LockError::Unavailable`] when too few masters answered to decide.
     pub async fn get_lock_info(&self) -> Result<LockInfo, LockError> {
-        let token = self.held.lock().await.as_ref().map(|l| l.token().clone());
-        self.manager.inspect(&self.resource, token.as_ref()).await
+        self.manager
+            .inspect(&self.resource, self.held.as_ref().map(Lock::token))
+            .await
     }
 
     /// The validity deadline of this handle's acquisition: the instant after which it must
     /// be presumed lost. `None` when the handle holds nothing; an instant in the past when
     /// the acquisition has expired.
-    pub async fn validity_deadline(&self) -> Option<Instant> {
-        self.held.lock().await.as_ref().map(Lock::validity_deadline)
+    pub fn validity_deadline(&self) -> Option<Instant> {
+        self.held.as_ref().map(Lock::validity_deadline)
     }
 
-    /// A copy of this handle's current acquisition (token, deadline, granting masters), if
-    /// any. It may have expired: check [`Lock::is_valid`].
-    pub async fn lock(&self) -> Option<Lock> {
-        self.held.lock().await.clone()
+    /// This handle's current acquisition (token, deadline, granting masters), if any. It
+    /// may have expired: check [`Lock::is_valid`].
+    pub fn lock(&self) -> Option<&Lock> {
+        self.held.as_ref()
     }
 
     /// One attempt (or several, per [`GuardOptions::retry`]) to take the resource for

@@ -29,6 +29,26 @@ pub enum NodeError {
     /// The node answered something the lock scripts never return: it is probably not Redis.
     #[error("unexpected reply: {0}")]
     Protocol(String),
+    /// The node refused our credentials (`NOAUTH`, `WRONGPASS`): retrying cannot help.
+    #[error("authentication failed: {0}")]
+    Auth(String),
+    /// Our ACL user may not run a command the lock needs (`NOPERM`): retrying cannot help.
+    #[error("the ACL user may not run {command}: {detail}")]
+    Permission {
+        /// The refused command, as the server named it (for example `evalsha`).
+        command: String,
+        /// The server's message.
+        detail: String,
+    },
+    /// A lock key holds a value that is not a string (`WRONGTYPE`): something other than
+    /// the lock wrote it.
+    #[error("the lock key holds a value that is not a string: {0}")]
+    WrongType(String),
+    /// The node answered but may not vote: a cluster node in independent mode, a server
+    /// already voting under another name, or (when refused by configuration) a server that
+    /// can evict keys. The message says why and what to change.
+    #[error("refused as a voter: {0}")]
+    Refused(String),
 }
 
 impl NodeError {
@@ -42,7 +62,42 @@ impl NodeError {
         matches!(self, NodeError::Connect(_))
     }
 
+    /// Whether retrying cannot help: bad credentials, a missing ACL permission, a foreign
+    /// value at a lock key, or a voter refused by rule or configuration.
+    pub fn is_configuration(&self) -> bool {
+        matches!(
+            self,
+            NodeError::Auth(_)
+                | NodeError::Permission { .. }
+                | NodeError::WrongType(_)
+                | NodeError::Refused(_)
+        )
+    }
+
+    /// The error of a connection that could not be opened: an authentication failure is
+    /// [`NodeError::Auth`], anything else [`NodeError::Connect`].
+    pub(crate) fn from_connect(err: &redis::RedisError) -> Self {
+        match Self::from_redis(err) {
+            error @ (NodeError::Auth(_) | NodeError::Permission { .. }) => error,
+            _ => NodeError::Connect(err.to_string()),
+        }
+    }
+
     pub(crate) fn from_redis(err: &redis::RedisError) -> Self {
+        match err.code() {
+            Some("NOAUTH" | "WRONGPASS") => return NodeError::Auth(err.to_string()),
+            Some("NOPERM") => {
+                return NodeError::Permission {
+                    command: refused_command(err.detail().unwrap_or_default()),
+                    detail: err.to_string(),
+                };
+            }
+            Some("WRONGTYPE") => return NodeError::WrongType(err.to_string()),
+            _ => {}
+        }
+        if err.kind() == redis::ErrorKind::AuthenticationFailed {
+            return NodeError::Auth(err.to_string());
+        }
         if err.redirect_node().is_some()
             || matches!(
                 err.kind(),
@@ -59,10 +114,19 @@ impl NodeError {
             redis::ErrorKind::Parse | redis::ErrorKind::UnexpectedReturnType => {
                 NodeError::Protocol(err.to_string())
             }
-            redis::ErrorKind::AuthenticationFailed => NodeError::Connect(err.to_string()),
             _ if err.is_timeout() => NodeError::Timeout(Duration::ZERO),
             _ => NodeError::Io(err.to_string()),
         }
+    }
+}
+
+/// The command a `NOPERM` message names (`... permissions to run the 'evalsha' command`), or
+/// `"a command"` when it names none (a key or channel permission).
+fn refused_command(detail: &str) -> String {
+    let mut quoted = detail.split('\'');
+    match (quoted.next(), quoted.next(), quoted.next()) {
+        (Some(_), Some(command), Some(_)) if !command.is_empty() => command.to_uppercase(),
+        _ => "a command".to_string(),
     }
 }
 
@@ -188,6 +252,55 @@ pub enum LockError {
         /// The failed voters and why.
         failures: NodeFailures,
     },
+    /// A node refused our credentials (`NOAUTH`, `WRONGPASS`). Not retried.
+    #[error(
+        "{node} refused our credentials ({detail}); check the user name and password in the node \
+         URLs (redis://user:password@host:port) against the server's ACL users or requirepass"
+    )]
+    Auth {
+        /// The node that refused.
+        node: String,
+        /// The server's message.
+        detail: String,
+    },
+    /// Our ACL user may not run a command the lock needs (`NOPERM`). Not retried.
+    #[error(
+        "{node} does not let our ACL user run {command} ({detail}); grant it, for example \
+         `ACL SETUSER <user> +{command_lower}`: the lock needs EVALSHA, EVAL, SCRIPT LOAD and \
+         INFO, and in cluster mode CLUSTER SHARDS or CLUSTER SLOTS",
+        command_lower = command.to_lowercase()
+    )]
+    Permission {
+        /// The node that refused.
+        node: String,
+        /// The refused command (for example `EVALSHA`).
+        command: String,
+        /// The server's message.
+        detail: String,
+    },
+    /// A lock key holds a value that is not a string (`WRONGTYPE`): something other than the
+    /// lock wrote it. Not retried.
+    #[error(
+        "{node} holds a value that is not a string at the lock key {key:?}; something other than \
+         the lock uses this key: delete it (DEL) or choose another key prefix"
+    )]
+    WrongType {
+        /// The node holding the value.
+        node: String,
+        /// The lock key (lossy UTF-8), when known.
+        key: String,
+    },
+    /// A node answered but may not vote, and without it no quorum is possible: a cluster node
+    /// listed as an independent master, one server under two names, or a server that can evict
+    /// keys while [`LockConfig::refuse_evicting_voters`](crate::LockConfig::refuse_evicting_voters)
+    /// is on. Not retried.
+    #[error("{node} cannot vote: {reason}")]
+    VoterRefused {
+        /// The refused node.
+        node: String,
+        /// Why, and what to change.
+        reason: String,
+    },
     /// A quorum granted the lock but the round took so long that no validity was left; the
     /// keys were released. Raise the TTL or lower the per-node timeout.
     #[error(
@@ -227,6 +340,59 @@ impl LockError {
             _ => &[],
         }
     }
+
+    /// Whether trying again may help: too few voters answered, or a round ran out of time.
+    /// Credentials, permissions, foreign values and refused voters need a change first.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            LockError::Unavailable { .. } | LockError::ValidityExpired { .. }
+        )
+    }
+
+    /// An [`LockError::Unavailable`] whose every failure needs a change before a retry can
+    /// help (see [`NodeError::is_configuration`]) becomes the error that says which change:
+    /// [`LockError::Auth`] first, then [`LockError::Permission`], [`LockError::WrongType`]
+    /// (`key_of` names the key a node stores) and [`LockError::VoterRefused`]. Anything else
+    /// is returned as it is: with one node merely down, the round may succeed later.
+    pub(crate) fn explained(self, key_of: impl Fn(&str) -> Option<String>) -> LockError {
+        let LockError::Unavailable { failures, .. } = &self else {
+            return self;
+        };
+        if failures.is_empty() || !failures.iter().all(|f| f.error.is_configuration()) {
+            return self;
+        }
+        let rank = |e: &NodeError| match e {
+            NodeError::Auth(_) => 0,
+            NodeError::Permission { .. } => 1,
+            NodeError::WrongType(_) => 2,
+            _ => 3,
+        };
+        let Some(first) = failures.iter().min_by_key(|f| rank(&f.error)) else {
+            return self;
+        };
+        let node = first.node.clone();
+        match &first.error {
+            NodeError::Auth(detail) => LockError::Auth {
+                node,
+                detail: detail.clone(),
+            },
+            NodeError::Permission { command, detail } => LockError::Permission {
+                node,
+                command: command.clone(),
+                detail: detail.clone(),
+            },
+            NodeError::WrongType(_) => LockError::WrongType {
+                key: key_of(&node).unwrap_or_default(),
+                node,
+            },
+            NodeError::Refused(reason) => LockError::VoterRefused {
+                node,
+                reason: reason.clone(),
+            },
+            _ => self,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -250,5 +416,62 @@ mod tests {
         assert!(err.is_unavailable());
         assert_eq!(err.failures().len(), 1);
         assert!(!err.is_invalid_input());
+    }
+
+    fn unavailable_with(errors: Vec<NodeError>) -> LockError {
+        LockError::Unavailable {
+            answered: 0,
+            voters: errors.len(),
+            quorum: errors.len() / 2 + 1,
+            failures: NodeFailures(
+                errors
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, error)| NodeFailure {
+                        node: format!("127.0.0.1:{}", 7000 + i),
+                        error,
+                    })
+                    .collect(),
+            ),
+        }
+    }
+
+    #[test]
+    fn configuration_failures_become_the_error_that_says_what_to_change() {
+        let perm = NodeError::Permission {
+            command: "EVALSHA".into(),
+            detail: "NOPERM".into(),
+        };
+        let auth = NodeError::Auth("WRONGPASS".into());
+        let err = unavailable_with(vec![perm.clone(), auth]).explained(|_| None);
+        assert!(
+            matches!(&err, LockError::Auth { node, .. } if node == "127.0.0.1:7001"),
+            "{err}"
+        );
+        assert!(!err.is_retryable());
+        let err = unavailable_with(vec![perm.clone(), perm.clone()]).explained(|_| None);
+        assert!(err.to_string().contains("+evalsha"), "{err}");
+        let err = unavailable_with(vec![NodeError::WrongType("WRONGTYPE".into())])
+            .explained(|node| Some(format!("key on {node}")));
+        assert!(
+            matches!(&err, LockError::WrongType { key, .. } if key == "key on 127.0.0.1:7000"),
+            "{err}"
+        );
+        // With one node merely down, a retry may still succeed: stay Unavailable.
+        let err = unavailable_with(vec![perm, NodeError::Timeout(Duration::from_millis(1))])
+            .explained(|_| None);
+        assert!(err.is_unavailable() && err.is_retryable(), "{err}");
+    }
+
+    #[test]
+    fn noperm_names_the_refused_command() {
+        assert_eq!(
+            refused_command("this user has no permissions to run the 'evalsha' command"),
+            "EVALSHA"
+        );
+        assert_eq!(
+            refused_command("this user has no permissions to access one of the keys"),
+            "a command"
+        );
     }
 }

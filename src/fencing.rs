@@ -72,7 +72,7 @@ use crate::quorum::{
 };
 use crate::redis_node::{RedisNode, parse_acquire, parse_flag};
 use crate::round::{Attempt, Round, spawn_release};
-use crate::topology::Voter;
+use crate::topology::{Voter, admit_votes};
 
 /// What sets a counter key apart from every lock key of the same prefix: lock keys continue
 /// after the prefix with `{` (cluster mode) or with the resource name, which is UTF-8; `0xFF`
@@ -336,6 +336,8 @@ impl Round<'_> {
                 .map(|v| with_deadline(connect_limit, v.node.connect())),
         )
         .await;
+        // Only voters that may vote are asked: one vote per server (see `server::admit`).
+        let connected = admit_votes(self.mode, config, voters, connected);
         let allowance = drift(ttl, config.drift_factor_value());
         let per_call = config
             .node_timeout_value()
@@ -476,6 +478,7 @@ impl Round<'_> {
             with_deadline(limit, v.node.read_fence(&counter)).await
         }))
         .await;
+        let reads = admit_votes(self.mode, self.config, &self.voters, reads);
         self.note_fencing_failures(reads.iter().filter_map(|r| r.as_ref().err()));
         quorum_floor(reads.into_iter().flatten().collect(), self.voters.len())
     }
@@ -493,8 +496,8 @@ impl RedisDistributedLock {
     /// The fencing token of this handle's current acquisition ([`Lock::fencing_token`]):
     /// `None` when the handle holds nothing or its manager has fencing off. Send it with every
     /// write to the protected resource.
-    pub async fn fencing_token(&self) -> Option<u64> {
-        self.lock().await.and_then(|lock| lock.fencing_token())
+    pub fn fencing_token(&self) -> Option<u64> {
+        self.lock().and_then(Lock::fencing_token)
     }
 }
 

@@ -193,7 +193,7 @@ fn fnv64(data: &[u8]) -> u64 {
 /// `MAX_TAG_TRIES` in the source).
 ///
 /// ```
-/// use redlock_cluster::{cluster_voter_keys, key_slot, slot_band};
+/// use redlock_cluster::cluster::{cluster_voter_keys, key_slot, slot_band};
 /// let keys = cluster_voter_keys("redlock:", b"orders/42", 3).unwrap();
 /// for (i, key) in keys.iter().enumerate() {
 ///     let (start, end) = slot_band(i, 3);

@@ -52,7 +52,11 @@
 //! - `keys`: the cluster key scheme (one slot window per voter), public as [`cluster`].
 //! - `node`: what the engine asks of one voter; `redis_node`: the real one, over one
 //!   multiplexed connection; `scripts`: the Lua it runs; `cluster_replies`: parsers of
-//!   `CLUSTER SHARDS` / `CLUSTER SLOTS`; `info`: the parser of `INFO`.
+//!   `CLUSTER SHARDS` / `CLUSTER SLOTS`; `info`: the parser of `INFO`; `server`: what a
+//!   voter's server says about itself (`run_id`, `cluster_enabled`, eviction policy), read once
+//!   per connection, and the rule of who may vote on it (one vote per server).
+//! - `tls` (feature `tls`): the rustls crypto provider (the application's if it installed
+//!   one, else ring's) and the root CA given with `LockConfig::tls_root_ca`.
 //!
 //! Configuration and errors:
 //! - `config`: [`LockConfig`], timing allowances, retries, key naming, mode.
@@ -62,7 +66,8 @@
 //!
 //! The workspace around this crate holds what is not the library: `harness/` (real
 //! `redis-server` processes, clusters and Docker containers for tests), `demo/` (the three
-//! demos, `cargo run --release`) and `bench/` (benchmarks).
+//! demos, `cargo run --release`), `bench/` (benchmarks) and `tls-tests/` (the TLS tests, a crate of
+//! their own so that a plain `cargo test` runs them with the `tls` feature on).
 #![deny(missing_docs, missing_debug_implementations)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -83,8 +88,11 @@ mod redis_node;
 mod retry;
 mod round;
 mod scripts;
+mod server;
 #[cfg(test)]
 mod sim;
+#[cfg(feature = "tls")]
+mod tls;
 mod topology;
 mod topology_cache;
 

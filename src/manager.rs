@@ -9,15 +9,23 @@ use std::time::Duration;
 use futures::future::join_all;
 
 use crate::config::{LockConfig, Mode};
-use crate::error::LockError;
+use crate::error::{LockError, NodeError};
 use crate::input::{Resource, Ttl, parse_urls};
 use crate::lock::{Lock, LockInfo, LockToken};
 use crate::node::{SharedNode, with_deadline};
 use crate::redis_node::RedisSeeds;
 use crate::retry::RetryPolicy;
 use crate::round::{Attempt, Round};
-use crate::topology::{Seeds, Topology, voters_share_master};
+use crate::topology::{Seeds, Topology, key_on, voters_share_master};
 use crate::topology_cache::TopologyCache;
+
+/// Whether a round failed because votes were redirected (the slots moved to other masters).
+fn redirected(error: &LockError) -> bool {
+    error
+        .failures()
+        .iter()
+        .any(|failure| matches!(failure.error, NodeError::Redirected(_)))
+}
 
 /// Shares connections and topology among any number of locks: clone it freely (it is an
 /// `Arc` inside), and build every lock of an application from one manager so that a thousand
@@ -69,7 +77,10 @@ impl LockManager {
     /// [`LockError::InvalidUrl`] for an empty list, a malformed or duplicate URL;
     /// [`LockError::InvalidConfig`] for a configuration value out of range.
     pub fn new<S: AsRef<str>>(urls: &[S], config: LockConfig) -> Result<Self, LockError> {
-        let seeds = RedisSeeds::new(&parse_urls(urls)?, config.connect_timeout_value());
+        let urls = parse_urls(urls)?;
+        #[cfg(feature = "tls")]
+        let urls = crate::tls::with_root_ca(urls, &config)?;
+        let seeds = RedisSeeds::new(&urls, config.connect_timeout_value());
         Self::with_seeds(config, Box::new(seeds))
     }
 
@@ -77,8 +88,12 @@ impl LockManager {
     /// voter, so that configuration mistakes surface now rather than at the first lock.
     ///
     /// # Errors
-    /// As [`LockManager::new`], plus [`LockError::NotACluster`] when cluster mode was forced
-    /// against a standalone node, and [`LockError::Unavailable`] when no node answers.
+    /// As [`LockManager::new`], plus [`LockError::InvalidConfig`] when the nodes mix cluster
+    /// and standalone servers or name one server twice (same `run_id`),
+    /// [`LockError::NotACluster`] when cluster mode was forced against standalone nodes,
+    /// [`LockError::Auth`] / [`LockError::Permission`] when the nodes refuse our credentials or
+    /// commands, and [`LockError::Unavailable`] when the mode cannot be decided yet (in
+    /// [`Mode::Auto`] every seed must answer; see [`Mode`]).
     pub async fn connect<S: AsRef<str>>(urls: &[S], config: LockConfig) -> Result<Self, LockError> {
         let manager = Self::new(urls, config)?;
         let topology = manager.inner.topology.get().await?;
@@ -119,13 +134,28 @@ impl LockManager {
 
     /// A round on the current voters of `resource`.
     async fn round(&self, resource: Resource<'_>) -> Result<Round<'_>, LockError> {
-        let topology = self.inner.topology.get().await?;
+        let topology = self
+            .inner
+            .topology
+            .get()
+            .await
+            .map_err(|e| e.explained(|_| None))?;
+        self.round_on(&topology, resource)
+    }
+
+    /// A round on the voters of `resource` in `topology`.
+    fn round_on(
+        &self,
+        topology: &Topology,
+        resource: Resource<'_>,
+    ) -> Result<Round<'_>, LockError> {
         let voters = topology.voters(&self.inner.config, resource.as_str().as_bytes())?;
         if voters_share_master(&voters) && !self.inner.warned_shared.swap(true, Ordering::Relaxed) {
             tracing::warn!(
                 resource = resource.as_str(),
-                "two voter keys live on one master (slots moved?): locks stay safe but one \
-                 node failure now costs two votes"
+                "two voters are one server (voter keys on one master after slots moved, or one \
+                 server under two names): a round counts one vote per server, so locks stay \
+                 safe, but one node failure now costs two votes"
             );
         }
         Ok(Round {
@@ -181,10 +211,19 @@ impl LockManager {
         let mut last = Ok(None);
         for attempt in 0..attempts {
             let outcome = match self.round(resource).await {
-                Ok(round) if self.inner.config.fencing_enabled() => {
-                    Ok(round.acquire_fenced(resource, ttl).await)
+                Ok(round) => {
+                    let attempt = if self.inner.config.fencing_enabled() {
+                        round.acquire_fenced(resource, ttl).await
+                    } else {
+                        round.acquire(resource, ttl).await
+                    };
+                    match attempt {
+                        Attempt::Failed(error) => {
+                            Err(error.explained(|node| key_on(&round.voters, node)))
+                        }
+                        other => Ok(other),
+                    }
                 }
-                Ok(round) => Ok(round.acquire(resource, ttl).await),
                 Err(error) => Err(error),
             };
             let hint = match outcome {
@@ -194,12 +233,13 @@ impl LockManager {
                     hint
                 }
                 // Infrastructure failures (a round without quorum, or no node answering the
-                // topology read) are retried; anything else is not.
-                Ok(Attempt::Failed(error)) | Err(error @ LockError::Unavailable { .. }) => {
+                // topology read) are retried; anything that needs a change first
+                // (credentials, permissions, configuration) is not.
+                Ok(Attempt::Failed(error)) | Err(error) if error.is_retryable() => {
                     last = Err(error);
                     None
                 }
-                Err(error) => return Err(error),
+                Ok(Attempt::Failed(error)) | Err(error) => return Err(error),
             };
             if attempt + 1 < attempts {
                 let delay = retry.delay(attempt, hint);
@@ -223,6 +263,10 @@ impl LockManager {
     /// be extended (`Ok(false)`): another client may hold it by now. A failed extend deletes
     /// nothing and leaves the lock's old deadline in force.
     ///
+    /// When votes were redirected (`MOVED`/`ASK`: the slots moved) and that cost the quorum,
+    /// the call waits for a topology refresh (no longer than the lock's validity) and runs the
+    /// round once more on the new masters, if the lock is still valid by then.
+    ///
     /// # Errors
     /// Invalid TTL; [`LockError::Unavailable`] when fewer than a quorum answered.
     pub async fn extend(&self, lock: &mut Lock, ttl: Duration) -> Result<bool, LockError> {
@@ -230,8 +274,40 @@ impl LockManager {
         if !lock.is_valid() {
             return Ok(false);
         }
-        let round = self.round(Resource::of(lock)).await?;
-        round.extend(lock, ttl).await
+        let cache = &self.inner.topology;
+        let topology = cache.get().await.map_err(|e| e.explained(|_| None))?;
+        let round = self.round_on(&topology, Resource::of(lock))?;
+        let explain = |e: LockError, round: &Round<'_>| e.explained(|n| key_on(&round.voters, n));
+        let error = match round.extend(lock, ttl).await {
+            Err(error) if redirected(&error) => explain(error, &round),
+            decided => return decided.map_err(|e| explain(e, &round)),
+        };
+        let refreshed = tokio::time::timeout(lock.remaining(), cache.refresh_now(&topology)).await;
+        let Ok(Ok(fresh)) = refreshed else {
+            return Err(error);
+        };
+        if Arc::ptr_eq(&fresh, &topology) || !lock.is_valid() {
+            return Err(error);
+        }
+        tracing::debug!(
+            resource = lock.resource(),
+            "extend redirected; retrying on the new topology"
+        );
+        let round = self.round_on(&fresh, Resource::of(lock))?;
+        round
+            .extend(lock, ttl)
+            .await
+            .map_err(|e| explain(e, &round))
+    }
+
+    /// Wait (no longer than `limit`) for the topology refresh that a failed round asked for,
+    /// if any, so that a retry runs on the new view. A failed or slow refresh leaves the last
+    /// view in place; the retry then runs on it.
+    pub(crate) async fn settle_topology(&self, limit: Duration) {
+        let settled = tokio::time::timeout(limit, self.inner.topology.settled()).await;
+        if let Ok(Err(error)) = settled {
+            tracing::debug!(%error, "topology refresh failed; retrying on the last view");
+        }
     }
 
     /// Release a lock by quorum (compare-and-delete on every voter). A key that is already
@@ -244,7 +320,11 @@ impl LockManager {
     /// [`LockError::Unavailable`] when fewer than a quorum answered (the keys on the nodes
     /// that did answer are deleted all the same; the others expire with their TTL).
     pub async fn release(&self, lock: &Lock) -> Result<bool, LockError> {
-        self.round(Resource::of(lock)).await?.release(lock).await
+        let round = self.round(Resource::of(lock)).await?;
+        round
+            .release(lock)
+            .await
+            .map_err(|e| e.explained(|node| key_on(&round.voters, node)))
     }
 
     /// Read who holds `resource`, from every voter, decided by quorum. `token` (for example
@@ -259,7 +339,10 @@ impl LockManager {
     ) -> Result<LockInfo, LockError> {
         let resource = Resource::new(resource)?;
         let round = self.round(resource).await?;
-        let mut info = round.inspect(resource, token).await?;
+        let mut info = round
+            .inspect(resource, token)
+            .await
+            .map_err(|e| e.explained(|node| key_on(&round.voters, node)))?;
         if self.inner.config.fencing_enabled() {
             info.fencing_token = round.fence_floor().await;
         }

@@ -13,6 +13,7 @@ use futures::future::BoxFuture;
 use crate::cluster_replies::SlotRange;
 use crate::error::NodeError;
 use crate::fencing::{FencedReply, fencing_unsupported};
+use crate::server::ServerFacts;
 
 /// A node's answer to the acquire script.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,12 +49,15 @@ pub(crate) trait Node: Send + Sync + fmt::Debug {
     fn release<'a>(&'a self, key: &'a [u8], token: &'a str) -> NodeResult<'a, bool>;
     /// Read token and remaining time.
     fn inspect<'a>(&'a self, key: &'a [u8]) -> NodeResult<'a, KeyState>;
-    /// The text of `INFO section`, for telling cluster nodes from standalone ones.
-    fn info<'a>(&'a self, section: &'a str) -> NodeResult<'a, String>;
     /// Which master serves which slots, from `CLUSTER SHARDS` (Redis 7+).
     fn cluster_shards(&self) -> NodeResult<'_, Vec<SlotRange>>;
     /// Which master serves which slots, from `CLUSTER SLOTS` (any Redis Cluster version).
     fn cluster_slots(&self) -> NodeResult<'_, Vec<SlotRange>>;
+
+    /// What the server said about itself when the current connection opened (`run_id`,
+    /// `cluster_enabled`, eviction policy...); `None` before the first connection. Who may
+    /// vote is decided on these (see `server::admit`).
+    fn facts(&self) -> Option<ServerFacts>;
 
     // Fencing tokens (see `fencing`): a node that does not implement them fails the vote.
 
@@ -130,13 +134,13 @@ impl Node for UnservedSlot {
     fn inspect<'a>(&'a self, _: &'a [u8]) -> NodeResult<'a, KeyState> {
         self.fail()
     }
-    fn info<'a>(&'a self, _: &'a str) -> NodeResult<'a, String> {
-        self.fail()
-    }
     fn cluster_shards(&self) -> NodeResult<'_, Vec<SlotRange>> {
         self.fail()
     }
     fn cluster_slots(&self) -> NodeResult<'_, Vec<SlotRange>> {
         self.fail()
+    }
+    fn facts(&self) -> Option<ServerFacts> {
+        None
     }
 }

@@ -15,6 +15,7 @@ use crate::error::NodeError;
 use crate::fencing::FencedReply;
 use crate::node::{AcquireReply, KeyState, Node, NodeResult, SharedNode, UnservedSlot};
 use crate::scripts::SCRIPTS;
+use crate::server::{FactsCell, ServerFacts};
 use crate::topology::Seeds;
 
 /// A real Redis master reached directly by its address, with one lazily opened multiplexed
@@ -26,6 +27,8 @@ pub(crate) struct RedisNode {
     /// A tokio mutex because it is held across the connect `.await`: concurrent callers wait
     /// for the one connection attempt instead of opening several.
     conn: tokio::sync::Mutex<Option<MultiplexedConnection>>,
+    /// What the server said about itself when the current connection opened.
+    facts: FactsCell,
 }
 
 impl fmt::Debug for RedisNode {
@@ -52,6 +55,7 @@ impl RedisNode {
             info,
             connect_timeout,
             conn: tokio::sync::Mutex::new(None),
+            facts: FactsCell::default(),
         }
     }
 
@@ -63,15 +67,23 @@ impl RedisNode {
         }
         let timeout = self.connect_timeout;
         let open = async {
+            #[cfg(feature = "tls")]
+            if matches!(self.info.addr(), redis::ConnectionAddr::TcpTls { .. }) {
+                // Without a process-level provider rustls would panic in the connect below.
+                crate::tls::ensure_crypto_provider();
+            }
             let client = redis::Client::open(self.info.clone())
                 .map_err(|e| NodeError::Connect(e.to_string()))?;
             let config = redis::AsyncConnectionConfig::new()
                 .set_connection_timeout(Some(timeout))
                 .set_response_timeout(Some(timeout));
-            let conn = client
+            let mut conn = client
                 .get_multiplexed_async_connection_with_config(&config)
                 .await
-                .map_err(|e| NodeError::Connect(e.to_string()))?;
+                .map_err(|e| NodeError::from_connect(&e))?;
+            // Who this server is, read once per connection (see `server`).
+            self.facts
+                .record(&self.addr, ServerFacts::read(&mut conn).await?);
             SCRIPTS
                 .preload(&conn)
                 .await
@@ -119,6 +131,19 @@ impl RedisNode {
     ) -> Result<T, NodeError> {
         self.query(async |conn| redis::cmd(name).arg(args).query_async::<T>(conn).await)
             .await
+    }
+
+    /// [`NodeError::WrongType`] when `key` holds something other than a string.
+    async fn check_string_key(&self, key: &[u8]) -> Result<(), NodeError> {
+        let kind: String = self
+            .query(async |conn| redis::cmd("TYPE").arg(key).query_async(conn).await)
+            .await?;
+        match kind.as_str() {
+            "string" | "none" => Ok(()),
+            other => Err(NodeError::WrongType(format!(
+                "the key holds a {other} (WRONGTYPE)"
+            ))),
+        }
     }
 
     async fn script(
@@ -235,7 +260,13 @@ impl Node for RedisNode {
             let reply = self
                 .script(&SCRIPTS.acquire, key, &[token.as_bytes(), &ttl])
                 .await?;
-            parse_acquire(&reply)
+            let reply = parse_acquire(&reply)?;
+            // Our keys always expire: a key without expiry may be a foreign value (a list, a
+            // hash) that SET NX cannot tell apart from a held lock.
+            if reply == AcquireReply::Held(None) {
+                self.check_string_key(key).await?;
+            }
+            Ok(reply)
         })
     }
 
@@ -265,10 +296,6 @@ impl Node for RedisNode {
         })
     }
 
-    fn info<'a>(&'a self, section: &'a str) -> NodeResult<'a, String> {
-        Box::pin(async move { self.command("INFO", &[section]).await })
-    }
-
     fn cluster_shards(&self) -> NodeResult<'_, Vec<SlotRange>> {
         Box::pin(async move {
             let reply = self.command::<Value>("CLUSTER", &["SHARDS"]).await?;
@@ -283,6 +310,10 @@ impl Node for RedisNode {
             let reply = self.command::<Value>("CLUSTER", &["SLOTS"]).await?;
             parse_cluster_slots(&reply).map_err(NodeError::Protocol)
         })
+    }
+
+    fn facts(&self) -> Option<ServerFacts> {
+        self.facts.get()
     }
 
     // Fencing: the scripts and their replies live in `fencing`.

@@ -16,7 +16,7 @@ use crate::quorum::{
     AcquireDecision, AcquireVote, ExtendDecision, InfoDecision, ReleaseDecision, collect_failures,
     decide_acquire, decide_extend, decide_info, decide_release, drift, quorum, unavailable,
 };
-use crate::topology::{Voter, voters_share_master};
+use crate::topology::{Voter, admit_votes, voters_share_master};
 use crate::topology_cache::TopologyCache;
 
 /// The outcome of one acquire round.
@@ -71,6 +71,8 @@ impl Round<'_> {
                 .map(|v| with_deadline(connect_limit, v.node.connect())),
         )
         .await;
+        // Only voters that may vote are asked: one vote per server (see `server::admit`).
+        let connected = admit_votes(self.mode, config, voters, connected);
 
         let allowance = drift(ttl, config.drift_factor_value());
         let per_call = self.per_call(ttl, allowance);
@@ -160,6 +162,7 @@ impl Round<'_> {
                 .map(|v| with_deadline(per_call, v.node.extend(&v.key, lock.token.as_str(), ttl))),
         )
         .await;
+        let results = admit_votes(self.mode, self.config, voters, results);
         let elapsed = start.elapsed();
         let answers = named(voters, results);
         self.note_failures(answers.iter().filter_map(|(_, r)| r.as_ref().err()));
@@ -189,6 +192,7 @@ impl Round<'_> {
     /// One release round (compare-and-delete); `true` when a quorum still held the lock.
     pub(crate) async fn release(&self, lock: &Lock) -> Result<bool, LockError> {
         let results = release_on(&self.voters, &lock.token, self.config.node_timeout_value()).await;
+        let results = admit_votes(self.mode, self.config, &self.voters, results);
         let answers = named(&self.voters, results);
         self.note_failures(answers.iter().filter_map(|(_, r)| r.as_ref().err()));
         let decision = decide_release(&answers);
@@ -216,6 +220,7 @@ impl Round<'_> {
                 .map(|v| with_deadline(limit, v.node.inspect(&v.key))),
         )
         .await;
+        let results = admit_votes(self.mode, self.config, voters, results);
         let answers: Vec<Option<KeyState>> =
             results.iter().map(|r| r.as_ref().ok().cloned()).collect();
         let nodes: Vec<NodeLockState> = voters

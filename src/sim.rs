@@ -22,6 +22,7 @@ use crate::error::NodeError;
 use crate::manager::LockManager;
 use crate::node::{AcquireReply, KeyState, Node, NodeResult, SharedNode, UnservedSlot};
 use crate::retry::RetryPolicy;
+use crate::server::ServerFacts;
 use crate::topology::Seeds;
 
 mod fencing;
@@ -193,18 +194,18 @@ impl Node for SimLink {
         }))
     }
 
-    // Discovery is answered at once, outside the lossy link: the model tests the votes, and a
-    // simulated node is a standalone master, so the voters are the seeds themselves.
-    fn info<'a>(&'a self, _: &'a str) -> NodeResult<'a, String> {
-        Box::pin(async { Ok("# Cluster\r\ncluster_enabled:0\r\n".to_string()) })
-    }
-
     fn cluster_shards(&self) -> NodeResult<'_, Vec<SlotRange>> {
         Box::pin(async { Err(NodeError::Server(NOT_A_CLUSTER.into())) })
     }
 
     fn cluster_slots(&self) -> NodeResult<'_, Vec<SlotRange>> {
         Box::pin(async { Err(NodeError::Server(NOT_A_CLUSTER.into())) })
+    }
+
+    // Discovery reads only these, answered at once outside the lossy link (the model tests
+    // the votes): each simulated node is its own standalone server.
+    fn facts(&self) -> Option<ServerFacts> {
+        Some(ServerFacts::simulated(&self.node.name))
     }
 }
 

@@ -11,11 +11,13 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::join_all;
+
 use crate::config::{LockConfig, Mode};
 use crate::error::{LockError, NodeError, NodeFailure, NodeFailures};
-use crate::info::parse_info;
 use crate::keys::{derive_cluster_keys, independent_key, key_slot};
 use crate::node::{Node, SharedNode, UnservedSlot, with_deadline};
+use crate::server::{ServerFacts, admit, refusal};
 
 /// One voter of one resource: the key it stores and the node that stores it.
 #[derive(Debug, Clone)]
@@ -87,19 +89,61 @@ impl Topology {
     }
 }
 
-/// Whether two voters of one resource landed on the same master: safety holds (each key has
-/// one owner) but one node failure can now cost two votes.
+/// Whether two voters of one resource are one server: two voter keys on one master (slots
+/// moved), or one server reached under two names (same `run_id`). Safety holds (a round counts
+/// one vote per server) but one node failure can now cost two votes.
 pub(crate) fn voters_share_master(voters: &[Voter]) -> bool {
+    let run_ids: Vec<Option<String>> = voters
+        .iter()
+        .map(|v| v.node.facts().map(|f| f.run_id))
+        .collect();
     voters.iter().enumerate().any(|(i, a)| {
-        voters[i + 1..]
-            .iter()
-            .any(|b| Arc::ptr_eq(&a.node, &b.node) && a.key != b.key)
+        voters.iter().enumerate().skip(i + 1).any(|(j, b)| {
+            Arc::ptr_eq(&a.node, &b.node) || (run_ids[i].is_some() && run_ids[i] == run_ids[j])
+        })
     })
 }
 
-/// Whether `INFO cluster` says `cluster_enabled:1`.
-pub(crate) fn cluster_enabled(info: &str) -> bool {
-    parse_info(info).get("cluster_enabled") == Some(&"1")
+/// The key `voters` store on the node at `addr` (lossy UTF-8), for error messages.
+pub(crate) fn key_on(voters: &[Voter], addr: &str) -> Option<String> {
+    voters
+        .iter()
+        .find(|v| v.node.addr() == addr)
+        .map(|v| String::from_utf8_lossy(&v.key).into_owned())
+}
+
+/// Apply the voting rule of `server::admit` to one round's answers (in voter order): an
+/// answer from a voter that may not vote (a cluster node in independent mode, a server that
+/// already answered under another name or for another key, an evicting server when refused)
+/// becomes a failure with the reason. A failed answer from a server that may never vote here
+/// reports that reason instead (it says what to change; a cluster node's `MOVED` would not).
+pub(crate) fn admit_votes<T>(
+    mode: Mode,
+    config: &LockConfig,
+    voters: &[Voter],
+    answers: Vec<Result<T, NodeError>>,
+) -> Vec<Result<T, NodeError>> {
+    let facts: Vec<Option<ServerFacts>> = voters
+        .iter()
+        .zip(&answers)
+        .map(|(voter, answer)| answer.as_ref().ok().and_then(|_| voter.node.facts()))
+        .collect();
+    let refuse_evicting = config.refuses_evicting_voters();
+    let verdicts = admit(mode, refuse_evicting, &facts);
+    answers
+        .into_iter()
+        .zip(verdicts)
+        .zip(voters)
+        .map(|((answer, verdict), voter)| match (answer, verdict) {
+            (Ok(_), Some(reason)) => Err(reason),
+            (Ok(answer), None) => Ok(answer),
+            (Err(error), _) => Err(voter
+                .node
+                .facts()
+                .and_then(|facts| refusal(mode, refuse_evicting, &facts))
+                .unwrap_or(error)),
+        })
+        .collect()
 }
 
 /// Where discovery gets its nodes: the configured seeds, and a node for each master a cluster
@@ -111,6 +155,11 @@ pub(crate) trait Seeds: Send + Sync + fmt::Debug {
     /// The node of the master at `host:port` that `via` announced, reached with `via`'s
     /// settings (credentials, TLS, database).
     fn master(&self, via: &dyn Node, host: &str, port: u16) -> SharedNode;
+}
+
+/// The host part of a `host:port` address.
+fn host_of(addr: &str) -> &str {
+    addr.rsplit_once(':').map_or(addr, |(host, _)| host)
 }
 
 /// Read the cluster's masters from one node that is known to be a cluster node.
@@ -127,7 +176,12 @@ async fn read_cluster(
     let mut masters: Vec<SharedNode> = Vec::new();
     let mut addrs: Vec<(String, u16)> = Vec::new();
     let mut slots = Vec::new();
-    for range in ranges {
+    for mut range in ranges {
+        // A node that never met a peer does not know its own address: use the one we reached
+        // it at, as redis-cli does.
+        if range.host.is_empty() {
+            range.host = host_of(node.addr()).to_string();
+        }
         let index = match addrs
             .iter()
             .position(|a| a.0 == range.host && a.1 == range.port)
@@ -147,71 +201,288 @@ async fn read_cluster(
     Ok(Topology::Cluster { masters, slots })
 }
 
-/// Find out who votes: detect the mode from the first node that answers (unless `mode` forces
-/// it) and, for a cluster, read its masters. On a refresh (`previous` is a cluster) the known
-/// masters are asked before the seeds: after a failover the configured seed may be the dead
-/// node. Each node read is bounded by `timeout`.
+/// "a", "a and b", "a, b and c".
+fn list(names: &[&str]) -> String {
+    match names {
+        [] => String::new(),
+        [one] => (*one).to_string(),
+        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
+    }
+}
+
+/// The mode, decided from what each seed answered (`cluster_enabled`, or why it did not
+/// answer), in seed order. Pure: the rule of [`Mode`] in one place.
+///
+/// Nodes of both kinds among the answers is always [`LockError::InvalidConfig`] naming the odd
+/// ones. [`Mode::Auto`] decides only when every seed answered (a retryable
+/// [`LockError::Unavailable`] otherwise), so the answer never depends on timing. A forced mode
+/// needs only the answering seeds to agree with it.
+pub(crate) fn decide_mode(
+    configured: Mode,
+    answers: &[(String, Result<bool, NodeError>)],
+) -> Result<Mode, LockError> {
+    let of_kind = |cluster: bool| -> Vec<&str> {
+        answers
+            .iter()
+            .filter(|(_, a)| a.as_ref().is_ok_and(|c| *c == cluster))
+            .map(|(node, _)| node.as_str())
+            .collect()
+    };
+    let (cluster, standalone) = (of_kind(true), of_kind(false));
+    let failures: Vec<NodeFailure> = answers
+        .iter()
+        .filter_map(|(node, a)| {
+            a.as_ref().err().map(|error| NodeFailure {
+                node: node.clone(),
+                error: error.clone(),
+            })
+        })
+        .collect();
+    let mixed = |odd: &[&str], odd_kind: &str, rest: &[&str], rest_kind: &str| {
+        LockError::InvalidConfig(format!(
+            "{} {} ({odd_kind}) but {} {} ({rest_kind}); the voters must be either the masters \
+             of one Redis Cluster or standalone masters, never both: remove {} from the node list",
+            list(odd),
+            if odd.len() == 1 { "is" } else { "are" },
+            list(rest),
+            if rest.len() == 1 { "is" } else { "are" },
+            list(odd),
+        ))
+    };
+    const CLUSTER: &str = "a Redis Cluster node, cluster_enabled:1";
+    const STANDALONE: &str = "a standalone master, cluster_enabled:0";
+    match configured {
+        Mode::Cluster if !standalone.is_empty() && cluster.is_empty() => {
+            Err(LockError::NotACluster {
+                node: standalone[0].to_string(),
+            })
+        }
+        Mode::Cluster if !standalone.is_empty() => {
+            Err(mixed(&standalone, STANDALONE, &cluster, CLUSTER))
+        }
+        Mode::Independent if !cluster.is_empty() => {
+            Err(mixed(&cluster, CLUSTER, &standalone, STANDALONE))
+        }
+        _ if !cluster.is_empty() && !standalone.is_empty() => {
+            // Auto: the minority is the odd one out (the standalone ones on a tie).
+            if cluster.len() < standalone.len() {
+                Err(mixed(&cluster, CLUSTER, &standalone, STANDALONE))
+            } else {
+                Err(mixed(&standalone, STANDALONE, &cluster, CLUSTER))
+            }
+        }
+        Mode::Independent => Ok(Mode::Independent),
+        Mode::Cluster if !cluster.is_empty() => Ok(Mode::Cluster),
+        Mode::Auto if failures.is_empty() && !cluster.is_empty() => Ok(Mode::Cluster),
+        Mode::Auto if failures.is_empty() => Ok(Mode::Independent),
+        // Auto with a seed silent (every seed must answer), or a forced cluster with no
+        // cluster seed answering: retry later.
+        _ => Err(LockError::Unavailable {
+            answered: cluster.len() + standalone.len(),
+            voters: answers.len(),
+            quorum: if configured == Mode::Auto {
+                answers.len()
+            } else {
+                1
+            },
+            failures: NodeFailures(failures),
+        }),
+    }
+}
+
+/// [`LockError::InvalidConfig`] when two seeds that answered are one server (same `run_id`):
+/// `localhost` and `127.0.0.1`, two databases, or any other alias.
+fn check_distinct_servers(answers: &[(String, Option<ServerFacts>)]) -> Result<(), LockError> {
+    for (i, (a, facts_a)) in answers.iter().enumerate() {
+        let Some(facts_a) = facts_a else { continue };
+        for (b, facts_b) in &answers[i + 1..] {
+            if facts_b.as_ref().is_some_and(|f| f.run_id == facts_a.run_id) {
+                return Err(LockError::InvalidConfig(format!(
+                    "{a} and {b} are the same Redis server (run_id {}): one server must not vote \
+                     twice; list each master once",
+                    facts_a.run_id
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Find out who votes: ask every seed (in parallel, each bounded by `timeout`) what it is,
+/// decide the mode by [`decide_mode`] and, for a cluster, read its masters. On a refresh
+/// (`previous` is a cluster) the mode is known and the known masters are asked before the
+/// seeds: after a failover the configured seed may be the dead node.
 pub(crate) async fn discover(
     seeds: &dyn Seeds,
     previous: Option<&Topology>,
     mode: Mode,
     timeout: Duration,
 ) -> Result<Topology, LockError> {
-    let independent = || Topology::Independent {
-        nodes: seeds.seeds().to_vec(),
-    };
-    if mode == Mode::Independent {
-        return Ok(independent());
-    }
-    let mut candidates: Vec<SharedNode> = match previous {
-        Some(Topology::Cluster { masters, .. }) => masters.clone(),
-        _ => Vec::new(),
-    };
-    candidates.extend(seeds.seeds().iter().cloned());
     let mut failures = Vec::new();
-    for node in &candidates {
-        let info = match with_deadline(timeout, node.info("cluster")).await {
-            Ok(info) => info,
-            Err(error) => {
-                failures.push(NodeFailure {
+    if let Some(Topology::Cluster { masters, .. }) = previous {
+        for node in masters {
+            match read_cluster(node, seeds, timeout).await {
+                Ok(topology) => return Ok(topology),
+                Err(error) => failures.push(NodeFailure {
                     node: node.addr().to_string(),
                     error,
-                });
-                continue;
+                }),
             }
-        };
-        if !cluster_enabled(&info) {
-            if mode == Mode::Cluster {
-                return Err(LockError::NotACluster {
-                    node: node.addr().to_string(),
-                });
-            }
-            return Ok(independent());
-        }
-        match read_cluster(node, seeds, timeout).await {
-            Ok(topology) => return Ok(topology),
-            Err(error) => failures.push(NodeFailure {
-                node: node.addr().to_string(),
-                error,
-            }),
         }
     }
-    Err(LockError::Unavailable {
-        answered: 0,
-        voters: candidates.len(),
-        quorum: 1,
-        failures: NodeFailures(failures),
-    })
+    let mode = previous.map_or(mode, Topology::mode);
+    let nodes = seeds.seeds();
+    let answers: Vec<Result<ServerFacts, NodeError>> = join_all(nodes.iter().map(|node| {
+        with_deadline(timeout, async move {
+            node.connect().await?;
+            node.facts().ok_or_else(|| {
+                NodeError::Protocol("connected, but the server facts were not read".into())
+            })
+        })
+    }))
+    .await;
+    let kinds: Vec<(String, Result<bool, NodeError>)> = nodes
+        .iter()
+        .zip(&answers)
+        .map(|(node, a)| {
+            let kind = a.as_ref().map(|f| f.cluster_enabled).map_err(Clone::clone);
+            (node.addr().to_string(), kind)
+        })
+        .collect();
+    match decide_mode(mode, &kinds)? {
+        Mode::Cluster => {
+            for (node, answer) in nodes.iter().zip(&answers) {
+                if !answer.as_ref().is_ok_and(|f| f.cluster_enabled) {
+                    continue;
+                }
+                match read_cluster(node, seeds, timeout).await {
+                    Ok(topology) => return Ok(topology),
+                    Err(error) => failures.push(NodeFailure {
+                        node: node.addr().to_string(),
+                        error,
+                    }),
+                }
+            }
+            failures.extend(
+                kinds
+                    .into_iter()
+                    .filter_map(|(node, a)| a.err().map(|error| NodeFailure { node, error })),
+            );
+            Err(LockError::Unavailable {
+                answered: 0,
+                voters: nodes.len(),
+                quorum: 1,
+                failures: NodeFailures(failures),
+            })
+        }
+        _ => {
+            let facts: Vec<(String, Option<ServerFacts>)> = nodes
+                .iter()
+                .zip(answers)
+                .map(|(node, a)| (node.addr().to_string(), a.ok()))
+                .collect();
+            check_distinct_servers(&facts)?;
+            Ok(Topology::Independent {
+                nodes: nodes.to_vec(),
+            })
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn answers(kinds: &[Option<bool>]) -> Vec<(String, Result<bool, NodeError>)> {
+        kinds
+            .iter()
+            .enumerate()
+            .map(|(i, kind)| {
+                let node = format!("127.0.0.1:{}", 7000 + i);
+                (node, kind.ok_or(NodeError::Timeout(Duration::from_secs(1))))
+            })
+            .collect()
+    }
+
+    fn invalid_naming(result: Result<Mode, LockError>, node: &str) -> bool {
+        matches!(&result, Err(LockError::InvalidConfig(why)) if why.starts_with(node))
+    }
+
     #[test]
-    fn detects_cluster_mode_from_info() {
-        assert!(cluster_enabled("# Cluster\r\ncluster_enabled:1\r\n"));
-        assert!(!cluster_enabled("# Cluster\r\ncluster_enabled:0\r\n"));
-        assert!(!cluster_enabled(""));
+    fn the_mode_depends_on_every_seed_not_on_the_first_answer() {
+        let (c, s, silent) = (Some(true), Some(false), None);
+        assert_eq!(
+            decide_mode(Mode::Auto, &answers(&[c, c])).ok(),
+            Some(Mode::Cluster)
+        );
+        assert_eq!(
+            decide_mode(Mode::Auto, &answers(&[s, s])).ok(),
+            Some(Mode::Independent)
+        );
+        // The old timing bug: the cluster seed is slow, the standalone one answers.
+        let slow_cluster = decide_mode(Mode::Auto, &answers(&[silent, s]));
+        assert!(
+            matches!(slow_cluster, Err(ref e) if e.is_unavailable()),
+            "{slow_cluster:?}"
+        );
+        assert!(decide_mode(Mode::Auto, &answers(&[c, silent])).is_err());
+        // Mixed lists name the odd node, in every mode.
+        assert!(invalid_naming(
+            decide_mode(Mode::Auto, &answers(&[c, s, s])),
+            "127.0.0.1:7000"
+        ));
+        assert!(invalid_naming(
+            decide_mode(Mode::Auto, &answers(&[c, s])),
+            "127.0.0.1:7001"
+        ));
+        assert!(invalid_naming(
+            decide_mode(Mode::Cluster, &answers(&[c, s])),
+            "127.0.0.1:7001"
+        ));
+        assert!(invalid_naming(
+            decide_mode(Mode::Independent, &answers(&[c, s])),
+            "127.0.0.1:7000"
+        ));
+        // A forced mode needs only the answering seeds to agree.
+        assert_eq!(
+            decide_mode(Mode::Cluster, &answers(&[silent, c])).ok(),
+            Some(Mode::Cluster)
+        );
+        assert_eq!(
+            decide_mode(Mode::Independent, &answers(&[silent, s])).ok(),
+            Some(Mode::Independent)
+        );
+        assert!(matches!(
+            decide_mode(Mode::Cluster, &answers(&[s])),
+            Err(LockError::NotACluster { .. })
+        ));
+        assert!(decide_mode(Mode::Cluster, &answers(&[silent])).is_err_and(|e| e.is_unavailable()));
+    }
+
+    #[test]
+    fn an_alias_of_one_server_is_refused() {
+        let a = Some(ServerFacts::simulated("a"));
+        let b = Some(ServerFacts::simulated("b"));
+        let seeds = |facts: Vec<Option<ServerFacts>>| -> Vec<(String, Option<ServerFacts>)> {
+            facts
+                .into_iter()
+                .enumerate()
+                .map(|(i, f)| (format!("n{i}"), f))
+                .collect()
+        };
+        assert!(check_distinct_servers(&seeds(vec![a.clone(), b.clone(), None])).is_ok());
+        let err = check_distinct_servers(&seeds(vec![a.clone(), b, None, a])).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("n0 and n3 are the same Redis server"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_host_of_an_address() {
+        assert_eq!(host_of("127.0.0.1:7000"), "127.0.0.1");
+        assert_eq!(host_of("::1:7000"), "::1");
+        assert_eq!(host_of("localhost"), "localhost");
     }
 }

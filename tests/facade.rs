@@ -1,7 +1,6 @@
 //! `RedisDistributedLock` against real `redis-server` processes: 3 independent masters and a
 //! 3+3 cluster, started by the harness on free loopback ports.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use redlock_cluster::{LockConfig, LockError, LockManager, MAX_TTL, Mode, RedisDistributedLock};
@@ -22,11 +21,11 @@ fn handle(manager: &LockManager, resource: &str, ttl: Duration) -> RedisDistribu
 async fn methods_follow_the_contract(urls: &[String]) {
     let manager = LockManager::new(urls, config()).expect("manager");
     let ttl = Duration::from_secs(10);
-    let a = handle(&manager, "facade/methods", ttl);
-    let b = handle(&manager, "facade/methods", ttl);
+    let mut a = handle(&manager, "facade/methods", ttl);
+    let mut b = handle(&manager, "facade/methods", ttl);
 
     assert!(!a.is_locked().await.expect("is_locked"));
-    assert_eq!(a.validity_deadline().await, None);
+    assert_eq!(a.validity_deadline(), None);
     assert!(a.acquire().await.expect("a acquires"));
     // Not re-entrant, and nobody else gets it.
     assert!(!a.acquire().await.expect("a again"));
@@ -34,13 +33,13 @@ async fn methods_follow_the_contract(urls: &[String]) {
     assert!(a.is_locked().await.expect("is_locked a"));
     assert!(b.is_locked().await.expect("is_locked b"));
 
-    let deadline = a.validity_deadline().await.expect("a holds a lock");
+    let deadline = a.validity_deadline().expect("a holds a lock");
     let now = std::time::Instant::now();
     assert!(deadline > now && deadline <= now + ttl);
 
     let info = a.get_lock_info().await.expect("info a");
     assert!(info.locked && info.held_by_caller);
-    let token = a.lock().await.expect("a's lock").token().to_string();
+    let token = a.lock().expect("a's lock").token().to_string();
     assert_eq!(info.holder.as_deref(), Some(token.as_str()));
     assert!(info.remaining.is_some_and(|r| r <= ttl));
     assert_eq!(info.nodes.len(), 3);
@@ -56,7 +55,7 @@ async fn methods_follow_the_contract(urls: &[String]) {
     // Extend sets the remaining time to just under the new TTL; it does not add to it.
     let longer = Duration::from_secs(30);
     assert!(a.extend(longer).await.expect("a extends"));
-    let left = a.lock().await.expect("a's lock").remaining();
+    let left = a.lock().expect("a's lock").remaining();
     assert!(left > ttl && left <= longer, "remaining {left:?}");
     assert!(matches!(
         a.extend(Duration::ZERO).await,
@@ -75,11 +74,11 @@ async fn methods_follow_the_contract(urls: &[String]) {
 async fn retry_waits_out_an_expired_holder(urls: &[String]) {
     let manager = LockManager::new(urls, config()).expect("manager");
     let ttl = Duration::from_millis(800);
-    let holder = handle(&manager, "facade/expiring", ttl);
-    let waiter = handle(&manager, "facade/expiring", Duration::from_secs(5));
+    let mut holder = handle(&manager, "facade/expiring", ttl);
+    let mut waiter = handle(&manager, "facade/expiring", Duration::from_secs(5));
 
     assert!(holder.acquire().await.expect("holder"));
-    let holder_deadline = holder.validity_deadline().await.expect("deadline");
+    let holder_deadline = holder.validity_deadline().expect("deadline");
     // The holder never releases: it "crashed".
     assert!(!waiter.acquire().await.expect("single attempt"));
     assert!(
@@ -107,26 +106,31 @@ async fn retry_waits_out_an_expired_holder(urls: &[String]) {
     assert!(waiter.release().await.expect("waiter releases"));
 }
 
-/// Many handles on one resource, shared through `Arc`s across tasks: exactly one wins.
+/// Many handles on one resource, one per task over one shared manager: exactly one wins.
 async fn one_winner_among_concurrent_handles(urls: &[String]) {
     let manager = LockManager::new(urls, config()).expect("manager");
-    let handles: Vec<Arc<RedisDistributedLock>> = (0..8)
-        .map(|_| Arc::new(handle(&manager, "facade/race", Duration::from_secs(10))))
-        .collect();
-    let tasks: Vec<_> = handles
-        .iter()
-        .cloned()
-        .map(|h| tokio::spawn(async move { h.acquire().await }))
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let mut h = handle(&manager, "facade/race", Duration::from_secs(10));
+            // The task owns its handle and gives it back with the outcome.
+            tokio::spawn(async move {
+                let won = h.acquire().await;
+                (h, won)
+            })
+        })
         .collect();
     let mut winners = 0;
+    let mut handles = Vec::new();
     for task in tasks {
-        if task.await.expect("task").expect("acquire") {
+        let (h, won) = task.await.expect("task");
+        if won.expect("acquire") {
             winners += 1;
         }
+        handles.push(h);
     }
     assert_eq!(winners, 1);
     let mut released = 0;
-    for h in &handles {
+    for h in &mut handles {
         if h.release().await.expect("release") {
             released += 1;
         }

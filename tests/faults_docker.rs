@@ -14,7 +14,7 @@ mod faults;
 use std::time::Duration;
 
 use faults::{FAILOVER_TIMEOUT, TTL, Target};
-use redlock_harness::{DockerCluster, docker_gate};
+use redlock_harness::{DockerCluster, docker_gate, raw_connection};
 
 /// The override that makes failover fast (1000 ms node timeout, validity factor 0).
 const FAST_FAILOVER: &[&str] = &["docker/compose.faults.yml"];
@@ -174,18 +174,15 @@ fn restart_keeps_the_aof_and_restart_empty_loses_it() {
     // A key in the first third of the slots, which redis-cli gives to 7000.
     let key = redlock_cluster::cluster::cluster_voter_keys("wipe-probe:", b"k", 3).expect("key")[0]
         .clone();
+    let connect = || raw_connection("redis://127.0.0.1:7000").expect("connection to 7000");
     let get = |key: &[u8]| -> Option<String> {
-        let client = redis::Client::open("redis://127.0.0.1:7000").expect("client");
-        let mut con = client
-            .get_connection_with_timeout(Duration::from_secs(2))
-            .expect("connection to 7000");
-        redis::cmd("GET").arg(key).query(&mut con).expect("GET")
+        redis::cmd("GET")
+            .arg(key)
+            .query(&mut connect())
+            .expect("GET")
     };
     {
-        let client = redis::Client::open("redis://127.0.0.1:7000").expect("client");
-        let mut con = client
-            .get_connection_with_timeout(Duration::from_secs(2))
-            .expect("connection to 7000");
+        let mut con = connect();
         let _: () = redis::cmd("SET")
             .arg(&key)
             .arg("kept")

@@ -190,38 +190,3 @@ async fn masters_script_flush_and_restart_all() {
 async fn cluster_script_flush_and_restart_all() {
     faults::flush_and_restart_all(cluster()).await;
 }
-
-/// The checker itself: an overlap and a lost update are counted, touching intervals are not.
-#[test]
-fn the_checker_sees_overlaps_and_lost_updates() {
-    use faults::{Attempt, Outcome, Report, Run};
-    use std::time::Instant;
-
-    let t = Instant::now();
-    let ms = |n: u64| t + Duration::from_millis(n);
-    let section = |client, resource, from, to| Attempt {
-        client,
-        resource,
-        requested: ms(from),
-        returned: ms(from),
-        outcome: Outcome::Section {
-            end: ms(to),
-            votes: 3,
-        },
-    };
-    let run = Run {
-        attempts: vec![
-            section(0, 0, 0, 10),
-            section(1, 0, 10, 20), // touches the first: no overlap
-            section(2, 0, 15, 30), // overlaps the second
-            section(3, 1, 0, 30),  // another resource
-        ],
-        // Resource 0 saw 3 sections but counts 2: one lost update.
-        counters: Some(vec![2, 1]),
-    };
-    let report = Report::of("synthetic", "checker", 4, &run);
-    assert_eq!(report.sections, 4);
-    assert_eq!(report.overlaps, 1);
-    assert_eq!(report.lost_updates, Some(1));
-    assert_eq!(report.p99, Duration::ZERO);
-}

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use redis::Value;
 use redlock_harness::{
     Cluster, ClusterOptions, HarnessError, RedisServer, SLOTS, Standalone, even_slot_ranges,
-    find_redis_server,
+    find_redis_server, info_field,
 };
 
 const FAILOVER_TIMEOUT: Duration = Duration::from_secs(30);
@@ -18,12 +18,6 @@ const FAILOVER_TIMEOUT: Duration = Duration::from_secs(30);
 fn query<T: redis::FromRedisValue>(node: &RedisServer, cmd: &redis::Cmd) -> T {
     let mut con = node.connection().unwrap();
     cmd.query(&mut con).unwrap()
-}
-
-fn info_field(info: &str, field: &str) -> Option<String> {
-    info.lines()
-        .find_map(|line| line.trim_end().strip_prefix(&format!("{field}:")))
-        .map(str::to_owned)
 }
 
 /// `(first, last, master port)` for every range in `CLUSTER SLOTS`, sorted.
@@ -66,10 +60,10 @@ fn a_3_plus_3_cluster_serves_every_slot_with_master_i_owning_band_i() {
         .collect();
     for node in nodes {
         let info: String = query(node, redis::cmd("CLUSTER").arg("INFO"));
-        assert_eq!(info_field(&info, "cluster_state").as_deref(), Some("ok"));
+        assert_eq!(info_field(&info, "cluster_state"), Some("ok"));
         assert_eq!(
             info_field(&info, "cluster_slots_ok"),
-            Some(SLOTS.to_string())
+            Some(SLOTS.to_string().as_str())
         );
         assert_eq!(
             cluster_slots(node),
@@ -84,7 +78,7 @@ fn a_3_plus_3_cluster_serves_every_slot_with_master_i_owning_band_i() {
         let replication: String = query(&nodes[3 + master], redis::cmd("INFO").arg("replication"));
         assert_eq!(
             info_field(&replication, "master_port"),
-            Some(nodes[master].port().to_string())
+            Some(nodes[master].port().to_string().as_str())
         );
     }
     assert_eq!(cluster.index_of_slot_owner(0).unwrap(), 0);
@@ -115,7 +109,7 @@ fn a_killed_master_is_replaced_by_its_replica_and_rejoins_as_its_replica() {
     assert_eq!(cluster.master_indices().unwrap(), vec![3, 1, 2]);
     assert_eq!(cluster.index_of_slot_owner(0).unwrap(), 3);
     let role: String = query(&cluster.nodes()[3], redis::cmd("INFO").arg("replication"));
-    assert_eq!(info_field(&role, "role").as_deref(), Some("master"));
+    assert_eq!(info_field(&role, "role"), Some("master"));
 
     // The old master comes back with its nodes.conf and follows the new one.
     cluster.node_mut(0).restart().unwrap();

@@ -3,7 +3,9 @@
 //! holding intervals overlapped.
 //!
 //! Each client is its own `RedisDistributedLock` with its own connections, as separate
-//! processes would be. Run it with:
+//! processes would be, and owns it: the task that acquires is the one that releases. (Tasks
+//! of one process would rather build their handles over one shared `LockManager` with
+//! `RedisDistributedLock::with_manager`.) Run it with:
 //!
 //! ```sh
 //! cargo run --release -- lock_contention
@@ -32,7 +34,7 @@ pub async fn run(seed_urls: &[String], _throwaway: Option<&mut Cluster>) -> Demo
     let holds: Arc<Mutex<Vec<(usize, Instant, Instant)>>> = Arc::default();
     let mut clients = Vec::new();
     for id in 0..CLIENTS {
-        let lock =
+        let mut lock =
             RedisDistributedLock::new(seed_urls.to_vec(), "demo/contention".to_string(), TTL)?;
         let holds = holds.clone();
         clients.push(tokio::spawn(async move {

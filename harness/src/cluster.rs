@@ -4,7 +4,9 @@ use std::time::{Duration, Instant};
 
 use super::HarnessError;
 use super::config::{ClusterTimings, NodeConfig};
-use super::node::{IO_TIMEOUT, RedisServer, info_field, query_port};
+use super::info::info_field;
+use super::node::{IO_TIMEOUT, RedisServer};
+use super::raw::query_port;
 use super::topology::{
     NodeEntry, SLOTS, even_slot_ranges, healthy_replicas, parse_cluster_nodes, serving_masters,
     settled_signature,
@@ -96,6 +98,7 @@ impl ClusterOptions {
                 node_timeout: self.node_timeout,
                 replica_validity_factor: self.replica_validity_factor,
             }),
+            tls: None,
         }
     }
 
@@ -316,10 +319,7 @@ impl Cluster {
         master_index: usize,
         timeout: Duration,
     ) -> Result<usize, HarnessError> {
-        let start = Instant::now();
-        let replica = self.replica_of(master_index)?;
-        self.node_mut(master_index).kill()?;
-        self.wait_promoted(replica, None, start, timeout)
+        self.fail_over(master_index, Trigger::Kill, timeout)
     }
 
     /// Runs `CLUSTER FAILOVER` on the master's replica (a coordinated switch, no data lost)
@@ -334,10 +334,30 @@ impl Cluster {
         master_index: usize,
         timeout: Duration,
     ) -> Result<usize, HarnessError> {
+        self.fail_over(master_index, Trigger::Coordinated, timeout)
+    }
+
+    /// Triggers a failover of the master at `master_index` and waits until its replica has
+    /// taken over; a coordinated one also waits until the old master is a replica.
+    fn fail_over(
+        &mut self,
+        master_index: usize,
+        trigger: Trigger,
+        timeout: Duration,
+    ) -> Result<usize, HarnessError> {
         let start = Instant::now();
         let replica = self.replica_of(master_index)?;
-        self.nodes[replica].query_string(&["CLUSTER", "FAILOVER"])?;
-        self.wait_promoted(replica, Some(master_index), start, timeout)
+        let demoted = match trigger {
+            Trigger::Kill => {
+                self.node_mut(master_index).kill()?;
+                None
+            }
+            Trigger::Coordinated => {
+                self.nodes[replica].query_string(&["CLUSTER", "FAILOVER"])?;
+                Some(master_index)
+            }
+        };
+        self.wait_promoted(replica, demoted, start, timeout)
     }
 
     fn wait_promoted(
@@ -418,6 +438,14 @@ impl Cluster {
             ))
         })
     }
+}
+
+/// How [`Cluster::fail_over`] makes a replica take over.
+enum Trigger {
+    /// SIGKILL the master; the cluster notices after its node timeout.
+    Kill,
+    /// `CLUSTER FAILOVER` on the replica: a coordinated switch, no data lost.
+    Coordinated,
 }
 
 /// Whether the cluster nodes on `ports` are healthy: each reports `cluster_state:ok` with

@@ -8,6 +8,8 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
+use super::tls::TlsFiles;
+
 /// How one node is configured (its port and directory are given when rendering).
 #[derive(Debug, Clone)]
 pub(crate) struct NodeConfig {
@@ -15,6 +17,8 @@ pub(crate) struct NodeConfig {
     pub(crate) appendonly: bool,
     /// Cluster mode settings; `None` for a standalone master.
     pub(crate) cluster: Option<ClusterTimings>,
+    /// Serve TLS too, on a second port, with these certificates; `None`: plain only.
+    pub(crate) tls: Option<TlsFiles>,
 }
 
 /// The cluster-mode settings that tests vary.
@@ -66,7 +70,7 @@ fn yes_no(flag: bool) -> &'static str {
 }
 
 /// Quotes a value the way redis.conf's parser (`sdssplitargs`) reads it back.
-fn quote(value: &str) -> String {
+pub(crate) fn quote(value: &str) -> String {
     format!("\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
@@ -90,6 +94,7 @@ mod tests {
     fn shipped_container_configs_agree_with_the_generator() {
         let config = ClusterOptions::default().node_config();
         for port in 7000..=7005u16 {
+            // redis-conf/ sits at the workspace root, one above this crate.
             let path = format!(
                 "{}/../redis-conf/redis-{port}.conf",
                 env!("CARGO_MANIFEST_DIR")
@@ -116,6 +121,7 @@ mod tests {
         let config = NodeConfig {
             appendonly: true,
             cluster: None,
+            tls: None,
         };
         let text = config.render(20001, Path::new("/tmp/a \"b\""));
         assert!(!text.contains("cluster-"));

@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use super::HarnessError;
 use super::cluster::{Cluster, ClusterOptions};
-use super::node::info_field;
+use super::info::info_field;
+use super::raw::query_port;
 
 /// The demo cluster's ports (the docker-compose cluster and the `redis-conf/` files).
 pub const DEMO_PORTS: std::ops::RangeInclusive<u16> = 7000..=7005;
@@ -55,11 +56,6 @@ pub fn demo_cluster() -> Result<DemoCluster, HarnessError> {
 }
 
 fn cluster_ok_at(port: u16) -> bool {
-    let info = redis::Client::open(format!("redis://127.0.0.1:{port}"))
-        .and_then(|client| client.get_connection_with_timeout(PROBE_TIMEOUT))
-        .and_then(|mut con| {
-            con.set_read_timeout(Some(PROBE_TIMEOUT))?;
-            redis::cmd("CLUSTER").arg("INFO").query::<String>(&mut con)
-        });
-    info.is_ok_and(|info| info_field(&info, "cluster_state") == Some("ok"))
+    query_port(port, &["CLUSTER", "INFO"], PROBE_TIMEOUT)
+        .is_ok_and(|info| info_field(&info, "cluster_state") == Some("ok"))
 }

@@ -21,8 +21,10 @@ use std::time::{Duration, Instant};
 use super::HarnessError;
 use super::cluster::cluster_health;
 use super::demo::DEMO_PORTS;
-use super::node::{IO_TIMEOUT, info_field, query_port};
+use super::info::info_field;
+use super::node::IO_TIMEOUT;
 use super::ports::BUS_PORT_OFFSET;
+use super::raw::query_port;
 use super::topology::{healthy_replicas, parse_cluster_nodes, serving_masters};
 use super::wait::{Check, redis_errors_are_transient, remaining, wait_for};
 

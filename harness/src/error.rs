@@ -147,6 +147,13 @@ pub enum HarnessError {
         detail: String,
     },
 
+    /// Generating a test certificate failed.
+    #[error("generating a test TLS certificate failed: {detail}; this is a harness bug, report it")]
+    Certificate {
+        /// The step and rcgen's error.
+        detail: String,
+    },
+
     /// The options or arguments cannot work.
     #[error("invalid harness options: {detail}")]
     InvalidOptions {

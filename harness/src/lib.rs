@@ -1,18 +1,24 @@
 //! A harness that runs real `redis-server` processes for tests, examples, benchmarks and the
 //! demo binary.
 //!
-//! Everything here is synchronous (processes, blocking sockets, `thread::sleep`), so it works
-//! from `Drop`, from plain `#[test]`s and from inside a tokio runtime alike, and every wait has
-//! a deadline. Servers bind 127.0.0.1 only.
+//! Everything here but [`raw_async`] is synchronous (processes, blocking sockets,
+//! `thread::sleep`), so it works from `Drop`, from plain `#[test]`s and from inside a tokio
+//! runtime alike, and every wait has a deadline. Servers bind 127.0.0.1 only, and the raw
+//! connections refuse any other address.
 //!
 //! # Layout
 //! - [`RedisServer`] (`node.rs`): one server process: start, kill, pause, resume, restart.
-//! - [`Standalone`] (`standalone.rs`): N independent masters for classic Redlock.
+//! - [`Standalone`] (`standalone.rs`): N independent masters for classic Redlock, plain or
+//!   TLS ([`Standalone::start_tls`]).
+//! - [`TlsFiles`] (`tls.rs`): a throwaway CA and server certificate for TLS nodes.
 //! - [`Cluster`] and [`ClusterOptions`] (`cluster.rs`): a cluster formed by hand so its
 //!   layout is known, plus failover helpers; `topology.rs` reads `CLUSTER NODES`.
 //! - [`demo_cluster`] (`demo.rs`): the user's cluster on 7000-7005 or a throwaway one.
 //! - [`DockerCluster`] (`docker.rs`): the docker-compose cluster on 7000-7005 for the
 //!   fault-injection suite, its containers killed, paused and restarted by port.
+//! - [`raw_connection`] and [`raw_async`] (`raw.rs`): a connection to one node by URL, with
+//!   deadlines, for tests that read or plant keys; [`info_field`] (`info.rs`): the one reader
+//!   of `INFO` text.
 //! - `ports.rs`: free ports that hold across threads and processes; `workdir.rs`: each
 //!   node's temp directory and the sweep of orphans; `config.rs`: the redis.conf written;
 //!   `binary.rs`: finding `redis-server`; `wait.rs`: bounded polling; `error.rs`.
@@ -44,9 +50,12 @@ mod config;
 mod demo;
 mod docker;
 mod error;
+mod info;
 mod node;
 mod ports;
+mod raw;
 mod standalone;
+mod tls;
 mod topology;
 mod wait;
 mod workdir;
@@ -59,7 +68,10 @@ pub use docker::{
     SKIP_DOCKER_ENV, docker_available, docker_gate, docker_lock_path,
 };
 pub use error::HarnessError;
+pub use info::info_field;
 pub use node::{IO_TIMEOUT, RedisServer, START_TIMEOUT};
 pub use ports::{BUS_PORT_OFFSET, FIRST_PORT, LAST_PORT};
+pub use raw::{raw_async, raw_connection};
 pub use standalone::Standalone;
+pub use tls::{TLS_SERVER_NAMES, TlsFiles};
 pub use topology::{SLOTS, even_slot_ranges};

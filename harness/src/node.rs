@@ -10,7 +10,9 @@ use std::time::Duration;
 use super::HarnessError;
 use super::binary::redis_server_path;
 use super::config::NodeConfig;
+use super::info::info_field;
 use super::ports::PortClaim;
+use super::raw::{connect_port, query_port};
 use super::wait::{Check, wait_for};
 use super::workdir::WorkDir;
 
@@ -35,6 +37,8 @@ pub struct RedisServer {
     // Dropped after the server is killed (see Drop), then releases the port.
     workdir: WorkDir,
     claim: PortClaim,
+    /// The TLS port's claim, when the config serves TLS.
+    tls_claim: Option<PortClaim>,
 }
 
 impl RedisServer {
@@ -61,12 +65,17 @@ impl RedisServer {
     }
 
     fn start(config: NodeConfig, claim: PortClaim) -> Result<Self, HarnessError> {
+        let tls_claim = match config.tls {
+            Some(_) => Some(PortClaim::any_free()?),
+            None => None,
+        };
         let node = Self {
             config,
             server: Mutex::new(None),
             paused: AtomicBool::new(false),
             workdir: WorkDir::create()?,
             claim,
+            tls_claim,
         };
         // On error `node` is dropped here, which kills whatever was started.
         node.spawn()?;
@@ -83,6 +92,19 @@ impl RedisServer {
     #[must_use]
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port())
+    }
+
+    /// The TLS port, when the node serves TLS (see [`crate::TlsFiles`]).
+    #[must_use]
+    pub fn tls_port(&self) -> Option<u16> {
+        self.tls_claim.as_ref().map(PortClaim::port)
+    }
+
+    /// `rediss://127.0.0.1:{tls_port}`, when the node serves TLS.
+    #[must_use]
+    pub fn tls_url(&self) -> Option<String> {
+        self.tls_port()
+            .map(|port| format!("rediss://127.0.0.1:{port}"))
     }
 
     /// The node's directory (config, AOF, nodes.conf, `redis.log`): look here when a test fails.
@@ -218,8 +240,13 @@ impl RedisServer {
         let conf = dir.join("redis.conf");
         let port = self.port();
         let io_err = |what: &str, e| HarnessError::io(format!("{what} in {}", dir.display()), e);
-        std::fs::write(&conf, self.config.render(port, dir))
-            .map_err(|e| io_err("writing redis.conf", e))?;
+        let mut text = self.config.render(port, dir);
+        if let (Some(tls), Some(tls_port)) = (&self.config.tls, self.tls_port()) {
+            // Readiness below still goes through the plain port: redis-server opens all its
+            // listeners before it serves any, so a PING there means the TLS port is up too.
+            text.push_str(&tls.install(dir, tls_port)?);
+        }
+        std::fs::write(&conf, text).map_err(|e| io_err("writing redis.conf", e))?;
         let stderr =
             File::create(dir.join("stderr.log")).map_err(|e| io_err("creating stderr.log", e))?;
         let child = Command::new(redis_server_path()?)
@@ -307,46 +334,6 @@ fn reap_if_exited(server: &mut Option<Child>) {
     }
 }
 
-/// A new synchronous connection to 127.0.0.1:`port` with `timeout` for connect, reads and
-/// writes.
-pub(crate) fn connect_port(
-    port: u16,
-    timeout: Duration,
-) -> Result<redis::Connection, HarnessError> {
-    let err = |e| HarnessError::redis(port, "connecting", e);
-    let con = redis::Client::open(format!("redis://127.0.0.1:{port}"))
-        .map_err(err)?
-        .get_connection_with_timeout(timeout)
-        .map_err(err)?;
-    con.set_read_timeout(Some(timeout)).map_err(err)?;
-    con.set_write_timeout(Some(timeout)).map_err(err)?;
-    Ok(con)
-}
-
-/// Runs one command that answers with a (bulk) string on 127.0.0.1:`port`, on a fresh
-/// connection.
-pub(crate) fn query_port(
-    port: u16,
-    args: &[&str],
-    timeout: Duration,
-) -> Result<String, HarnessError> {
-    let mut con = connect_port(port, timeout)?;
-    let mut cmd = redis::Cmd::new();
-    for arg in args {
-        cmd.arg(*arg);
-    }
-    cmd.query(&mut con)
-        .map_err(|e| HarnessError::redis(port, args.join(" "), e))
-}
-
-/// The value of `field` in an `INFO`-style `key:value` text.
-pub(crate) fn info_field<'a>(info: &'a str, field: &str) -> Option<&'a str> {
-    info.lines()
-        .filter_map(|line| line.trim_end().split_once(':'))
-        .find(|(key, _)| *key == field)
-        .map(|(_, value)| value)
-}
-
 /// Sends `signal` (a name such as `STOP`) with the `kill` command, to avoid `unsafe` libc calls.
 pub(crate) fn send_signal(signal: &'static str, pid: u32) -> Result<(), HarnessError> {
     let output = Command::new("kill")
@@ -367,18 +354,5 @@ pub(crate) fn send_signal(signal: &'static str, pid: u32) -> Result<(), HarnessE
             pid,
             detail: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reads_info_fields() {
-        let info = "# Persistence\r\nloading:0\r\naof_enabled:1\r\n";
-        assert_eq!(info_field(info, "loading"), Some("0"));
-        assert_eq!(info_field(info, "aof_enabled"), Some("1"));
-        assert_eq!(info_field(info, "missing"), None);
     }
 }

@@ -3,9 +3,11 @@
 use super::HarnessError;
 use super::config::NodeConfig;
 use super::node::RedisServer;
+use super::tls::TlsFiles;
 
 /// `n` independent masters on free ports, each with `appendonly yes` and `appendfsync always`
-/// so that [`RedisServer::restart`] keeps every acknowledged write.
+/// so that [`RedisServer::restart`] keeps every acknowledged write (unless started with
+/// [`Standalone::start_with_appendonly`]`(n, false)`).
 #[derive(Debug)]
 pub struct Standalone {
     nodes: Vec<RedisServer>,
@@ -18,9 +20,36 @@ impl Standalone {
     /// Any start error of a node ([`HarnessError::RedisServerNotFound`] first of all); the
     /// nodes already started are stopped again.
     pub fn start(n: usize) -> Result<Self, HarnessError> {
+        Self::start_with(n, true, None)
+    }
+
+    /// Like [`start`](Self::start), but each master also serves TLS with `tls`'s certificate
+    /// on its [`tls_port`](RedisServer::tls_port) (no client certificates asked); use
+    /// [`tls_urls`](Self::tls_urls) to reach them over TLS only.
+    ///
+    /// # Errors
+    /// As [`start`](Self::start), plus [`HarnessError::Io`] if the certificate files cannot be
+    /// written.
+    pub fn start_tls(n: usize, tls: &TlsFiles) -> Result<Self, HarnessError> {
+        Self::start_with(n, true, Some(tls.clone()))
+    }
+
+    /// Like [`start`](Self::start), choosing persistence: `appendonly yes` with `appendfsync
+    /// always` (what [`start`](Self::start) does), or with `false` no AOF at all (and no RDB
+    /// snapshots either), so no write waits for the disk; a restart then comes back empty.
+    /// Benchmarks use `false`.
+    ///
+    /// # Errors
+    /// As [`start`](Self::start).
+    pub fn start_with_appendonly(n: usize, appendonly: bool) -> Result<Self, HarnessError> {
+        Self::start_with(n, appendonly, None)
+    }
+
+    fn start_with(n: usize, appendonly: bool, tls: Option<TlsFiles>) -> Result<Self, HarnessError> {
         let config = NodeConfig {
-            appendonly: true,
+            appendonly,
             cluster: None,
+            tls,
         };
         let nodes = (0..n)
             .map(|_| RedisServer::start_on_free_port(&config))
@@ -32,6 +61,13 @@ impl Standalone {
     #[must_use]
     pub fn urls(&self) -> Vec<String> {
         self.nodes.iter().map(RedisServer::url).collect()
+    }
+
+    /// The nodes' `rediss://127.0.0.1:{tls_port}` URLs, in node order; empty unless started
+    /// with [`start_tls`](Self::start_tls).
+    #[must_use]
+    pub fn tls_urls(&self) -> Vec<String> {
+        self.nodes.iter().filter_map(RedisServer::tls_url).collect()
     }
 
     /// The nodes.

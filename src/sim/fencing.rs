@@ -32,6 +32,7 @@ use crate::manager::LockManager;
 use crate::node::{AcquireReply, KeyState, Node, NodeResult, SharedNode, with_deadline};
 use crate::quorum::{drift, quorum, validity};
 use crate::retry::RetryPolicy;
+use crate::server::ServerFacts;
 
 const DRIFT_FACTOR: f64 = 0.01;
 const PREFIX: &str = "redlock:";
@@ -219,16 +220,16 @@ impl Node for FencedLink {
         }))
     }
 
-    fn info<'a>(&'a self, _: &'a str) -> NodeResult<'a, String> {
-        Box::pin(async { Ok("# Cluster\r\ncluster_enabled:0\r\n".to_string()) })
-    }
-
     fn cluster_shards(&self) -> NodeResult<'_, Vec<SlotRange>> {
         Box::pin(async { Err(NodeError::Server(NOT_A_CLUSTER.into())) })
     }
 
     fn cluster_slots(&self) -> NodeResult<'_, Vec<SlotRange>> {
         Box::pin(async { Err(NodeError::Server(NOT_A_CLUSTER.into())) })
+    }
+
+    fn facts(&self) -> Option<ServerFacts> {
+        Some(ServerFacts::simulated(&self.node.name))
     }
 
     /// `acquire_fenced.lua`.

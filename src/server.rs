@@ -1,0 +1,296 @@
+//! What a voter's server says about itself: identity (`run_id`), mode (`cluster_enabled`),
+//! whether it can evict keys, its role and uptime, read once per connection from `INFO`.
+//!
+//! A voter is a *server*, not a URL: two URLs can name one server (`localhost` and
+//! `127.0.0.1`, two databases), and only the `run_id` tells. The facts are parsed by a pure
+//! function (unit-tested apart from any connection) and re-read whenever a connection is
+//! reopened, so a restart (a new `run_id`) is noticed. [`admit`] turns them into the rule of
+//! who may vote in a round.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+
+use crate::config::Mode;
+use crate::error::NodeError;
+use crate::info::parse_info;
+
+/// The facts of one Redis server, from one `INFO` reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ServerFacts {
+    /// The server's random identity, new at every start: the same `run_id` is the same
+    /// server, whatever address or database it was reached by.
+    pub(crate) run_id: String,
+    /// `cluster_enabled:1`: a Redis Cluster node.
+    pub(crate) cluster_enabled: bool,
+    /// `maxmemory` in bytes; 0 means no limit.
+    pub(crate) maxmemory: u64,
+    /// `maxmemory_policy`, for example `noeviction` or `volatile-ttl`.
+    pub(crate) maxmemory_policy: String,
+    /// `role`: `master` or `slave`.
+    pub(crate) role: String,
+    /// `uptime_in_seconds`.
+    pub(crate) uptime: Duration,
+    /// `redis_version`.
+    pub(crate) redis_version: String,
+    /// `aof_enabled:1`: the append-only file is on.
+    pub(crate) aof_enabled: bool,
+}
+
+impl ServerFacts {
+    /// Parse the text of `INFO` (the default sections: server, memory, persistence,
+    /// replication, cluster among them).
+    ///
+    /// # Errors
+    /// A message naming the missing field when there is no `run_id`: without it the server
+    /// cannot be told apart from another, so it must not vote.
+    pub(crate) fn parse(info: &str) -> Result<Self, String> {
+        let fields = parse_info(info);
+        let text = |name: &str| fields.get(name).map(|v| v.trim().to_string());
+        let number = |name: &str| {
+            fields
+                .get(name)
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        let run_id = text("run_id")
+            .filter(|id| !id.is_empty())
+            .ok_or("INFO has no run_id")?;
+        Ok(ServerFacts {
+            run_id,
+            cluster_enabled: fields.get("cluster_enabled").map(|v| v.trim()) == Some("1"),
+            maxmemory: number("maxmemory"),
+            maxmemory_policy: text("maxmemory_policy").unwrap_or_default(),
+            role: text("role").unwrap_or_default(),
+            uptime: Duration::from_secs(number("uptime_in_seconds")),
+            redis_version: text("redis_version").unwrap_or_default(),
+            aof_enabled: fields.get("aof_enabled").map(|v| v.trim()) == Some("1"),
+        })
+    }
+
+    /// Read the facts over an open connection (`INFO default`).
+    pub(crate) async fn read(conn: &mut MultiplexedConnection) -> Result<Self, NodeError> {
+        let info: String = redis::cmd("INFO")
+            .arg("default")
+            .query_async(conn)
+            .await
+            .map_err(|e| NodeError::from_redis(&e))?;
+        Self::parse(&info).map_err(NodeError::Protocol)
+    }
+
+    /// Whether the server may evict keys under memory pressure: a `maxmemory` limit with any
+    /// policy but `noeviction`. Lock keys, having the shortest TTLs, are the first to go under
+    /// `volatile-ttl`, and any evicted key is a vote silently withdrawn.
+    pub(crate) fn can_evict(&self) -> bool {
+        self.maxmemory > 0 && self.maxmemory_policy != "noeviction"
+    }
+
+    /// Why this server may not vote for a lock, as the advice the user needs.
+    fn eviction_reason(&self) -> String {
+        format!(
+            "it can evict keys (maxmemory {} bytes, maxmemory-policy {}), and lock keys, having \
+             the shortest TTLs, may go first; set `maxmemory-policy noeviction` on it, or \
+             accept the risk with LockConfig::refuse_evicting_voters(false)",
+            self.maxmemory, self.maxmemory_policy
+        )
+    }
+
+    /// Facts of a simulated standalone master.
+    #[cfg(test)]
+    pub(crate) fn simulated(run_id: &str) -> Self {
+        ServerFacts {
+            run_id: run_id.to_string(),
+            cluster_enabled: false,
+            maxmemory: 0,
+            maxmemory_policy: "noeviction".into(),
+            role: "master".into(),
+            uptime: Duration::from_secs(3600),
+            redis_version: "7.0.0".into(),
+            aof_enabled: true,
+        }
+    }
+}
+
+/// The facts of one node's current connection, and what was already logged about it. A std
+/// mutex: it is never held across an `.await`.
+#[derive(Debug, Default)]
+pub(crate) struct FactsCell {
+    state: Mutex<FactsState>,
+}
+
+#[derive(Debug, Default)]
+struct FactsState {
+    facts: Option<ServerFacts>,
+    warned_evicting: bool,
+}
+
+impl FactsCell {
+    /// The facts read when the current connection opened; `None` before the first one.
+    pub(crate) fn get(&self) -> Option<ServerFacts> {
+        self.lock().facts.clone()
+    }
+
+    /// Record the facts of a freshly opened connection to `addr`: log a restart (a new
+    /// `run_id`) and, once per node, a server that can evict keys.
+    pub(crate) fn record(&self, addr: &str, facts: ServerFacts) {
+        let mut state = self.lock();
+        if let Some(old) = &state.facts
+            && old.run_id != facts.run_id
+        {
+            tracing::warn!(
+                node = addr,
+                old_run_id = %old.run_id,
+                new_run_id = %facts.run_id,
+                "voter restarted (its run_id changed): keys it held may be lost unless it \
+                 persists them (appendonly yes, appendfsync always)"
+            );
+        }
+        if facts.can_evict() && !state.warned_evicting {
+            state.warned_evicting = true;
+            tracing::warn!(
+                node = addr,
+                maxmemory = facts.maxmemory,
+                maxmemory_policy = %facts.maxmemory_policy,
+                "voter {addr} can evict lock keys under memory pressure, which can hand one lock \
+                 to two clients; set `maxmemory-policy noeviction` on it (or refuse such voters \
+                 with LockConfig::refuse_evicting_voters(true))"
+            );
+        }
+        state.facts = Some(facts);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, FactsState> {
+        match self.state.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+}
+
+/// Who may vote in one round, given each connected voter's facts (in voter order): the
+/// reason a voter may not, or `None` when it may. A voter may not vote
+/// - without facts (its connection has not confirmed what it is),
+/// - in independent mode, when it is a cluster node (`cluster_enabled:1`),
+/// - when an earlier voter is the same server (same `run_id`): one server never votes twice,
+///   whether it was listed under two names or two voter keys moved onto one master,
+/// - when `refuse_evicting` is set and it can evict keys.
+pub(crate) fn admit(
+    mode: Mode,
+    refuse_evicting: bool,
+    facts: &[Option<ServerFacts>],
+) -> Vec<Option<NodeError>> {
+    facts
+        .iter()
+        .enumerate()
+        .map(|(i, own)| {
+            let Some(own) = own else {
+                return Some(NodeError::Refused(
+                    "its server facts (INFO) were not read yet, so it cannot vote".into(),
+                ));
+            };
+            if let Some(reason) = refusal(mode, refuse_evicting, own) {
+                return Some(reason);
+            }
+            let same_server = facts[..i]
+                .iter()
+                .flatten()
+                .any(|earlier| earlier.run_id == own.run_id);
+            if same_server {
+                return Some(NodeError::Refused(format!(
+                    "it is the same server (run_id {}) as an earlier voter, and one server never \
+                     votes twice: in independent mode list each master once, by one name; in \
+                     cluster mode keep cluster_voters at most the number of masters and the slot \
+                     layout of `redis-cli --cluster create`",
+                    own.run_id
+                )));
+            }
+            None
+        })
+        .collect()
+}
+
+/// Why a server may never vote in this configuration, whatever the others are: a cluster node
+/// in independent mode, or an evicting server when `refuse_evicting` is set.
+pub(crate) fn refusal(mode: Mode, refuse_evicting: bool, facts: &ServerFacts) -> Option<NodeError> {
+    if mode == Mode::Independent && facts.cluster_enabled {
+        return Some(NodeError::Refused(
+            "it is a Redis Cluster node (cluster_enabled:1) and cannot vote as an independent \
+             master; list only standalone masters, or only nodes of one cluster"
+                .into(),
+        ));
+    }
+    if refuse_evicting && facts.can_evict() {
+        return Some(NodeError::Refused(facts.eviction_reason()));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const INFO: &str = "# Server\r\nredis_version:7.0.15\r\nrun_id:abc123\r\n\
+                        uptime_in_seconds:42\r\n\r\n# Memory\r\nmaxmemory:10485760\r\n\
+                        maxmemory_policy:volatile-ttl\r\n\r\n# Persistence\r\naof_enabled:1\r\n\
+                        \r\n# Replication\r\nrole:master\r\n\r\n# Cluster\r\ncluster_enabled:0\r\n";
+
+    #[test]
+    fn parses_the_facts_of_one_info_reply() {
+        let facts = ServerFacts::parse(INFO).unwrap();
+        assert_eq!(facts.run_id, "abc123");
+        assert!(!facts.cluster_enabled);
+        assert_eq!(facts.maxmemory, 10_485_760);
+        assert_eq!(facts.maxmemory_policy, "volatile-ttl");
+        assert_eq!(facts.role, "master");
+        assert_eq!(facts.uptime, Duration::from_secs(42));
+        assert_eq!(facts.redis_version, "7.0.15");
+        assert!(facts.aof_enabled);
+        assert!(facts.can_evict());
+        let cluster = ServerFacts::parse(&INFO.replace("cluster_enabled:0", "cluster_enabled:1"));
+        assert!(cluster.unwrap().cluster_enabled);
+        assert!(ServerFacts::parse("# Server\r\nredis_version:7.0.0\r\n").is_err());
+    }
+
+    #[test]
+    fn eviction_needs_a_limit_and_an_evicting_policy() {
+        let mut facts = ServerFacts::simulated("a");
+        assert!(!facts.can_evict());
+        facts.maxmemory_policy = "allkeys-lru".into();
+        assert!(!facts.can_evict(), "no maxmemory, nothing is evicted");
+        facts.maxmemory = 1 << 20;
+        assert!(facts.can_evict());
+        facts.maxmemory_policy = "noeviction".into();
+        assert!(!facts.can_evict());
+    }
+
+    #[test]
+    fn one_server_votes_once_and_cluster_nodes_never_as_independent() {
+        let a = ServerFacts::simulated("a");
+        let b = ServerFacts::simulated("b");
+        let mut c = ServerFacts::simulated("c");
+        c.cluster_enabled = true;
+        let facts = [Some(a.clone()), Some(a.clone()), Some(b), None, Some(c)];
+        let refused: Vec<bool> = admit(Mode::Independent, false, &facts)
+            .iter()
+            .map(Option::is_some)
+            .collect();
+        assert_eq!(refused, [false, true, false, true, true]);
+        // In cluster mode a cluster node votes; the duplicate still does not.
+        let refused: Vec<bool> = admit(Mode::Cluster, false, &facts)
+            .iter()
+            .map(Option::is_some)
+            .collect();
+        assert_eq!(refused, [false, true, false, true, false]);
+        let mut evicting = a;
+        evicting.maxmemory = 1 << 20;
+        evicting.maxmemory_policy = "volatile-ttl".into();
+        let facts = [Some(evicting)];
+        assert!(admit(Mode::Independent, false, &facts)[0].is_none());
+        let refused = admit(Mode::Independent, true, &facts);
+        assert!(
+            matches!(&refused[0], Some(NodeError::Refused(why)) if why.contains("noeviction")),
+            "{refused:?}"
+        );
+    }
+}

@@ -1,0 +1,451 @@
+//! Regression tests of issue 8 on real `redis-server` processes (loopback, started here): who
+//! votes depends only on the configuration and the servers (mixed seeds, aliases, one-node
+//! clusters, voter keys sharing a master), servers that can evict keys are reported or
+//! refused, and errors that need a change say which (credentials, ACL, a foreign value).
+//!
+//! Each test asserts a decision that the code before the fix got wrong; the figure measured on
+//! that code is in the test's comment.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use redlock_cluster::{LockConfig, LockError, LockManager, Mode, NodeError, RetryPolicy};
+use redlock_harness::{Cluster, ClusterOptions, RedisServer, Standalone};
+
+/// Generous timeouts: these tests check decisions, not speed, on a loaded machine. The
+/// connect timeout bounds how long a paused seed holds up discovery.
+fn config() -> LockConfig {
+    LockConfig::new()
+        .node_timeout(Duration::from_millis(800))
+        .connect_timeout(Duration::from_millis(1500))
+        .retry(RetryPolicy::once())
+}
+
+fn masters_only(masters: usize) -> ClusterOptions {
+    ClusterOptions::default()
+        .masters(masters)
+        .replicas_per_master(0)
+        .appendonly(false)
+}
+
+fn addr(node: &RedisServer) -> String {
+    format!("127.0.0.1:{}", node.port())
+}
+
+fn command(node: &RedisServer, args: &[&str]) -> redis::Value {
+    let mut con = node.connection().expect("connection");
+    redis::cmd(args[0])
+        .arg(&args[1..])
+        .query(&mut con)
+        .expect("command")
+}
+
+fn invalid_config_naming(err: &LockError, node: &str) -> bool {
+    matches!(err, LockError::InvalidConfig(why) if why.contains(node))
+}
+
+/// Item 1. Before: with the cluster seed paused at first use, the client settled on
+/// independent mode over both seeds (1 of 1 runs); mixed lists were accepted in every mode.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mixed_seeds_never_decide_the_mode_by_timing() {
+    let cluster = Cluster::start(masters_only(3)).expect("cluster");
+    let solo = Standalone::start(2).expect("standalone");
+    let cluster_node = &cluster.nodes()[0];
+    let mixed = [cluster.seed_url(), solo.urls()[0].clone()];
+
+    // Every mode refuses the mixed list and names the odd node.
+    let err = LockManager::connect(&mixed, config()).await.unwrap_err();
+    assert!(
+        invalid_config_naming(&err, &addr(&solo.nodes()[0])),
+        "{err}"
+    );
+    let err = LockManager::connect(&mixed, config().mode(Mode::Cluster))
+        .await
+        .unwrap_err();
+    assert!(
+        invalid_config_naming(&err, &addr(&solo.nodes()[0])),
+        "{err}"
+    );
+    let err = LockManager::connect(&mixed, config().mode(Mode::Independent))
+        .await
+        .unwrap_err();
+    assert!(invalid_config_naming(&err, &addr(cluster_node)), "{err}");
+
+    // The old timing bug: the cluster seed does not answer at first use.
+    cluster_node.pause().expect("pause");
+    let manager = LockManager::new(&mixed, config()).expect("manager");
+    let paused = manager.mode().await;
+    let acquired = manager.try_acquire("mixed", Duration::from_secs(5)).await;
+    // A list of one cluster's nodes waits for its paused seed as well.
+    let same_cluster = [cluster.seed_url(), cluster.urls()[1].clone()];
+    let cluster_manager = LockManager::new(&same_cluster, config()).expect("manager");
+    let cluster_paused = cluster_manager.mode().await;
+    cluster_node.resume().expect("resume");
+    assert!(
+        matches!(paused, Err(ref e) if e.is_unavailable()),
+        "mode with the cluster seed paused: {paused:?}"
+    );
+    assert!(
+        matches!(acquired, Err(ref e) if e.is_unavailable()),
+        "{acquired:?}"
+    );
+    assert!(
+        matches!(cluster_paused, Err(ref e) if e.is_unavailable()),
+        "{cluster_paused:?}"
+    );
+    // Once it answers, the same managers decide from every seed.
+    let err = manager.mode().await.unwrap_err();
+    assert!(
+        invalid_config_naming(&err, &addr(&solo.nodes()[0])),
+        "{err}"
+    );
+    assert_eq!(cluster_manager.mode().await.expect("mode"), Mode::Cluster);
+
+    // Forced independent with the cluster node silent at discovery: it is tolerated then, but
+    // its connection later shows cluster_enabled:1 and it never votes.
+    let seeds = [
+        solo.urls()[0].clone(),
+        solo.urls()[1].clone(),
+        cluster.seed_url(),
+    ];
+    cluster_node.pause().expect("pause");
+    let manager = LockManager::new(&seeds, config().mode(Mode::Independent)).expect("manager");
+    let mode = manager.mode().await;
+    cluster_node.resume().expect("resume");
+    assert_eq!(mode.expect("forced mode"), Mode::Independent);
+    let lock = manager
+        .try_acquire("forced", Duration::from_secs(10))
+        .await
+        .expect("acquire")
+        .expect("the two standalone masters grant");
+    assert_eq!(
+        lock.granted_by(),
+        [addr(&solo.nodes()[0]), addr(&solo.nodes()[1])]
+    );
+    let info = manager
+        .inspect("forced", Some(lock.token()))
+        .await
+        .expect("inspect");
+    assert!(info.held_by_caller);
+    let refused = &info.nodes[2];
+    assert!(
+        matches!(&refused.error, Some(NodeError::Refused(why)) if why.contains("cluster_enabled:1")),
+        "{refused:?}"
+    );
+    assert!(manager.release(&lock).await.expect("release"));
+}
+
+/// Items 5 and 3(b), independent mode. Before: `localhost:P/1`, `127.0.0.1:P/2` and a third
+/// node were three voters, and with the third stopped, P alone granted the lock (two votes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_server_never_votes_twice() {
+    let mut servers = Standalone::start(2).expect("2 masters");
+    let (p, q) = (servers.nodes()[0].port(), servers.nodes()[1].port());
+    let third = format!("redis://127.0.0.1:{q}");
+    for aliases in [
+        [
+            format!("redis://localhost:{p}/1"),
+            format!("redis://127.0.0.1:{p}/2"),
+        ],
+        [
+            format!("redis://127.1:{p}"),
+            format!("redis://LOCALHOST:{p}"),
+        ],
+        [
+            format!("redis://LOCALHOST:{p}"),
+            format!("redis://127.0.0.1:{p}/3"),
+        ],
+    ] {
+        let urls = [aliases[0].clone(), aliases[1].clone(), third.clone()];
+        // Some aliases are already one address once parsed (127.1 is 127.0.0.1); the others
+        // are one server by run_id. Either way the list is refused, in every mode.
+        for mode in [Mode::Auto, Mode::Independent] {
+            let err = match LockManager::new(&urls, config().mode(mode)) {
+                Err(err) => err,
+                Ok(manager) => manager.mode().await.unwrap_err(),
+            };
+            assert!(err.is_invalid_input(), "{urls:?}: {err}");
+            if let LockError::InvalidConfig(why) = &err {
+                assert!(why.contains("same Redis server"), "{why}");
+            }
+        }
+    }
+
+    // Defence in depth: P silent at discovery (so the list check cannot see the alias), then
+    // back, with the third node stopped: P's two names are one vote, not a quorum.
+    let urls = [
+        format!("redis://localhost:{p}/1"),
+        format!("redis://127.0.0.1:{p}/2"),
+        third,
+    ];
+    servers.nodes()[0].pause().expect("pause");
+    let manager = LockManager::new(&urls, config().mode(Mode::Independent)).expect("manager");
+    let mode = manager.mode().await;
+    servers.nodes()[0].resume().expect("resume");
+    assert_eq!(mode.expect("forced mode"), Mode::Independent);
+    servers.node_mut(1).kill().expect("kill the third");
+    let outcome = manager.try_acquire("alias", Duration::from_secs(10)).await;
+    let err = outcome.expect_err("one server alone must not grant the lock");
+    assert!(err.is_unavailable(), "{err}");
+    let duplicate = err
+        .failures()
+        .iter()
+        .find(|f| f.node == format!("127.0.0.1:{p}"));
+    assert!(
+        matches!(duplicate, Some(f) if matches!(&f.error, NodeError::Refused(why) if why.contains("same server"))),
+        "{err}"
+    );
+}
+
+/// Item 3(b), cluster mode. Three voter keys on a two-master cluster: two keys share a master.
+/// Before: with the other master paused, the shared master alone granted the lock (2 of 3).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_voter_keys_on_one_master_count_once() {
+    let cluster = Cluster::start(masters_only(2)).expect("cluster");
+    let manager = LockManager::connect(&[cluster.seed_url()], config())
+        .await
+        .expect("manager");
+    let resource = "shared/master";
+    let voters = manager.voters_of(resource).await.expect("voters");
+    let addrs: Vec<&str> = voters.iter().map(|(a, _)| a.as_str()).collect();
+    let shared = addrs
+        .iter()
+        .find(|a| addrs.iter().filter(|b| b == a).count() == 2)
+        .expect("two of three keys on one of two masters")
+        .to_string();
+    let info = manager.inspect(resource, None).await.expect("inspect");
+    assert!(info.voters_share_master);
+
+    // Both masters up: one vote each, 2 of 3, granted by two distinct masters.
+    let lock = manager
+        .try_acquire(resource, Duration::from_secs(10))
+        .await
+        .expect("acquire")
+        .expect("granted");
+    let mut granted = lock.granted_by().to_vec();
+    granted.dedup();
+    assert_eq!(granted.len(), 2, "{:?}", lock.granted_by());
+    assert!(manager.release(&lock).await.expect("release"));
+
+    let other = cluster
+        .nodes()
+        .iter()
+        .find(|n| addr(n) != shared)
+        .expect("the other master");
+    other.pause().expect("pause");
+    let outcome = manager.try_acquire(resource, Duration::from_secs(10)).await;
+    other.resume().expect("resume");
+    assert!(
+        matches!(outcome, Err(ref e) if e.is_unavailable()),
+        "one master must not grant two votes: {outcome:?}"
+    );
+}
+
+/// Item 10. Before: the voter of a one-node cluster was ":PORT" and every lock failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_node_cluster_votes_at_the_address_it_was_reached_at() {
+    let cluster = Cluster::start(masters_only(1)).expect("one-node cluster");
+    let node = addr(&cluster.nodes()[0]);
+    let manager = LockManager::connect(&[cluster.seed_url()], config().cluster_voters(1))
+        .await
+        .expect("manager");
+    let voters = manager.voters_of("solo").await.expect("voters");
+    assert_eq!(voters.len(), 1);
+    assert_eq!(voters[0].0, node);
+    let lock = manager
+        .try_acquire("solo", Duration::from_secs(10))
+        .await
+        .expect("acquire")
+        .expect("granted");
+    assert_eq!(lock.granted_by(), std::slice::from_ref(&node));
+    assert!(manager.release(&lock).await.expect("release"));
+
+    // With three voter keys on its one master, one server cannot make a quorum: a clear error.
+    let manager = LockManager::connect(&[cluster.seed_url()], config())
+        .await
+        .expect("manager");
+    let err = manager
+        .try_acquire("solo", Duration::from_secs(10))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, LockError::VoterRefused { node: n, reason } if *n == node && reason.contains("cluster_voters")),
+        "{err}"
+    );
+}
+
+/// A `tracing` writer that keeps what it is given.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
+    }
+}
+
+/// Item 4. Before: an evicting voter was neither reported nor refusable (0 warnings).
+/// Current-thread runtime: the connection (and its warning) runs on this thread, under the
+/// thread's capturing subscriber.
+#[tokio::test(flavor = "current_thread")]
+async fn evicting_voters_are_warned_about_and_refusable() {
+    let servers = Standalone::start(1).expect("1 master");
+    let node = &servers.nodes()[0];
+    command(node, &["CONFIG", "SET", "maxmemory", "10mb"]);
+    command(node, &["CONFIG", "SET", "maxmemory-policy", "volatile-ttl"]);
+    let log = Captured::default();
+    let writer = log.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::WARN)
+        .finish();
+    let _default = tracing::subscriber::set_default(subscriber);
+
+    let refusing =
+        LockManager::new(&servers.urls(), config().refuse_evicting_voters(true)).expect("manager");
+    let err = refusing
+        .try_acquire("evict", Duration::from_secs(10))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, LockError::VoterRefused { node: n, reason } if *n == addr(node) && reason.contains("noeviction")),
+        "{err}"
+    );
+
+    let warning = LockManager::new(&servers.urls(), config()).expect("manager");
+    for _ in 0..2 {
+        let lock = warning
+            .try_acquire("evict", Duration::from_secs(10))
+            .await
+            .expect("acquire")
+            .expect("an evicting voter still votes by default");
+        assert!(warning.release(&lock).await.expect("release"));
+    }
+    let text = log.text();
+    let warned = text.matches("can evict lock keys").count();
+    // Once per voter and manager (each manager has its own connection to the node).
+    assert_eq!(warned, 2, "{text}");
+    assert!(text.contains(&addr(node)), "{text}");
+}
+
+/// The `count` of the ACL LOG entries whose reason is `reason`.
+fn acl_log_count(node: &RedisServer, reason: &str) -> i64 {
+    let redis::Value::Array(entries) = command(node, &["ACL", "LOG"]) else {
+        return 0;
+    };
+    let text = |v: &redis::Value| match v {
+        redis::Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+        redis::Value::SimpleString(s) => s.clone(),
+        _ => String::new(),
+    };
+    entries
+        .iter()
+        .filter_map(|entry| match entry {
+            redis::Value::Array(kv) => Some(kv),
+            redis::Value::Map(_) => None,
+            _ => None,
+        })
+        .filter(|kv| {
+            kv.chunks(2)
+                .any(|p| text(&p[0]) == "reason" && text(&p[1]) == reason)
+        })
+        .map(|kv| {
+            kv.chunks(2)
+                .find(|p| text(&p[0]) == "count")
+                .and_then(|p| match &p[1] {
+                    redis::Value::Int(n) => Some(*n),
+                    _ => None,
+                })
+                .unwrap_or(0)
+        })
+        .sum()
+}
+
+/// Item 13. Before: NOPERM and WRONGPASS were `Unavailable`, retried, with the advice to check
+/// that a majority of masters is up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_and_acl_failures_are_typed_and_not_retried() {
+    let servers = Standalone::start(1).expect("1 master");
+    let node = &servers.nodes()[0];
+    command(
+        node,
+        &[
+            "ACL", "SETUSER", "noeval", "on", ">pw", "~*", "+@all", "-evalsha", "-eval",
+        ],
+    );
+    let retrying = config().retry(
+        RetryPolicy::new()
+            .max_attempts(3)
+            .base_delay(Duration::from_millis(10)),
+    );
+    let url = |password: &str| vec![format!("redis://noeval:{password}@{}", addr(node))];
+
+    let manager = LockManager::new(&url("pw"), retrying.clone()).expect("manager");
+    let err = manager
+        .acquire("acl", Duration::from_secs(10))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, LockError::Permission { command, .. } if command == "EVALSHA"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("+evalsha"), "{err}");
+    assert!(!err.is_retryable());
+    // One attempt is one refused EVALSHA, plus one for the release of its failed round (which
+    // runs in a spawned task, so it may not be counted yet); three attempts would be 3 or more.
+    let refused = acl_log_count(node, "command");
+    assert!(
+        (1..=2).contains(&refused),
+        "{refused} refused commands: retried after NOPERM"
+    );
+    let err = manager.is_locked("acl").await.unwrap_err();
+    assert!(matches!(err, LockError::Permission { .. }), "{err}");
+
+    let manager = LockManager::new(&url("wrong"), retrying).expect("manager");
+    let err = manager
+        .acquire("acl", Duration::from_secs(10))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, LockError::Auth { node: n, .. } if *n == addr(node)),
+        "{err}"
+    );
+    assert!(err.to_string().contains("password"), "{err}");
+    assert_eq!(acl_log_count(node, "auth"), 1, "retried after WRONGPASS");
+}
+
+/// Item 13. Before: acquire saw a list at the lock key as a lock held forever (`Ok(None)`),
+/// while `is_locked` reported `Unavailable`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_value_at_a_lock_key_is_one_clear_error() {
+    let servers = Standalone::start(1).expect("1 master");
+    let node = &servers.nodes()[0];
+    command(node, &["RPUSH", "redlock:listed", "x"]);
+    let manager = LockManager::new(&servers.urls(), config()).expect("manager");
+    let wrong_type = |err: &LockError| matches!(err, LockError::WrongType { node: n, key } if *n == addr(node) && key == "redlock:listed");
+    let err = manager
+        .try_acquire("listed", Duration::from_secs(10))
+        .await
+        .unwrap_err();
+    assert!(wrong_type(&err), "{err}");
+    let err = manager.is_locked("listed").await.unwrap_err();
+    assert!(wrong_type(&err), "{err}");
+    let err = manager.inspect("listed", None).await.unwrap_err();
+    assert!(wrong_type(&err), "{err}");
+    assert!(err.to_string().contains("DEL"), "{err}");
+}
