@@ -64,6 +64,7 @@ pub struct LockConfig {
     refuse_evicting_voters: bool,
     #[cfg(feature = "tls")]
     tls_root_ca: Option<crate::tls::RootCa>,
+    fencing: bool,
 }
 
 impl Default for LockConfig {
@@ -90,6 +91,7 @@ impl LockConfig {
             refuse_evicting_voters: false,
             #[cfg(feature = "tls")]
             tls_root_ca: None,
+            fencing: false,
         }
     }
 
@@ -235,6 +237,22 @@ impl LockConfig {
     #[cfg(feature = "tls")]
     pub(crate) fn tls_root_ca_value(&self) -> Option<&crate::tls::RootCa> {
         self.tls_root_ca.as_ref()
+    }
+
+    /// Whether every lock carries a fencing token ([`crate::Lock::fencing_token`]): a `u64`
+    /// strictly greater than the token of every earlier holder of the resource, for a
+    /// protected store to refuse stale writes with. It costs a second round (a write-back of
+    /// the token) per acquisition; see the `fencing` section of `docs/design.md`. Every
+    /// client that writes to the protected store must use it. Defaults to `false`.
+    #[must_use]
+    pub fn fencing(mut self, yes: bool) -> Self {
+        self.fencing = yes;
+        self
+    }
+
+    /// Whether fencing tokens are on.
+    pub fn fencing_enabled(&self) -> bool {
+        self.fencing
     }
 
     /// The retry policy in use.

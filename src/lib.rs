@@ -45,6 +45,8 @@
 //! - `flight`: a manager's bound on rounds in flight, and its background tasks, which
 //!   [`LockManager::close`] waits for ([`CloseReport`]).
 //! - `quorum`: how a round is decided (quorum, drift, validity), pure and property-tested.
+//! - `fencing`: opt-in fencing tokens: a commit round after the acquire round, its decision,
+//!   the counter keys and scripts, and the token accessors of each lock handle.
 //! - `retry`: [`RetryPolicy`], exponential backoff with full jitter.
 //! - `notify`: notified waits: release notices over sharded pub/sub, and the per-manager FIFO
 //!   queue of waiters that a notice wakes before their backoff timer.
@@ -78,6 +80,7 @@ mod cluster_replies;
 mod config;
 mod distributed_lock;
 mod error;
+mod fencing;
 mod flight;
 mod guard;
 mod info;

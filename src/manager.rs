@@ -223,12 +223,19 @@ impl LockManager {
         let mut waiter = self.queue_behind_waiters(resource, retry).await;
         for attempt in 0..attempts {
             let outcome = match self.round(resource).await {
-                Ok(round) => match round.acquire(resource, ttl).await {
-                    Attempt::Failed(error) => {
-                        Err(error.explained(|node| key_on(&round.voters, node)))
+                Ok(round) => {
+                    let attempt = if self.inner.config.fencing_enabled() {
+                        round.acquire_fenced(resource, ttl).await
+                    } else {
+                        round.acquire(resource, ttl).await
+                    };
+                    match attempt {
+                        Attempt::Failed(error) => {
+                            Err(error.explained(|node| key_on(&round.voters, node)))
+                        }
+                        other => Ok(other),
                     }
-                    other => Ok(other),
-                },
+                }
                 Err(error) => Err(error),
             };
             let hint = match outcome {
@@ -391,10 +398,14 @@ impl LockManager {
     ) -> Result<LockInfo, LockError> {
         let resource = Resource::new(resource)?;
         let round = self.round(resource).await?;
-        round
+        let mut info = round
             .inspect(resource, token)
             .await
-            .map_err(|e| e.explained(|node| key_on(&round.voters, node)))
+            .map_err(|e| e.explained(|node| key_on(&round.voters, node)))?;
+        if self.inner.config.fencing_enabled() {
+            info.fencing_token = round.fence_floor().await;
+        }
+        Ok(info)
     }
 
     /// Whether anyone holds `resource`, decided by quorum.

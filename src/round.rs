@@ -370,6 +370,7 @@ impl Round<'_> {
                     .filter_map(|i| self.voters.get(*i))
                     .map(|v| v.node.addr().to_string())
                     .collect(),
+                fencing_token: None,
             }),
             AcquireDecision::Contended { retry_hint } => Attempt::Contended(retry_hint),
             AcquireDecision::Expired => {
@@ -529,6 +530,7 @@ impl Round<'_> {
             mode: self.mode,
             voters_share_master: voters_share_master(voters),
             nodes,
+            fencing_token: None,
         })
     }
 }
