@@ -334,3 +334,171 @@ async fn forced_modes_and_voter_counts() {
     }
     assert!(LockConfig::new().cluster_voters(65).validate().is_err());
 }
+
+/// A loopback proxy in front of one server that holds every reply back by `delay`: the
+/// request reaches the server at once, its answer arrives late. Plain threads and blocking
+/// sockets (the dev tokio has no `net`); it serves at most 32 connections.
+fn slow_reply_proxy(upstream_port: u16, delay: Duration) -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for client in listener.incoming().take(32) {
+            let Ok(client) = client else { return };
+            let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", upstream_port)) else {
+                return;
+            };
+            let (mut client_read, mut server_write) = (
+                client.try_clone().expect("clone"),
+                server.try_clone().expect("clone"),
+            );
+            let (mut server_read, mut client_write) = (server, client);
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut client_read, &mut server_write);
+            });
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 16 * 1024];
+                loop {
+                    let n = match server_read.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => n,
+                    };
+                    std::thread::sleep(delay);
+                    if client_write.write_all(&buf[..n]).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+/// Keys left on `urls` (every key: the probes use fresh servers).
+fn keys_on(urls: &[String]) -> usize {
+    urls.iter()
+        .map(|url| {
+            let mut con = redlock_harness::raw_connection(url).expect("raw");
+            let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut con).expect("KEYS");
+            keys.len()
+        })
+        .sum()
+}
+
+/// One voter answers 300 ms late (node timeout 100 ms): its late grant is cleaned up after a
+/// failed round, and released with the lock after a granted one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_grants_of_a_slow_voter_leave_no_keys() {
+    let servers = Standalone::start(3).expect("3 masters");
+    let urls = servers.urls();
+    let proxy = slow_reply_proxy(servers.nodes()[0].port(), Duration::from_millis(300));
+    let voters = vec![
+        format!("redis://127.0.0.1:{proxy}"),
+        urls[1].clone(),
+        urls[2].clone(),
+    ];
+    let config = LockConfig::new()
+        .node_timeout(Duration::from_millis(100))
+        .connect_timeout(Duration::from_secs(3))
+        .retry(RetryPolicy::once());
+    let manager = bounded("connect", LockManager::connect(&voters, config))
+        .await
+        .expect("manager");
+    // Granted by the two fast voters; the slow one's key lands too and must go with the lock.
+    let lock = bounded(
+        "acquire",
+        manager.try_acquire("late", Duration::from_secs(20)),
+    )
+    .await
+    .expect("acquire")
+    .expect("free");
+    println!("granted by {:?}", lock.granted_by());
+    let released = bounded("release", manager.release(&lock)).await;
+    sleep(Duration::from_secs(1)).await;
+    let after_release = keys_on(&urls);
+    // A failed round: one fast voter paused, the slow one late.
+    servers.nodes()[2].pause().expect("pause");
+    let failed = bounded(
+        "acquire",
+        manager.try_acquire("late-2", Duration::from_secs(20)),
+    )
+    .await;
+    servers.nodes()[2].resume().expect("resume");
+    sleep(Duration::from_millis(1500)).await;
+    let after_failure = keys_on(&urls);
+    println!(
+        "release: {released:?}, keys left {after_release}; failed round: {failed:?}, keys left \
+         {after_failure}"
+    );
+    assert!(failed.is_err());
+    assert_eq!((after_release, after_failure), (0, 0));
+}
+
+/// TTL and drift edges: tiny TTLs, the longest TTL, an extend shorter than the drift, a
+/// resource of the largest size and odd bytes. Printed for the report; never two holders.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ttl_and_resource_edges() {
+    let servers = Standalone::start(3).expect("3 masters");
+    let urls = servers.urls();
+    let cases: Vec<(&str, LockConfig, Duration)> = vec![
+        (
+            "ttl 3 ms, drift 0",
+            config().drift_factor(0.0),
+            Duration::from_millis(3),
+        ),
+        (
+            "ttl 1 ms, drift 0",
+            config().drift_factor(0.0),
+            Duration::from_millis(1),
+        ),
+        (
+            "ttl 5 ms, drift 0.49",
+            config().drift_factor(0.49),
+            Duration::from_millis(5),
+        ),
+        ("ttl MAX_TTL", config(), redlock_cluster::MAX_TTL),
+        (
+            "ttl 50 ms, node timeout 10 s",
+            config().node_timeout(Duration::from_secs(10)),
+            Duration::from_millis(50),
+        ),
+    ];
+    for (i, (what, config, ttl)) in cases.into_iter().enumerate() {
+        let manager = LockManager::new(&urls, config).expect("manager");
+        let resource = format!("edge-{i}");
+        let first = bounded(what, manager.try_acquire(&resource, ttl)).await;
+        let second = bounded(what, manager.try_acquire(&resource, ttl)).await;
+        println!("{what}: first {first:?}\n    second {second:?}");
+        assert!(
+            !(matches!(first, Ok(Some(ref l)) if l.is_valid()) && matches!(second, Ok(Some(_))))
+        );
+        if let Ok(Some(mut lock)) = first {
+            let short = bounded(what, manager.extend(&mut lock, Duration::from_millis(2))).await;
+            println!("    extend to 2 ms: {short:?}");
+            let _ = bounded(what, manager.release(&lock)).await;
+        }
+    }
+    let manager = LockManager::new(&urls, config()).expect("manager");
+    let huge = "\u{0}{}}{".repeat(redlock_cluster::MAX_RESOURCE_LEN / 5);
+    for resource in [huge.as_str(), "\n", " ", "{", "}", "{}", "ü"] {
+        let first = bounded("odd", manager.try_acquire(resource, Duration::from_secs(5))).await;
+        let second = bounded("odd", manager.try_acquire(resource, Duration::from_secs(5))).await;
+        assert!(matches!(first, Ok(Some(_))), "{resource:?}: {first:?}");
+        assert!(matches!(second, Ok(None)), "{resource:?}: {second:?}");
+    }
+    let too_long = "x".repeat(redlock_cluster::MAX_RESOURCE_LEN + 1);
+    println!(
+        "too long: {:?}",
+        manager
+            .try_acquire(&too_long, Duration::from_secs(1))
+            .await
+            .map(|_| ())
+    );
+    println!(
+        "empty: {:?}",
+        manager
+            .try_acquire("", Duration::from_secs(1))
+            .await
+            .map(|_| ())
+    );
+}
