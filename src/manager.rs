@@ -13,6 +13,7 @@ use crate::error::{LockError, NodeError};
 use crate::input::{Resource, Ttl, parse_urls};
 use crate::lock::{Lock, LockInfo, LockToken};
 use crate::node::{SharedNode, with_deadline};
+use crate::notify::{Notifier, Waiter};
 use crate::redis_node::RedisSeeds;
 use crate::retry::RetryPolicy;
 use crate::round::{Attempt, Round};
@@ -54,6 +55,8 @@ struct Inner {
     topology: Arc<TopologyCache>,
     /// Whether the "voters share a master" warning was already logged.
     warned_shared: AtomicBool,
+    /// Release notices and wait queues; `None` when notified waits are off.
+    notifier: Option<Notifier>,
 }
 
 impl fmt::Debug for LockManager {
@@ -116,9 +119,12 @@ impl LockManager {
             TopologyCache::new(seeds, config.mode_value(), config.connect_timeout_value());
         Ok(LockManager {
             inner: Arc::new(Inner {
-                config,
                 topology: Arc::new(topology),
                 warned_shared: AtomicBool::new(false),
+                notifier: config
+                    .notify_on_release_value()
+                    .then(|| Notifier::new(config.connect_timeout_value())),
+                config,
             }),
         })
     }
@@ -209,14 +215,22 @@ impl LockManager {
         let ttl = self.check_ttl(ttl)?;
         let attempts = retry.attempts();
         let mut last = Ok(None);
+        let mut waiter = self.queue_behind_waiters(resource, retry).await;
         for attempt in 0..attempts {
             let outcome = match self.round(resource).await {
-                Ok(round) => match round.acquire(resource, ttl).await {
-                    Attempt::Failed(error) => {
-                        Err(error.explained(|node| key_on(&round.voters, node)))
+                Ok(round) => {
+                    let attempt = if self.inner.config.fencing_enabled() {
+                        round.acquire_fenced(resource, ttl).await
+                    } else {
+                        round.acquire(resource, ttl).await
+                    };
+                    match attempt {
+                        Attempt::Failed(error) => {
+                            Err(error.explained(|node| key_on(&round.voters, node)))
+                        }
+                        other => Ok(other),
                     }
-                    other => Ok(other),
-                },
+                }
                 Err(error) => Err(error),
             };
             let hint = match outcome {
@@ -242,10 +256,48 @@ impl LockManager {
                     ?delay,
                     "retrying acquire"
                 );
-                tokio::time::sleep(delay).await;
+                self.wait_to_retry(resource, &mut waiter, delay).await;
             }
         }
         last
+    }
+
+    /// Before a first attempt that may retry: if other acquires of this manager already wait
+    /// for `resource`, join the back of their queue and wait one backoff (or for the turn)
+    /// instead of barging ahead of them (see `notify`).
+    async fn queue_behind_waiters(
+        &self,
+        resource: Resource<'_>,
+        retry: &RetryPolicy,
+    ) -> Option<Waiter> {
+        let notifier = self.inner.notifier.as_ref()?;
+        if retry.attempts() < 2 || !notifier.has_waiters(resource.as_str()) {
+            return None;
+        }
+        let mut waiter = None;
+        self.wait_to_retry(resource, &mut waiter, retry.delay(0, None))
+            .await;
+        waiter
+    }
+
+    /// Sleep `delay` before retrying, or less when a release of `resource` is noticed first
+    /// (notified waits, see `notify`). The first wait joins the resource's wait queue.
+    async fn wait_to_retry(
+        &self,
+        resource: Resource<'_>,
+        waiter: &mut Option<Waiter>,
+        delay: Duration,
+    ) {
+        if let (None, Some(notifier)) = (waiter.as_ref(), self.inner.notifier.as_ref()) {
+            // The voters from the cached topology; without them, plain polling.
+            if let Ok(round) = self.round(resource).await {
+                *waiter = Some(notifier.join(resource.as_str(), &round.voters));
+            }
+        }
+        match waiter {
+            Some(waiter) => waiter.wait(delay).await,
+            None => tokio::time::sleep(delay).await,
+        }
     }
 
     /// Extend a held lock to `ttl` from now, by quorum (compare-and-`PEXPIRE`).
@@ -314,10 +366,14 @@ impl LockManager {
     /// that did answer are deleted all the same; the others expire with their TTL).
     pub async fn release(&self, lock: &Lock) -> Result<bool, LockError> {
         let round = self.round(Resource::of(lock)).await?;
-        round
+        let released = round
             .release(lock)
             .await
-            .map_err(|e| e.explained(|node| key_on(&round.voters, node)))
+            .map_err(|e| e.explained(|node| key_on(&round.voters, node)));
+        if let Some(notifier) = &self.inner.notifier {
+            notifier.released(&lock.resource, lock.token.as_str());
+        }
+        released
     }
 
     /// Read who holds `resource`, from every voter, decided by quorum. `token` (for example
@@ -332,10 +388,14 @@ impl LockManager {
     ) -> Result<LockInfo, LockError> {
         let resource = Resource::new(resource)?;
         let round = self.round(resource).await?;
-        round
+        let mut info = round
             .inspect(resource, token)
             .await
-            .map_err(|e| e.explained(|node| key_on(&round.voters, node)))
+            .map_err(|e| e.explained(|node| key_on(&round.voters, node)))?;
+        if self.inner.config.fencing_enabled() {
+            info.fencing_token = round.fence_floor().await;
+        }
+        Ok(info)
     }
 
     /// Whether anyone holds `resource`, decided by quorum.
