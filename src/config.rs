@@ -105,7 +105,9 @@ impl LockConfig {
 
     /// How long one voter may take to answer one script before its vote counts as failed.
     /// Keep it small next to the TTL: a slow voter eats into the validity of every lock. It is
-    /// further capped per call at `ttl - drift`. Defaults to 100 ms.
+    /// further capped per call at `ttl - drift`, and every reply is also bounded by the
+    /// connection's reply timeout, which is the [connect timeout](Self::connect_timeout): a
+    /// node timeout above the connect timeout acts as the connect timeout. Defaults to 100 ms.
     #[must_use]
     pub fn node_timeout(mut self, timeout: Duration) -> Self {
         self.node_timeout = timeout;
@@ -131,6 +133,12 @@ impl LockConfig {
     }
 
     /// Prefix of every lock key; must not contain `{` or `}`. Defaults to `"redlock:"`.
+    ///
+    /// Clients exclude each other only if they derive the same keys on the same servers:
+    /// every client of a resource must use the same prefix, the same masters (and database
+    /// number in their URLs) and, in cluster mode, the same
+    /// [`cluster_voters`](Self::cluster_voters). Two managers that differ in any of these lock
+    /// different keys, and both can hold the resource at once.
     #[must_use]
     pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.key_prefix = prefix.into();

@@ -10,8 +10,10 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum NodeError {
-    /// The node did not answer within the per-node timeout (or the connect timeout).
-    #[error("no answer within {0:?}")]
+    /// The node did not answer within the per-node timeout (or the connect timeout). A zero
+    /// duration means the connection's own reply timeout fired first: it is the connect
+    /// timeout, so it cuts short a per-node timeout set above it.
+    #[error("no answer {}", within(*.0))]
     Timeout(Duration),
     /// A connection could not be opened (refused, unreachable, TLS or auth failure).
     #[error("cannot connect: {0}")]
@@ -49,6 +51,17 @@ pub enum NodeError {
     /// can evict keys. The message says why and what to change.
     #[error("refused as a voter: {0}")]
     Refused(String),
+}
+
+/// How long a [`NodeError::Timeout`] waited, in words.
+fn within(limit: Duration) -> String {
+    if limit.is_zero() {
+        "within the connection's reply timeout (the connect timeout, which also bounds every \
+         reply)"
+            .to_string()
+    } else {
+        format!("within {limit:?}")
+    }
 }
 
 impl NodeError {
@@ -398,6 +411,17 @@ impl LockError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reply_timeout_does_not_read_as_zero() {
+        let message = NodeError::Timeout(Duration::ZERO).to_string();
+        assert!(!message.contains("0ns"), "{message}");
+        assert!(message.contains("connect timeout"), "{message}");
+        assert_eq!(
+            NodeError::Timeout(Duration::from_millis(100)).to_string(),
+            "no answer within 100ms"
+        );
+    }
 
     #[test]
     fn unavailable_message_names_nodes_and_advice() {
