@@ -105,9 +105,8 @@ impl LockConfig {
 
     /// How long one voter may take to answer one script before its vote counts as failed.
     /// Keep it small next to the TTL: a slow voter eats into the validity of every lock. It is
-    /// further capped per call at `ttl - drift`, and every reply is also bounded by the
-    /// connection's reply timeout, which is the [connect timeout](Self::connect_timeout): a
-    /// node timeout above the connect timeout acts as the connect timeout. Defaults to 100 ms.
+    /// further capped per call at `ttl - drift`. It is the only bound on a reply: the
+    /// connections have no reply timeout of their own to stack on it. Defaults to 100 ms.
     #[must_use]
     pub fn node_timeout(mut self, timeout: Duration) -> Self {
         self.node_timeout = timeout;
