@@ -80,6 +80,7 @@ mod keys;
 mod lock;
 mod manager;
 mod node;
+mod quarantine;
 mod quorum;
 mod redis_node;
 mod retry;

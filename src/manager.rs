@@ -121,7 +121,7 @@ impl LockManager {
     }
 
     fn check_ttl(&self, ttl: Duration) -> Result<Ttl, LockError> {
-        Ttl::new(ttl, self.inner.config.drift_factor_value())
+        self.inner.config.ttl(ttl)
     }
 
     /// A round on the current voters of `resource`.
