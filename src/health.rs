@@ -42,7 +42,7 @@ pub enum Severity {
 
 impl fmt::Display for Severity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+        f.pad(match self {
             Severity::Info => "info",
             Severity::Warning => "WARNING",
             Severity::Danger => "DANGER",
@@ -173,7 +173,7 @@ impl HealthReport {
             .iter()
             .flat_map(|v| v.findings.iter().map(move |f| (v.addr.as_str(), f)))
             .collect();
-        all.sort_by(|a, b| b.1.severity.cmp(&a.1.severity));
+        all.sort_by_key(|(_, f)| std::cmp::Reverse(f.severity));
         all
     }
 }
@@ -420,7 +420,7 @@ pub(crate) fn assess(
             "none: it votes again when the quarantine ends",
         ));
     }
-    findings.sort_by(|a, b| b.severity.cmp(&a.severity));
+    findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
     findings
 }
 
