@@ -55,11 +55,13 @@ pub struct LockConfig {
     key_prefix: String,
     cluster_voters: usize,
     mode: Mode,
+    notify_on_release: bool,
     refuse_evicting_voters: bool,
     delayed_restart: Option<Duration>,
     clock_sample_window: Duration,
     #[cfg(feature = "tls")]
     tls_root_ca: Option<crate::tls::RootCa>,
+    fencing: bool,
 }
 
 impl Default for LockConfig {
@@ -71,7 +73,7 @@ impl Default for LockConfig {
 impl LockConfig {
     /// The defaults: drift factor 0.01, node timeout 100 ms, connect timeout 1 s, the default
     /// [`RetryPolicy`], key prefix `"redlock:"`, 3 cluster voters, [`Mode::Auto`], voters that
-    /// can evict keys warned about but not refused.
+    /// can evict keys warned about but not refused, notified waits on.
     pub fn new() -> Self {
         LockConfig {
             drift_factor: 0.01,
@@ -81,11 +83,13 @@ impl LockConfig {
             key_prefix: "redlock:".to_string(),
             cluster_voters: 3,
             mode: Mode::Auto,
+            notify_on_release: true,
             refuse_evicting_voters: false,
             delayed_restart: None,
             clock_sample_window: Duration::from_millis(200),
             #[cfg(feature = "tls")]
             tls_root_ca: None,
+            fencing: false,
         }
     }
 
@@ -143,6 +147,25 @@ impl LockConfig {
     pub fn mode(mut self, mode: Mode) -> Self {
         self.mode = mode;
         self
+    }
+
+    /// Whether waiters retry as soon as a release of their resource is noticed, instead of
+    /// only when their backoff timer fires (see "Notified waits" in `docs/design.md`).
+    ///
+    /// A notice is only a hint: the next vote still decides. It costs one extra connection per
+    /// voter, opened when the manager's first acquire has to wait, and one `SSUBSCRIBE` per
+    /// contended resource. Releases publish whatever this says (so that other clients' waiters
+    /// hear them). Without Redis 7 (sharded pub/sub) waits fall back to polling. Defaults to
+    /// `true`.
+    #[must_use]
+    pub fn notify_on_release(mut self, yes: bool) -> Self {
+        self.notify_on_release = yes;
+        self
+    }
+
+    /// Whether notified waits are on.
+    pub(crate) fn notify_on_release_value(&self) -> bool {
+        self.notify_on_release
     }
 
     /// Whether a voter whose server can evict keys (`maxmemory` set with a
@@ -237,6 +260,22 @@ impl LockConfig {
     #[cfg(feature = "tls")]
     pub(crate) fn tls_root_ca_value(&self) -> Option<&crate::tls::RootCa> {
         self.tls_root_ca.as_ref()
+    }
+
+    /// Whether every lock carries a fencing token ([`crate::Lock::fencing_token`]): a `u64`
+    /// strictly greater than the token of every earlier holder of the resource, for a
+    /// protected store to refuse stale writes with. It costs a second round (a write-back of
+    /// the token) per acquisition; see the `fencing` section of `docs/design.md`. Every
+    /// client that writes to the protected store must use it. Defaults to `false`.
+    #[must_use]
+    pub fn fencing(mut self, yes: bool) -> Self {
+        self.fencing = yes;
+        self
+    }
+
+    /// Whether fencing tokens are on.
+    pub fn fencing_enabled(&self) -> bool {
+        self.fencing
     }
 
     /// The retry policy in use.

@@ -136,6 +136,7 @@ impl Round<'_> {
                     ttl,
                     deadline,
                     granted_by,
+                    fencing_token: None,
                 })
             }
             AcquireDecision::Contended { retry_hint } => Attempt::Contended(retry_hint),
@@ -266,6 +267,7 @@ impl Round<'_> {
             mode: self.mode,
             voters_share_master: voters_share_master(voters),
             nodes,
+            fencing_token: None,
         })
     }
 }
