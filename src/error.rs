@@ -51,6 +51,18 @@ pub enum NodeError {
     /// can evict keys. The message says why and what to change.
     #[error("refused as a voter: {0}")]
     Refused(String),
+    /// The node answered but is quarantined by
+    /// [`LockConfig::delayed_restart`](crate::LockConfig::delayed_restart): it started, or was
+    /// seen to restart or change role, less than the longest TTL ago and may have lost lock
+    /// keys, so its votes count as failed until `remaining` has passed. Temporary: retrying
+    /// after that helps.
+    #[error("quarantined for another {:.1}s (delayed restart): {reason}", remaining.as_secs_f64())]
+    Quarantined {
+        /// How long until it votes again, from when the vote was counted.
+        remaining: Duration,
+        /// Why, and when it ends.
+        reason: String,
+    },
 }
 
 /// How long a [`NodeError::Timeout`] waited, in words.
@@ -73,6 +85,12 @@ impl NodeError {
     /// Whether the node could not be connected to at all.
     pub fn is_connect(&self) -> bool {
         matches!(self, NodeError::Connect(_))
+    }
+
+    /// Whether the node is quarantined after a restart or role change (see
+    /// [`LockConfig::delayed_restart`](crate::LockConfig::delayed_restart)).
+    pub fn is_quarantined(&self) -> bool {
+        matches!(self, NodeError::Quarantined { .. })
     }
 
     /// Whether retrying cannot help: bad credentials, a missing ACL permission, a foreign

@@ -47,7 +47,7 @@ pub(crate) struct Round<'a> {
     /// Shared with the round's task; never copied per round.
     pub(crate) voters: Arc<[Voter]>,
     pub(crate) mode: Mode,
-    pub(crate) config: &'a LockConfig,
+    pub(crate) config: &'a Arc<LockConfig>,
     pub(crate) topology: &'a TopologyCache,
     pub(crate) flight: &'a Arc<InFlight>,
 }
@@ -55,10 +55,10 @@ pub(crate) struct Round<'a> {
 /// Who may vote in a round: the voting rule of `server::admit` (one vote per server, no
 /// cluster node in independent mode, no evicting server when refused), applied to each answer
 /// as it arrives.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Rule {
     mode: Mode,
-    refuse_evicting: bool,
+    config: Arc<LockConfig>,
 }
 
 /// The answers of one round, by voter index; `None` until a voter answered.
@@ -91,7 +91,7 @@ impl<T> Answers<T> {
             Err(_) => None,
             Ok(_) => {
                 self.admitted.push(voter.node.facts());
-                let verdict = admit(self.rule.mode, self.rule.refuse_evicting, &self.admitted)
+                let verdict = admit(self.rule.mode, &self.rule.config, &self.admitted)
                     .pop()
                     .flatten();
                 if verdict.is_some() {
@@ -123,7 +123,7 @@ impl<T> Answers<T> {
     /// one as failed with the reason, and a failed one from a server that may never vote here
     /// reports that reason (it says what to change).
     fn named(self, voters: &[Voter], limit: Duration) -> Vec<(&str, Result<T, NodeError>)> {
-        let rule = self.rule;
+        let rule = self.rule.clone();
         voters
             .iter()
             .zip(self.answers.into_iter().zip(self.refused))
@@ -135,7 +135,7 @@ impl<T> Answers<T> {
                     (Some(Err(error)), None) => Err(voter
                         .node
                         .facts()
-                        .and_then(|f| refusal(rule.mode, rule.refuse_evicting, &f))
+                        .and_then(|f| refusal(rule.mode, &rule.config, &f))
                         .unwrap_or(error)),
                 };
                 (voter.node.addr(), answer)
@@ -272,7 +272,7 @@ impl Round<'_> {
     fn rule(&self) -> Rule {
         Rule {
             mode: self.mode,
-            refuse_evicting: self.config.refuses_evicting_voters(),
+            config: self.config.clone(),
         }
     }
 

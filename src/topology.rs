@@ -128,8 +128,7 @@ pub(crate) fn admit_votes<T>(
         .zip(&answers)
         .map(|(voter, answer)| answer.as_ref().ok().and_then(|_| voter.node.facts()))
         .collect();
-    let refuse_evicting = config.refuses_evicting_voters();
-    let verdicts = admit(mode, refuse_evicting, &facts);
+    let verdicts = admit(mode, config, &facts);
     answers
         .into_iter()
         .zip(verdicts)
@@ -140,7 +139,7 @@ pub(crate) fn admit_votes<T>(
             (Err(error), _) => Err(voter
                 .node
                 .facts()
-                .and_then(|facts| refusal(mode, refuse_evicting, &facts))
+                .and_then(|facts| refusal(mode, config, &facts))
                 .unwrap_or(error)),
         })
         .collect()
