@@ -8,6 +8,7 @@
 
 use std::pin::pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::Poll;
 use std::time::Duration;
 
@@ -183,6 +184,27 @@ async fn gather<T>(
         let said_yes = answer.as_ref().is_ok_and(&yes);
         answers.record(voter, i, answer, said_yes);
     }
+}
+
+/// `call` on `voter`, unless the round is decided by the time the voter's connection is
+/// open: a call still waiting for its connection at the decision is never sent. A call sent
+/// on an open connection is queued there at once (on its first poll) and runs before anything
+/// sent later on that connection (the lock's release or extend); one that would only be sent
+/// once a connection opens after the decision has no such order, so it is not sent at all.
+fn unless_decided<'v, T: Send + 'v>(
+    voter: &'v Voter,
+    decided: &'v AtomicBool,
+    call: BoxFuture<'v, Result<T, NodeError>>,
+) -> BoxFuture<'v, Result<T, NodeError>> {
+    Box::pin(async move {
+        voter.node.connect().await?;
+        if decided.load(Ordering::Acquire) {
+            return Err(NodeError::Connect(
+                "the connection opened after the round was decided; not sent".into(),
+            ));
+        }
+        call.await
+    })
 }
 
 /// Whether a failed call may still have written: its request may have reached the node
@@ -612,13 +634,19 @@ async fn acquire_round(round: AcquireRound) {
     } = round;
     let mut answers = Answers::new(voters.len(), rule);
     let token = &token;
+    let decided = AtomicBool::new(false);
     let mut calls = send(&voters, |voter| {
-        voter.node.acquire(&voter.key, token.as_str(), ttl)
+        unless_decided(
+            voter,
+            &decided,
+            voter.node.acquire(&voter.key, token.as_str(), ttl),
+        )
     });
     gather(&voters, &mut calls, &mut answers, start + limit, |reply| {
         *reply == AcquireReply::Granted
     })
     .await;
+    decided.store(true, Ordering::Release);
     let elapsed = start.elapsed();
     drop(permit);
     let (failures_seen, redirected) = failure_signs(answers.answers.iter().flatten());
@@ -702,10 +730,16 @@ async fn extend_round(round: ExtendRound) {
     } = round;
     let mut answers = Answers::new(voters.len(), rule);
     let token = &token;
+    let decided = AtomicBool::new(false);
     let mut calls = send(&voters, |voter| {
-        voter.node.extend(&voter.key, token.as_str(), ttl)
+        unless_decided(
+            voter,
+            &decided,
+            voter.node.extend(&voter.key, token.as_str(), ttl),
+        )
     });
     gather(&voters, &mut calls, &mut answers, start + limit, |yes| *yes).await;
+    decided.store(true, Ordering::Release);
     let elapsed = start.elapsed();
     // An extension that lands after the old validity ran out may lengthen keys that someone
     // else now relies on never having been ours: it does not count.

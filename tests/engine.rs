@@ -541,6 +541,9 @@ async fn cluster_failover_is_followed_by_the_voters() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // One read opens the connection to the promoted master: a round does not wait for a
+    // connection, and a vote whose connection opens only after the decision is not sent.
+    let _ = manager.inspect("failover", None).await;
     let lock = manager
         .try_acquire("failover", Duration::from_secs(5))
         .await
