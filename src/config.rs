@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::acks::ReplicaAcks;
 use crate::error::LockError;
 use crate::input::Ttl;
 use crate::keys::{check_cluster_voters, check_prefix};
@@ -56,6 +57,7 @@ pub struct LockConfig {
     cluster_voters: usize,
     mode: Mode,
     refuse_evicting_voters: bool,
+    replica_acks: Option<ReplicaAcks>,
     #[cfg(feature = "tls")]
     tls_root_ca: Option<crate::tls::RootCa>,
 }
@@ -80,6 +82,7 @@ impl LockConfig {
             cluster_voters: 3,
             mode: Mode::Auto,
             refuse_evicting_voters: false,
+            replica_acks: None,
             #[cfg(feature = "tls")]
             tls_root_ca: None,
         }
@@ -153,6 +156,39 @@ impl LockConfig {
     pub fn refuse_evicting_voters(mut self, refuse: bool) -> Self {
         self.refuse_evicting_voters = refuse;
         self
+    }
+
+    /// Count a vote (acquire or extend) only after `replicas` replicas of the voter's master
+    /// acknowledged the write, waiting at most `timeout` (`WAIT replicas timeout` after the
+    /// script, on a connection of its own so that waiting holds up no other lock). A failover
+    /// to an acknowledged replica then keeps the key. A vote that fewer replicas acknowledged
+    /// counts as failed ([`crate::NodeError::NotReplicated`]) and its key is cleaned up like
+    /// that of any failed vote. `replicas == 0` turns it off.
+    ///
+    /// The wait is part of the vote, so `timeout` must be shorter than
+    /// [`LockConfig::node_timeout`] (checked by [`LockConfig::validate`]), and it is further
+    /// capped per call like the node timeout. It costs one replication round trip per vote;
+    /// see `docs/operations.md`. [`crate::LockManager::connect`] refuses voters that report
+    /// fewer connected replicas than `replicas`. Defaults to off.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use redlock_cluster::LockConfig;
+    ///
+    /// let config = LockConfig::new()
+    ///     .node_timeout(Duration::from_millis(250))
+    ///     .replica_acks(1, Duration::from_millis(150));
+    /// assert!(config.validate().is_ok());
+    /// ```
+    #[must_use]
+    pub fn replica_acks(mut self, replicas: usize, timeout: Duration) -> Self {
+        self.replica_acks = (replicas > 0).then_some(ReplicaAcks { replicas, timeout });
+        self
+    }
+
+    /// The replica acknowledgement a vote needs, if any.
+    pub(crate) fn replica_acks_value(&self) -> Option<&ReplicaAcks> {
+        self.replica_acks.as_ref()
     }
 
     /// Whether voters that can evict keys are refused.
@@ -245,6 +281,9 @@ impl LockConfig {
             ));
         }
         check_cluster_voters(self.cluster_voters)?;
+        if let Some(acks) = &self.replica_acks {
+            acks.validate(self.node_timeout)?;
+        }
         #[cfg(feature = "tls")]
         if let Some(ca) = &self.tls_root_ca {
             ca.validate()?;
@@ -296,5 +335,19 @@ mod tests {
         );
         assert!(LockConfig::new().cluster_voters(0).validate().is_err());
         assert!(LockConfig::new().key_prefix("a{").validate().is_err());
+        let ms = Duration::from_millis;
+        assert!(LockConfig::new().replica_acks(1, ms(50)).validate().is_ok());
+        assert!(
+            LockConfig::new()
+                .replica_acks(1, ms(100))
+                .validate()
+                .is_err()
+        );
+        assert!(
+            LockConfig::new()
+                .replica_acks(0, ms(500))
+                .validate()
+                .is_ok()
+        );
     }
 }

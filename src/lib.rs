@@ -43,6 +43,8 @@
 //!   and the cleanup of a failed round, spawned so a cancelled caller cannot stop it.
 //! - `quorum`: how a round is decided (quorum, drift, validity), pure and property-tested.
 //! - `retry`: [`RetryPolicy`], exponential backoff with full jitter.
+//! - `acks`: replica-acknowledged votes (`LockConfig::replica_acks`): the script and `WAIT`
+//!   pipelined on connections of their own, and the rule that an unacknowledged vote fails.
 //!
 //! Who votes:
 //! - `topology`: the voters (cluster masters or independent masters) and which key each
@@ -69,6 +71,7 @@
 #![deny(missing_docs, missing_debug_implementations)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod acks;
 mod cluster_replies;
 mod config;
 mod distributed_lock;

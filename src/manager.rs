@@ -96,6 +96,7 @@ impl LockManager {
         let limit = manager.inner.config.connect_timeout_value();
         // Connection failures are not fatal here: a minority of voters may be down.
         join_all(nodes.iter().map(|n| with_deadline(limit, n.connect()))).await;
+        crate::acks::check_replicas(&manager.inner.config, &nodes)?;
         Ok(manager)
     }
 

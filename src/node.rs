@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 
+use crate::acks::AckedWriter;
 use crate::cluster_replies::SlotRange;
 use crate::error::NodeError;
 use crate::server::ServerFacts;
@@ -56,6 +57,12 @@ pub(crate) trait Node: Send + Sync + fmt::Debug {
     /// `cluster_enabled`, eviction policy...); `None` before the first connection. Who may
     /// vote is decided on these (see `server::admit`).
     fn facts(&self) -> Option<ServerFacts>;
+    /// Where replica-acknowledged writes go (see `acks`): connections of their own, since
+    /// `WAIT` blocks the connection it is sent on. `None`: this node cannot wait for
+    /// replicas, so an acknowledged vote on it always fails.
+    fn acked_writer(&self) -> Option<AckedWriter<'_>> {
+        None
+    }
 }
 
 /// Run one node call under a deadline; a missed deadline is [`NodeError::Timeout`].

@@ -10,6 +10,7 @@ use std::time::Duration;
 use redis::Value;
 use redis::aio::MultiplexedConnection;
 
+use crate::acks::{AckedConnections, AckedWriter};
 use crate::cluster_replies::{SlotRange, parse_cluster_shards, parse_cluster_slots};
 use crate::error::NodeError;
 use crate::node::{AcquireReply, KeyState, Node, NodeResult, SharedNode, UnservedSlot};
@@ -28,6 +29,8 @@ pub(crate) struct RedisNode {
     conn: tokio::sync::Mutex<Option<MultiplexedConnection>>,
     /// What the server said about itself when the current connection opened.
     facts: FactsCell,
+    /// Connections for replica-acknowledged writes (see `acks`), opened on first use.
+    acked: AckedConnections,
 }
 
 impl fmt::Debug for RedisNode {
@@ -51,6 +54,7 @@ impl RedisNode {
     pub(crate) fn new(info: redis::ConnectionInfo, connect_timeout: Duration) -> Self {
         RedisNode {
             addr: addr_string(info.addr()),
+            acked: AckedConnections::new(info.clone(), connect_timeout),
             info,
             connect_timeout,
             conn: tokio::sync::Mutex::new(None),
@@ -313,6 +317,14 @@ impl Node for RedisNode {
 
     fn facts(&self) -> Option<ServerFacts> {
         self.facts.get()
+    }
+
+    fn acked_writer(&self) -> Option<AckedWriter<'_>> {
+        Some(AckedWriter {
+            addr: &self.addr,
+            connections: &self.acked,
+            facts: &self.facts,
+        })
     }
 }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 use futures::future::join_all;
 use tokio::time::Instant;
 
+use crate::acks;
 use crate::config::{LockConfig, Mode};
 use crate::error::{LockError, NodeError};
 use crate::input::{Resource, Ttl};
@@ -92,7 +93,14 @@ impl Round<'_> {
                     Err(error) => AcquireVote::Failed(error),
                     Ok(()) => match with_deadline(
                         per_call,
-                        voter.node.acquire(&voter.key, token.as_str(), ttl),
+                        acks::acquire(
+                            &voter.node,
+                            &voter.key,
+                            token.as_str(),
+                            ttl,
+                            config,
+                            per_call,
+                        ),
                     )
                     .await
                     {
@@ -155,11 +163,17 @@ impl Round<'_> {
         let allowance = drift(ttl, self.config.drift_factor_value());
         let per_call = self.per_call(ttl, allowance);
         let start = Instant::now();
-        let results = join_all(
-            voters
-                .iter()
-                .map(|v| with_deadline(per_call, v.node.extend(&v.key, lock.token.as_str(), ttl))),
-        )
+        let results = join_all(voters.iter().map(|v| {
+            let extend = acks::extend(
+                &v.node,
+                &v.key,
+                lock.token.as_str(),
+                ttl,
+                self.config,
+                per_call,
+            );
+            with_deadline(per_call, extend)
+        }))
         .await;
         let results = admit_votes(self.mode, self.config, voters, results);
         let elapsed = start.elapsed();

@@ -36,6 +36,8 @@ pub(crate) struct ServerFacts {
     pub(crate) redis_version: String,
     /// `aof_enabled:1`: the append-only file is on.
     pub(crate) aof_enabled: bool,
+    /// `connected_slaves`: replicas attached when the facts were read (see `acks`).
+    pub(crate) connected_replicas: u64,
 }
 
 impl ServerFacts {
@@ -66,6 +68,7 @@ impl ServerFacts {
             uptime: Duration::from_secs(number("uptime_in_seconds")),
             redis_version: text("redis_version").unwrap_or_default(),
             aof_enabled: fields.get("aof_enabled").map(|v| v.trim()) == Some("1"),
+            connected_replicas: number("connected_slaves"),
         })
     }
 
@@ -108,6 +111,7 @@ impl ServerFacts {
             uptime: Duration::from_secs(3600),
             redis_version: "7.0.0".into(),
             aof_enabled: true,
+            connected_replicas: 0,
         }
     }
 }
@@ -233,7 +237,7 @@ mod tests {
     const INFO: &str = "# Server\r\nredis_version:7.0.15\r\nrun_id:abc123\r\n\
                         uptime_in_seconds:42\r\n\r\n# Memory\r\nmaxmemory:10485760\r\n\
                         maxmemory_policy:volatile-ttl\r\n\r\n# Persistence\r\naof_enabled:1\r\n\
-                        \r\n# Replication\r\nrole:master\r\n\r\n# Cluster\r\ncluster_enabled:0\r\n";
+                        \r\n# Replication\r\nrole:master\r\nconnected_slaves:2\r\n\r\n# Cluster\r\ncluster_enabled:0\r\n";
 
     #[test]
     fn parses_the_facts_of_one_info_reply() {
@@ -246,6 +250,7 @@ mod tests {
         assert_eq!(facts.uptime, Duration::from_secs(42));
         assert_eq!(facts.redis_version, "7.0.15");
         assert!(facts.aof_enabled);
+        assert_eq!(facts.connected_replicas, 2);
         assert!(facts.can_evict());
         let cluster = ServerFacts::parse(&INFO.replace("cluster_enabled:0", "cluster_enabled:1"));
         assert!(cluster.unwrap().cluster_enabled);
