@@ -19,7 +19,7 @@ use std::time::Duration;
 use redis::Value;
 use redis::aio::MultiplexedConnection;
 
-use crate::config::LockConfig;
+use crate::config::{LockConfig, Mode};
 use crate::error::{LockError, NodeError};
 use crate::node::{AcquireReply, Node, SharedNode};
 use crate::redis_node::{parse_acquire, parse_flag};
@@ -145,10 +145,18 @@ fn writer_of<'a>(node: &'a dyn Node, acks: &ReplicaAcks) -> Result<AckedWriter<'
     })
 }
 
-/// With replica acks configured: an error naming every connected voter whose server reported
-/// fewer connected replicas than needed when its connection opened (`connected_slaves` of
-/// `INFO replication`). Such a master cannot give an acknowledged vote until replicas attach.
-pub(crate) fn check_replicas(config: &LockConfig, nodes: &[SharedNode]) -> Result<(), LockError> {
+/// With replica acks configured, the voters whose server reported fewer connected replicas
+/// than needed when its connection opened (`connected_slaves` of `INFO replication`): such a
+/// master cannot give an acknowledged vote until replicas attach.
+///
+/// Independent masters: an error naming each of them (a standalone master without replicas
+/// is a configuration mistake). Cluster masters: a warning, since a master is often without
+/// its replica for a while after a failover, until the old master comes back as one.
+pub(crate) fn check_replicas(
+    config: &LockConfig,
+    mode: Mode,
+    nodes: &[SharedNode],
+) -> Result<(), LockError> {
     let Some(acks) = config.replica_acks_value() else {
         return Ok(());
     };
@@ -169,13 +177,18 @@ pub(crate) fn check_replicas(config: &LockConfig, nodes: &[SharedNode]) -> Resul
     if short.is_empty() {
         return Ok(());
     }
-    Err(LockError::InvalidConfig(format!(
-        "replica_acks({}) needs {} replica(s) per voter, but {} had fewer: their votes would \
-         always fail; attach replicas to these masters or lower replica_acks",
+    let problem = format!(
+        "replica_acks({}) needs {} replica(s) per voter, but {} had fewer: their votes fail \
+         until enough replicas attach; attach replicas to these masters or lower replica_acks",
         acks.replicas,
         acks.replicas,
         short.join(", ")
-    )))
+    );
+    if mode == Mode::Cluster {
+        tracing::warn!("{problem}");
+        return Ok(());
+    }
+    Err(LockError::InvalidConfig(problem))
 }
 
 /// Whether a server has fewer replicas attached than the acks need.

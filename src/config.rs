@@ -168,8 +168,10 @@ impl LockConfig {
     /// The wait is part of the vote, so `timeout` must be shorter than
     /// [`LockConfig::node_timeout`] (checked by [`LockConfig::validate`]), and it is further
     /// capped per call like the node timeout. It costs one replication round trip per vote;
-    /// see `docs/operations.md`. [`crate::LockManager::connect`] refuses voters that report
-    /// fewer connected replicas than `replicas`. Defaults to off.
+    /// see `docs/operations.md`. In independent mode [`crate::LockManager::connect`] fails
+    /// naming any master that reports fewer connected replicas than `replicas` (in cluster mode
+    /// it logs a warning: a master lacks its replica for a while after every failover).
+    /// Defaults to off.
     ///
     /// ```
     /// use std::time::Duration;
