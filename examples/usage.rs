@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use redlock_cluster::{GuardOptions, RedisDistributedLock};
+use redlock_cluster::{GuardOptions, LockConfig, RedisDistributedLock};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -16,10 +16,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The handle has one owner (acquire, extend and release take `&mut self`).
     // Tasks that contend each build their own handle, over one shared
     // `LockManager` with `RedisDistributedLock::with_manager`.
-    let mut lock = RedisDistributedLock::new(
+    // Fencing on: every grant carries a token greater than every earlier holder's.
+    let config = LockConfig::new().fencing(true);
+    let mut lock = RedisDistributedLock::with_config(
         vec!["redis://127.0.0.1:7000".to_string()],
         "invoices/2024-06".to_string(),
         Duration::from_secs(10),
+        config,
     )?;
 
     // Up to 5 retries, exponential backoff with full jitter from 100 ms.
@@ -28,6 +31,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?
     {
         println!("held until {:?}", lock.validity_deadline());
+        // Send the token with every write to the protected resource, which
+        // refuses tokens lower than the highest it has seen (examples/fencing.rs):
+        // a holder paused past its validity can then no longer overwrite.
+        let token = lock.fencing_token();
+        println!("fencing token: {token:?}");
         // Keep it 10 s from now (replaces the remaining time, not added to it).
         lock.extend(Duration::from_secs(10)).await?;
         println!("held by us: {}", lock.get_lock_info().await?.held_by_caller);

@@ -56,10 +56,12 @@ pub struct LockConfig {
     key_prefix: String,
     cluster_voters: usize,
     mode: Mode,
+    notify_on_release: bool,
     refuse_evicting_voters: bool,
     replica_acks: Option<ReplicaAcks>,
     #[cfg(feature = "tls")]
     tls_root_ca: Option<crate::tls::RootCa>,
+    fencing: bool,
 }
 
 impl Default for LockConfig {
@@ -71,7 +73,7 @@ impl Default for LockConfig {
 impl LockConfig {
     /// The defaults: drift factor 0.01, node timeout 100 ms, connect timeout 1 s, the default
     /// [`RetryPolicy`], key prefix `"redlock:"`, 3 cluster voters, [`Mode::Auto`], voters that
-    /// can evict keys warned about but not refused.
+    /// can evict keys warned about but not refused, notified waits on.
     pub fn new() -> Self {
         LockConfig {
             drift_factor: 0.01,
@@ -81,10 +83,12 @@ impl LockConfig {
             key_prefix: "redlock:".to_string(),
             cluster_voters: 3,
             mode: Mode::Auto,
+            notify_on_release: true,
             refuse_evicting_voters: false,
             replica_acks: None,
             #[cfg(feature = "tls")]
             tls_root_ca: None,
+            fencing: false,
         }
     }
 
@@ -144,6 +148,25 @@ impl LockConfig {
         self
     }
 
+    /// Whether waiters retry as soon as a release of their resource is noticed, instead of
+    /// only when their backoff timer fires (see "Notified waits" in `docs/design.md`).
+    ///
+    /// A notice is only a hint: the next vote still decides. It costs one extra connection per
+    /// voter, opened when the manager's first acquire has to wait, and one `SSUBSCRIBE` per
+    /// contended resource. Releases publish whatever this says (so that other clients' waiters
+    /// hear them). Without Redis 7 (sharded pub/sub) waits fall back to polling. Defaults to
+    /// `true`.
+    #[must_use]
+    pub fn notify_on_release(mut self, yes: bool) -> Self {
+        self.notify_on_release = yes;
+        self
+    }
+
+    /// Whether notified waits are on.
+    pub(crate) fn notify_on_release_value(&self) -> bool {
+        self.notify_on_release
+    }
+
     /// Whether a voter whose server can evict keys (`maxmemory` set with a
     /// `maxmemory-policy` other than `noeviction`) is refused. Under memory pressure such a
     /// server may evict lock keys (under `volatile-ttl` they go first, having the shortest
@@ -171,7 +194,8 @@ impl LockConfig {
     /// see `docs/operations.md`. In independent mode [`crate::LockManager::connect`] fails
     /// naming any master that reports fewer connected replicas than `replicas` (in cluster mode
     /// it logs a warning: a master lacks its replica for a while after every failover).
-    /// Defaults to off.
+    /// Not combinable with [`LockConfig::fencing`] yet ([`LockConfig::validate`] refuses
+    /// both). Defaults to off.
     ///
     /// ```
     /// use std::time::Duration;
@@ -231,6 +255,22 @@ impl LockConfig {
         self.tls_root_ca.as_ref()
     }
 
+    /// Whether every lock carries a fencing token ([`crate::Lock::fencing_token`]): a `u64`
+    /// strictly greater than the token of every earlier holder of the resource, for a
+    /// protected store to refuse stale writes with. It costs a second round (a write-back of
+    /// the token) per acquisition; see the `fencing` section of `docs/design.md`. Every
+    /// client that writes to the protected store must use it. Defaults to `false`.
+    #[must_use]
+    pub fn fencing(mut self, yes: bool) -> Self {
+        self.fencing = yes;
+        self
+    }
+
+    /// Whether fencing tokens are on.
+    pub fn fencing_enabled(&self) -> bool {
+        self.fencing
+    }
+
     /// The retry policy in use.
     pub fn retry_policy(&self) -> &RetryPolicy {
         &self.retry
@@ -285,6 +325,14 @@ impl LockConfig {
         check_cluster_voters(self.cluster_voters)?;
         if let Some(acks) = &self.replica_acks {
             acks.validate(self.node_timeout)?;
+            if self.fencing {
+                // The fenced rounds run their own scripts, which do not wait for replicas yet.
+                return Err(LockError::InvalidConfig(
+                    "replica_acks and fencing cannot be combined yet: the fenced acquire and \
+                     commit are not acknowledged by replicas; choose one"
+                        .into(),
+                ));
+            }
         }
         #[cfg(feature = "tls")]
         if let Some(ca) = &self.tls_root_ca {

@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 use crate::error::LockError;
 use crate::lock::{Lock, LockToken};
 use crate::manager::LockManager;
+use crate::quorum::drift;
 use crate::retry::RetryPolicy;
 use crate::round::spawn_release;
 
@@ -22,6 +23,10 @@ use crate::round::spawn_release;
 /// extended when a third of its TTL has passed, leaving two thirds for the extension (and one
 /// more try) to get through.
 pub const DEFAULT_EXTEND_FRACTION: f64 = 1.0 / 3.0;
+
+/// The watchdog's step between retries of a failed extension: a retry waits one step plus a
+/// random time of up to 1, 2, 4, then 5 steps.
+const RETRY_STEP: Duration = Duration::from_millis(10);
 
 /// How a [`LockGuard`] is acquired and kept.
 ///
@@ -125,10 +130,12 @@ impl GuardOptions {
 #[non_exhaustive]
 pub enum LostReason {
     /// A quorum of masters answered the extension but did not extend: the keys are gone or
-    /// belong to someone else (a master lost its data, or the lock had expired there).
+    /// belong to someone else (a master lost its data, or the lock had expired there). The
+    /// last of the retries was refused.
     #[error("a quorum of masters refused to extend the lock: it is gone or held by another")]
     ExtendRefused,
-    /// The extension could not reach a quorum of masters.
+    /// The extension could not reach a quorum of masters, and no retry did before the validity
+    /// left was too short for one more round.
     #[error("the lock could not be extended: {0}")]
     ExtendFailed(LockError),
     /// The validity ran out before a successful extension (or without auto-extension).
@@ -153,9 +160,14 @@ struct State {
 ///   runtime to spawn on, the lock is left to expire with its TTL.
 /// - With [`GuardOptions::auto_extend`] a watchdog task keeps extending it; the watchdog
 ///   stops when the guard is released or dropped, or when the lock is lost.
-/// - [`lost`](Self::lost) completes when the lock is lost: an extension fails to reach
-///   quorum, the validity runs out before an extension succeeds, or
-///   [`GuardOptions::max_hold`] is reached. Once lost, a guard stays lost.
+/// - [`lost`](Self::lost) completes when the lock is lost: extensions kept failing (a failed
+///   extension is retried, after a short backoff and on a refreshed topology when votes were
+///   redirected or a cluster voter failed, for as long as the validity left allows one more
+///   round), the validity runs out before an extension succeeds, or
+///   [`GuardOptions::max_hold`] is reached. It fires no later than the validity deadline
+///   (within the timer's millisecond resolution), even while an extension round is still in
+///   flight. Once lost, a guard stays lost, and (except after `max_hold`) the watchdog
+///   releases the lock's keys in the background.
 ///
 /// ```no_run
 /// use std::time::Duration;
@@ -329,6 +341,11 @@ impl Drop for LockGuard {
 /// The watchdog: sleeps until the next extension (with auto-extension), the deadline or the
 /// maximum hold time, whichever comes first, and raises the lost signal when the lock can no
 /// longer be kept.
+///
+/// An extension (with its retries) races the validity deadline and the hold end: whatever
+/// round is in flight, the lost signal fires when the deadline passes, not when the round
+/// ends. The abandoned round is dropped; a late `PEXPIRE` it sent can only lengthen our own
+/// keys, and the release that follows a loss deletes them.
 async fn watchdog(manager: LockManager, state: Arc<watch::Sender<State>>, options: GuardOptions) {
     let hold_end = options
         .max_hold
@@ -359,16 +376,81 @@ async fn watchdog(manager: LockManager, state: Arc<watch::Sender<State>>, option
         if !options.auto_extend {
             continue;
         }
-        let mut extended = lock;
-        match manager.extend(&mut extended, ttl).await {
-            Ok(true) => state.send_modify(|s| s.lock = extended),
-            Ok(false) if !extended.is_valid() => break LostReason::Expired,
-            Ok(false) => break LostReason::ExtendRefused,
-            Err(error) => break LostReason::ExtendFailed(error),
+        let cutoff = hold_end.map_or(lock.deadline, |end| end.min(lock.deadline));
+        // Cut off at the deadline (or the hold end) whatever round is in flight; the checks
+        // at the top of the loop then name the reason.
+        let Ok(kept) = tokio::time::timeout_at(cutoff, keep(&manager, &lock, ttl)).await else {
+            continue;
+        };
+        match kept {
+            Ok(extended) => state.send_modify(|s| s.lock = extended),
+            Err(reason) => break reason,
         }
     };
     tracing::debug!(%reason, "guard lost its lock");
-    state.send_modify(|s| s.lost = Some(reason));
+    state.send_modify(|s| s.lost = Some(reason.clone()));
+    if matches!(reason, LostReason::MaxHold(_)) {
+        // Still valid until its deadline, and the holder may still be in its critical
+        // section: left to expire (or to an explicit release).
+        return;
+    }
+    // Lost: whatever keys are left (a late extension may even have lengthened some) are ours
+    // and no use to anyone; free them for the next holder. Still in this task, so an explicit
+    // release or a drop of the guard (which abort it) take over.
+    let lock = state.borrow().lock.clone();
+    match manager.release(&lock).await {
+        Ok(held) => tracing::debug!(resource = lock.resource(), held, "lost lock released"),
+        Err(error) => tracing::debug!(
+            resource = lock.resource(),
+            %error,
+            "lost lock's release failed; the keys expire with their TTL"
+        ),
+    }
+}
+
+/// Extend `lock` to `ttl`, retrying a failed extension (refused, or too few voters answered)
+/// with a short jittered backoff, on the refreshed topology when the failure asked for one,
+/// for as long as the validity left allows one more round. Returns the extended lock, or why
+/// it could not be kept.
+async fn keep(manager: &LockManager, lock: &Lock, ttl: Duration) -> Result<Lock, LostReason> {
+    let config = manager.config();
+    // The worst case of one extension round: every vote waits out the node timeout, and the
+    // result must still leave validity after the drift allowance.
+    let round = config
+        .node_timeout_value()
+        .saturating_add(drift(ttl, config.drift_factor_value()));
+    let backoff = RetryPolicy::new()
+        .base_delay(RETRY_STEP)
+        .max_delay(RETRY_STEP * 5);
+    let mut retry = 0;
+    loop {
+        let mut extended = lock.clone();
+        let failure = match manager.extend(&mut extended, ttl).await {
+            Ok(true) => return Ok(extended),
+            Ok(false) if !lock.is_valid() => return Err(LostReason::Expired),
+            Ok(false) => LostReason::ExtendRefused,
+            Err(error) if error.is_invalid_input() => return Err(LostReason::ExtendFailed(error)),
+            Err(error) => LostReason::ExtendFailed(error),
+        };
+        let delay = RETRY_STEP.saturating_add(backoff.delay(retry, None));
+        let Some(spare) = lock.remaining().checked_sub(delay.saturating_add(round)) else {
+            return Err(failure);
+        };
+        tracing::debug!(
+            resource = lock.resource(),
+            retry,
+            ?delay,
+            reason = %failure,
+            "extension failed; retrying while validity lasts"
+        );
+        tokio::time::sleep(delay).await;
+        // A redirect or a lost cluster voter asked for a refresh: run the retry on it.
+        manager.settle_topology(spare).await;
+        if lock.remaining() <= round {
+            return Err(failure);
+        }
+        retry = retry.saturating_add(1);
+    }
 }
 
 #[cfg(test)]

@@ -42,9 +42,13 @@
 //! - `round`: one round (acquire, extend, release, inspect) on all voters under deadlines,
 //!   and the cleanup of a failed round, spawned so a cancelled caller cannot stop it.
 //! - `quorum`: how a round is decided (quorum, drift, validity), pure and property-tested.
+//! - `fencing`: opt-in fencing tokens: a commit round after the acquire round, its decision,
+//!   the counter keys and scripts, and the token accessors of each lock handle.
 //! - `retry`: [`RetryPolicy`], exponential backoff with full jitter.
 //! - `acks`: replica-acknowledged votes (`LockConfig::replica_acks`): the script and `WAIT`
 //!   pipelined on connections of their own, and the rule that an unacknowledged vote fails.
+//! - `notify`: notified waits: release notices over sharded pub/sub, and the per-manager FIFO
+//!   queue of waiters that a notice wakes before their backoff timer.
 //!
 //! Who votes:
 //! - `topology`: the voters (cluster masters or independent masters) and which key each
@@ -76,6 +80,7 @@ mod cluster_replies;
 mod config;
 mod distributed_lock;
 mod error;
+mod fencing;
 mod guard;
 mod info;
 mod input;
@@ -83,6 +88,7 @@ mod keys;
 mod lock;
 mod manager;
 mod node;
+mod notify;
 mod quorum;
 mod redis_node;
 mod retry;

@@ -48,6 +48,8 @@ pub struct Lock {
     pub(crate) ttl: Duration,
     pub(crate) deadline: tokio::time::Instant,
     pub(crate) granted_by: Vec<String>,
+    /// The fencing token, when the manager has fencing on (see `fencing`).
+    pub(crate) fencing_token: Option<u64>,
 }
 
 impl fmt::Debug for Lock {
@@ -58,6 +60,7 @@ impl fmt::Debug for Lock {
             .field("ttl", &self.ttl)
             .field("remaining", &self.remaining())
             .field("granted_by", &self.granted_by)
+            .field("fencing_token", &self.fencing_token)
             .finish()
     }
 }
@@ -97,6 +100,15 @@ impl Lock {
     /// The voters (`host:port`) that granted the lock or its last extension.
     pub fn granted_by(&self) -> &[String] {
         &self.granted_by
+    }
+
+    /// The fencing token: strictly greater than the token of every earlier holder of this
+    /// resource. Send it with every write to the protected resource, which must refuse a
+    /// write whose token is lower than the highest it has seen. `None` unless the manager
+    /// was built with [`LockConfig::fencing`](crate::LockConfig::fencing). An extension
+    /// keeps the token.
+    pub fn fencing_token(&self) -> Option<u64> {
+        self.fencing_token
     }
 }
 
@@ -141,4 +153,10 @@ pub struct LockInfo {
     pub voters_share_master: bool,
     /// Every voter's view, in voter order.
     pub nodes: Vec<NodeLockState>,
+    /// With fencing on: the highest fencing token that a quorum of voters has recorded (the
+    /// quorum-th largest counter among the answers). Every lock granted after this read
+    /// carries a greater token; when every voter answered, every lock granted before it
+    /// carries a token no greater. `None` with fencing off, or when fewer than a quorum of
+    /// voters answered the counter read.
+    pub fencing_token: Option<u64>,
 }

@@ -9,15 +9,24 @@ use std::time::Duration;
 use futures::future::join_all;
 
 use crate::config::{LockConfig, Mode};
-use crate::error::LockError;
+use crate::error::{LockError, NodeError};
 use crate::input::{Resource, Ttl, parse_urls};
 use crate::lock::{Lock, LockInfo, LockToken};
 use crate::node::{SharedNode, with_deadline};
+use crate::notify::{Notifier, Waiter};
 use crate::redis_node::RedisSeeds;
 use crate::retry::RetryPolicy;
 use crate::round::{Attempt, Round};
 use crate::topology::{Seeds, Topology, key_on, voters_share_master};
 use crate::topology_cache::TopologyCache;
+
+/// Whether a round failed because votes were redirected (the slots moved to other masters).
+fn redirected(error: &LockError) -> bool {
+    error
+        .failures()
+        .iter()
+        .any(|failure| matches!(failure.error, NodeError::Redirected(_)))
+}
 
 /// Shares connections and topology among any number of locks: clone it freely (it is an
 /// `Arc` inside), and build every lock of an application from one manager so that a thousand
@@ -46,6 +55,8 @@ struct Inner {
     topology: Arc<TopologyCache>,
     /// Whether the "voters share a master" warning was already logged.
     warned_shared: AtomicBool,
+    /// Release notices and wait queues; `None` when notified waits are off.
+    notifier: Option<Notifier>,
 }
 
 impl fmt::Debug for LockManager {
@@ -111,9 +122,12 @@ impl LockManager {
             TopologyCache::new(seeds, config.mode_value(), config.connect_timeout_value());
         Ok(LockManager {
             inner: Arc::new(Inner {
-                config,
                 topology: Arc::new(topology),
                 warned_shared: AtomicBool::new(false),
+                notifier: config
+                    .notify_on_release_value()
+                    .then(|| Notifier::new(config.connect_timeout_value())),
+                config,
             }),
         })
     }
@@ -135,6 +149,15 @@ impl LockManager {
             .get()
             .await
             .map_err(|e| e.explained(|_| None))?;
+        self.round_on(&topology, resource)
+    }
+
+    /// A round on the voters of `resource` in `topology`.
+    fn round_on(
+        &self,
+        topology: &Topology,
+        resource: Resource<'_>,
+    ) -> Result<Round<'_>, LockError> {
         let voters = topology.voters(&self.inner.config, resource.as_str().as_bytes())?;
         if voters_share_master(&voters) && !self.inner.warned_shared.swap(true, Ordering::Relaxed) {
             tracing::warn!(
@@ -195,14 +218,22 @@ impl LockManager {
         let ttl = self.check_ttl(ttl)?;
         let attempts = retry.attempts();
         let mut last = Ok(None);
+        let mut waiter = self.queue_behind_waiters(resource, retry).await;
         for attempt in 0..attempts {
             let outcome = match self.round(resource).await {
-                Ok(round) => match round.acquire(resource, ttl).await {
-                    Attempt::Failed(error) => {
-                        Err(error.explained(|node| key_on(&round.voters, node)))
+                Ok(round) => {
+                    let attempt = if self.inner.config.fencing_enabled() {
+                        round.acquire_fenced(resource, ttl).await
+                    } else {
+                        round.acquire(resource, ttl).await
+                    };
+                    match attempt {
+                        Attempt::Failed(error) => {
+                            Err(error.explained(|node| key_on(&round.voters, node)))
+                        }
+                        other => Ok(other),
                     }
-                    other => Ok(other),
-                },
+                }
                 Err(error) => Err(error),
             };
             let hint = match outcome {
@@ -228,10 +259,48 @@ impl LockManager {
                     ?delay,
                     "retrying acquire"
                 );
-                tokio::time::sleep(delay).await;
+                self.wait_to_retry(resource, &mut waiter, delay).await;
             }
         }
         last
+    }
+
+    /// Before a first attempt that may retry: if other acquires of this manager already wait
+    /// for `resource`, join the back of their queue and wait one backoff (or for the turn)
+    /// instead of barging ahead of them (see `notify`).
+    async fn queue_behind_waiters(
+        &self,
+        resource: Resource<'_>,
+        retry: &RetryPolicy,
+    ) -> Option<Waiter> {
+        let notifier = self.inner.notifier.as_ref()?;
+        if retry.attempts() < 2 || !notifier.has_waiters(resource.as_str()) {
+            return None;
+        }
+        let mut waiter = None;
+        self.wait_to_retry(resource, &mut waiter, retry.delay(0, None))
+            .await;
+        waiter
+    }
+
+    /// Sleep `delay` before retrying, or less when a release of `resource` is noticed first
+    /// (notified waits, see `notify`). The first wait joins the resource's wait queue.
+    async fn wait_to_retry(
+        &self,
+        resource: Resource<'_>,
+        waiter: &mut Option<Waiter>,
+        delay: Duration,
+    ) {
+        if let (None, Some(notifier)) = (waiter.as_ref(), self.inner.notifier.as_ref()) {
+            // The voters from the cached topology; without them, plain polling.
+            if let Ok(round) = self.round(resource).await {
+                *waiter = Some(notifier.join(resource.as_str(), &round.voters));
+            }
+        }
+        match waiter {
+            Some(waiter) => waiter.wait(delay).await,
+            None => tokio::time::sleep(delay).await,
+        }
     }
 
     /// Extend a held lock to `ttl` from now, by quorum (compare-and-`PEXPIRE`).
@@ -242,6 +311,10 @@ impl LockManager {
     /// be extended (`Ok(false)`): another client may hold it by now. A failed extend deletes
     /// nothing and leaves the lock's old deadline in force.
     ///
+    /// When votes were redirected (`MOVED`/`ASK`: the slots moved) and that cost the quorum,
+    /// the call waits for a topology refresh (no longer than the lock's validity) and runs the
+    /// round once more on the new masters, if the lock is still valid by then.
+    ///
     /// # Errors
     /// Invalid TTL; [`LockError::Unavailable`] when fewer than a quorum answered.
     pub async fn extend(&self, lock: &mut Lock, ttl: Duration) -> Result<bool, LockError> {
@@ -249,11 +322,40 @@ impl LockManager {
         if !lock.is_valid() {
             return Ok(false);
         }
-        let round = self.round(Resource::of(lock)).await?;
+        let cache = &self.inner.topology;
+        let topology = cache.get().await.map_err(|e| e.explained(|_| None))?;
+        let round = self.round_on(&topology, Resource::of(lock))?;
+        let explain = |e: LockError, round: &Round<'_>| e.explained(|n| key_on(&round.voters, n));
+        let error = match round.extend(lock, ttl).await {
+            Err(error) if redirected(&error) => explain(error, &round),
+            decided => return decided.map_err(|e| explain(e, &round)),
+        };
+        let refreshed = tokio::time::timeout(lock.remaining(), cache.refresh_now(&topology)).await;
+        let Ok(Ok(fresh)) = refreshed else {
+            return Err(error);
+        };
+        if Arc::ptr_eq(&fresh, &topology) || !lock.is_valid() {
+            return Err(error);
+        }
+        tracing::debug!(
+            resource = lock.resource(),
+            "extend redirected; retrying on the new topology"
+        );
+        let round = self.round_on(&fresh, Resource::of(lock))?;
         round
             .extend(lock, ttl)
             .await
-            .map_err(|e| e.explained(|node| key_on(&round.voters, node)))
+            .map_err(|e| explain(e, &round))
+    }
+
+    /// Wait (no longer than `limit`) for the topology refresh that a failed round asked for,
+    /// if any, so that a retry runs on the new view. A failed or slow refresh leaves the last
+    /// view in place; the retry then runs on it.
+    pub(crate) async fn settle_topology(&self, limit: Duration) {
+        let settled = tokio::time::timeout(limit, self.inner.topology.settled()).await;
+        if let Ok(Err(error)) = settled {
+            tracing::debug!(%error, "topology refresh failed; retrying on the last view");
+        }
     }
 
     /// Release a lock by quorum (compare-and-delete on every voter). A key that is already
@@ -267,10 +369,14 @@ impl LockManager {
     /// that did answer are deleted all the same; the others expire with their TTL).
     pub async fn release(&self, lock: &Lock) -> Result<bool, LockError> {
         let round = self.round(Resource::of(lock)).await?;
-        round
+        let released = round
             .release(lock)
             .await
-            .map_err(|e| e.explained(|node| key_on(&round.voters, node)))
+            .map_err(|e| e.explained(|node| key_on(&round.voters, node)));
+        if let Some(notifier) = &self.inner.notifier {
+            notifier.released(&lock.resource, lock.token.as_str());
+        }
+        released
     }
 
     /// Read who holds `resource`, from every voter, decided by quorum. `token` (for example
@@ -285,10 +391,14 @@ impl LockManager {
     ) -> Result<LockInfo, LockError> {
         let resource = Resource::new(resource)?;
         let round = self.round(resource).await?;
-        round
+        let mut info = round
             .inspect(resource, token)
             .await
-            .map_err(|e| e.explained(|node| key_on(&round.voters, node)))
+            .map_err(|e| e.explained(|node| key_on(&round.voters, node)))?;
+        if self.inner.config.fencing_enabled() {
+            info.fencing_token = round.fence_floor().await;
+        }
+        Ok(info)
     }
 
     /// Whether anyone holds `resource`, decided by quorum.

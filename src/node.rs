@@ -13,6 +13,7 @@ use futures::future::BoxFuture;
 use crate::acks::AckedWriter;
 use crate::cluster_replies::SlotRange;
 use crate::error::NodeError;
+use crate::fencing::{FencedReply, fencing_unsupported};
 use crate::server::ServerFacts;
 
 /// A node's answer to the acquire script.
@@ -53,6 +54,7 @@ pub(crate) trait Node: Send + Sync + fmt::Debug {
     fn cluster_shards(&self) -> NodeResult<'_, Vec<SlotRange>>;
     /// Which master serves which slots, from `CLUSTER SLOTS` (any Redis Cluster version).
     fn cluster_slots(&self) -> NodeResult<'_, Vec<SlotRange>>;
+
     /// What the server said about itself when the current connection opened (`run_id`,
     /// `cluster_enabled`, eviction policy...); `None` before the first connection. Who may
     /// vote is decided on these (see `server::admit`).
@@ -62,6 +64,39 @@ pub(crate) trait Node: Send + Sync + fmt::Debug {
     /// replicas, so an acknowledged vote on it always fails.
     fn acked_writer(&self) -> Option<AckedWriter<'_>> {
         None
+    }
+    /// Where to open a pub/sub connection for release notices (`notify`); `None` for nodes
+    /// that publish none (the simulation's, an unserved slot).
+    fn subscriber_info(&self) -> Option<redis::ConnectionInfo> {
+        None
+    }
+
+    // Fencing tokens (see `fencing`): a node that does not implement them fails the vote.
+
+    /// Run the fenced acquire script: take `key` and read the fencing `counter`.
+    fn acquire_fenced<'a>(
+        &'a self,
+        _key: &'a [u8],
+        _counter: &'a [u8],
+        _token: &'a str,
+        _ttl: Duration,
+    ) -> NodeResult<'a, FencedReply> {
+        fencing_unsupported(self.addr())
+    }
+    /// Run the commit script: `counter = max(counter, fencing_token)` while `key` holds
+    /// `token`; `true` when it did.
+    fn fence_commit<'a>(
+        &'a self,
+        _key: &'a [u8],
+        _counter: &'a [u8],
+        _token: &'a str,
+        _fencing_token: u64,
+    ) -> NodeResult<'a, bool> {
+        fencing_unsupported(self.addr())
+    }
+    /// Read the fencing counter (0 when never written).
+    fn read_fence<'a>(&'a self, _counter: &'a [u8]) -> NodeResult<'a, u64> {
+        fencing_unsupported(self.addr())
     }
 }
 

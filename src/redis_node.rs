@@ -13,6 +13,7 @@ use redis::aio::MultiplexedConnection;
 use crate::acks::{AckedConnections, AckedWriter};
 use crate::cluster_replies::{SlotRange, parse_cluster_shards, parse_cluster_slots};
 use crate::error::NodeError;
+use crate::fencing::FencedReply;
 use crate::node::{AcquireReply, KeyState, Node, NodeResult, SharedNode, UnservedSlot};
 use crate::scripts::SCRIPTS;
 use crate::server::{FactsCell, ServerFacts};
@@ -325,6 +326,36 @@ impl Node for RedisNode {
             connections: &self.acked,
             facts: &self.facts,
         })
+    }
+
+    fn subscriber_info(&self) -> Option<redis::ConnectionInfo> {
+        Some(self.info.clone())
+    }
+
+    // Fencing: the scripts and their replies live in `fencing`.
+
+    fn acquire_fenced<'a>(
+        &'a self,
+        key: &'a [u8],
+        counter: &'a [u8],
+        token: &'a str,
+        ttl: Duration,
+    ) -> NodeResult<'a, FencedReply> {
+        Box::pin(self.run_acquire_fenced(key, counter, token, ttl))
+    }
+
+    fn fence_commit<'a>(
+        &'a self,
+        key: &'a [u8],
+        counter: &'a [u8],
+        token: &'a str,
+        fencing_token: u64,
+    ) -> NodeResult<'a, bool> {
+        Box::pin(self.run_fence_commit(key, counter, token, fencing_token))
+    }
+
+    fn read_fence<'a>(&'a self, counter: &'a [u8]) -> NodeResult<'a, u64> {
+        Box::pin(self.run_read_fence(counter))
     }
 }
 

@@ -144,6 +144,7 @@ impl Round<'_> {
                     ttl,
                     deadline,
                     granted_by,
+                    fencing_token: None,
                 })
             }
             AcquireDecision::Contended { retry_hint } => Attempt::Contended(retry_hint),
@@ -280,6 +281,7 @@ impl Round<'_> {
             mode: self.mode,
             voters_share_master: voters_share_master(voters),
             nodes,
+            fencing_token: None,
         })
     }
 }

@@ -25,6 +25,8 @@ use crate::retry::RetryPolicy;
 use crate::server::ServerFacts;
 use crate::topology::Seeds;
 
+mod fencing;
+
 /// A crash window of one node, in ms from the start of the run.
 #[derive(Debug, Clone, Copy)]
 struct Crash {

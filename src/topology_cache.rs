@@ -1,21 +1,49 @@
 //! The manager's current view of who votes: read on first use, then refreshed in the
 //! background when a round saw a sign that it is out of date.
+//!
+//! Every read is single-flight: at most one runs at a time, in a spawned task (so a caller
+//! that gives up cannot cancel it), and every caller that needs a read while one runs waits
+//! for that read and shares its result, an error included. Without this, callers queued on a
+//! lock and each read again in turn: five acquires against a paused seed finished 1, 2, 3, 4
+//! and 5 connect timeouts after they started.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use tokio::sync::RwLock;
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
 use tokio::time::Instant;
 
 use crate::config::Mode;
 use crate::error::LockError;
 use crate::topology::{Seeds, Topology, discover};
 
-/// The least time between two topology refreshes.
+/// The least time between two background topology refreshes.
 pub const REFRESH_INTERVAL: Duration = Duration::from_millis(100);
 
-/// The cached topology and the state of its background refresh.
+/// One topology read that any number of callers can await; they all get its result.
+type SharedRead = Shared<BoxFuture<'static, Result<Arc<Topology>, LockError>>>;
+
+/// The read in flight, if any, and the number of the next one.
+#[derive(Default)]
+struct Reads {
+    /// The read in flight and its number (so that it clears only itself when done).
+    in_flight: Option<(u64, SharedRead)>,
+    /// The number the next read gets.
+    next: u64,
+}
+
+impl std::fmt::Debug for Reads {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reads")
+            .field("in_flight", &self.in_flight.as_ref().map(|(id, _)| id))
+            .field("next", &self.next)
+            .finish()
+    }
+}
+
+/// The cached topology and the state of its reads.
 #[derive(Debug)]
 pub(crate) struct TopologyCache {
     /// Where discovery gets its nodes.
@@ -24,15 +52,22 @@ pub(crate) struct TopologyCache {
     mode: Mode,
     /// The bound of each node read during discovery (the connect timeout).
     timeout: Duration,
-    /// The current view of the voters; `None` until first use.
-    current: RwLock<Option<Arc<Topology>>>,
+    /// The current view of the voters; `None` until a read succeeded. A std mutex: it is
+    /// never held across an `.await`.
+    current: Mutex<Option<Arc<Topology>>>,
     /// Set when a vote was redirected (MOVED/ASK) or a cluster voter failed: re-read the
     /// topology before the next operation.
     stale: AtomicBool,
-    /// Whether a background refresh is running.
-    refreshing: AtomicBool,
-    /// When the last refresh finished. A std mutex: it is never held across an `.await`.
+    /// The read in flight. A std mutex, never held across an `.await`.
+    reads: Mutex<Reads>,
+    /// When the last read finished. A std mutex, never held across an `.await`.
     last_refresh: Mutex<Option<Instant>>,
+}
+
+/// Lock a std mutex whose data stays consistent even if a holder panicked (every critical
+/// section here is a single read or write).
+fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl TopologyCache {
@@ -42,9 +77,9 @@ impl TopologyCache {
             seeds,
             mode,
             timeout,
-            current: RwLock::new(None),
+            current: Mutex::new(None),
             stale: AtomicBool::new(false),
-            refreshing: AtomicBool::new(false),
+            reads: Mutex::new(Reads::default()),
             last_refresh: Mutex::new(None),
         }
     }
@@ -59,67 +94,317 @@ impl TopologyCache {
         self.stale.store(true, Ordering::Release);
     }
 
-    /// The current topology. It is read on first use; afterwards, when marked stale, it is
-    /// re-read in a background task (one at a time, at most every [`REFRESH_INTERVAL`]) while
+    fn current(&self) -> Option<Arc<Topology>> {
+        locked(&self.current).clone()
+    }
+
+    /// The current topology. The first use waits for a read (shared with every concurrent
+    /// first use: the k-th caller waits no longer than the first). Afterwards, when marked
+    /// stale, it is re-read in the background (at most every [`REFRESH_INTERVAL`]) while
     /// rounds go on with the last good view, so that a paused or dead node never stalls a
     /// round on a refresh.
     pub(crate) async fn get(self: &Arc<Self>) -> Result<Arc<Topology>, LockError> {
-        if let Some(current) = self.current.read().await.clone() {
-            if self.stale.load(Ordering::Acquire) {
-                self.spawn_refresh(&current);
+        if let Some(current) = self.current() {
+            if self.stale.load(Ordering::Acquire) && !self.refreshed_recently() {
+                // Background: the read runs in its own task whether or not anyone awaits it.
+                if tokio::runtime::Handle::try_current().is_ok() {
+                    drop(self.read_shared());
+                }
             }
             return Ok(current);
         }
-        let mut slot = self.current.write().await;
-        // Another task may have read it while we waited for the write lock.
-        if let Some(current) = slot.clone() {
-            return Ok(current);
-        }
-        let fresh = Arc::new(self.read(None).await?);
-        tracing::debug!(mode = ?fresh.mode(), "topology read");
-        *slot = Some(fresh.clone());
-        Ok(fresh)
+        self.read_shared().await
     }
 
-    fn spawn_refresh(self: &Arc<Self>, current: &Arc<Topology>) {
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        if self.refreshing.swap(true, Ordering::AcqRel) {
-            return;
+    /// A view newer than `seen` (the view a failed round used): the read in flight if there
+    /// is one, the current view if it already replaced `seen`, else a new read. Single-flight
+    /// like every read, so callers that ask together share one read.
+    ///
+    /// # Errors
+    /// The read failed (the last good view is kept for the next caller).
+    pub(crate) async fn refresh_now(
+        self: &Arc<Self>,
+        seen: &Arc<Topology>,
+    ) -> Result<Arc<Topology>, LockError> {
+        if let Some(read) = self.in_flight() {
+            return read.await;
         }
-        let recent = self
-            .last_refresh
-            .lock()
-            .map(|last| last.is_some_and(|at| at.elapsed() < REFRESH_INTERVAL))
-            .unwrap_or(false);
-        if recent {
-            self.refreshing.store(false, Ordering::Release);
-            return;
+        match self.current() {
+            Some(current) if !Arc::ptr_eq(&current, seen) => Ok(current),
+            _ => self.read_shared().await,
         }
+    }
+
+    /// Wait for a refresh when one is running or was asked for (the topology was marked
+    /// stale); otherwise the current view at once. For a retry after a failed round, so that
+    /// it runs on the view that failure asked for.
+    ///
+    /// # Errors
+    /// The read failed (the last good view is kept for the next caller).
+    pub(crate) async fn settled(self: &Arc<Self>) -> Result<Arc<Topology>, LockError> {
+        if let Some(read) = self.in_flight() {
+            return read.await;
+        }
+        match self.current() {
+            Some(current) if !self.stale.load(Ordering::Acquire) => Ok(current),
+            _ => self.read_shared().await,
+        }
+    }
+
+    fn in_flight(&self) -> Option<SharedRead> {
+        locked(&self.reads)
+            .in_flight
+            .as_ref()
+            .map(|(_, read)| read.clone())
+    }
+
+    fn refreshed_recently(&self) -> bool {
+        locked(&self.last_refresh).is_some_and(|at| at.elapsed() < REFRESH_INTERVAL)
+    }
+
+    /// The read in flight, or a new one. A new read runs in a spawned task when there is a
+    /// runtime (no cancelled caller can stop it; it clears itself when done) and inline in
+    /// whoever polls it otherwise.
+    fn read_shared(self: &Arc<Self>) -> SharedRead {
+        let mut reads = locked(&self.reads);
+        if let Some((_, read)) = &reads.in_flight {
+            return read.clone();
+        }
+        let id = reads.next;
+        reads.next = reads.next.wrapping_add(1);
         let cache = self.clone();
-        let current = current.clone();
-        runtime.spawn(async move {
-            // Cleared first: failures seen during the refresh mark it stale again.
-            cache.stale.store(false, Ordering::Release);
-            match cache.read(Some(&current)).await {
-                Ok(fresh) => {
-                    tracing::debug!(mode = ?fresh.mode(), "topology refreshed");
-                    *cache.current.write().await = Some(Arc::new(fresh));
-                }
-                Err(error) => {
-                    tracing::debug!(%error, "topology refresh failed; keeping the last view");
-                    cache.mark_stale();
-                }
+        let task = async move {
+            let result = cache.read_and_store().await;
+            let mut reads = locked(&cache.reads);
+            if reads
+                .in_flight
+                .as_ref()
+                .is_some_and(|(done, _)| *done == id)
+            {
+                reads.in_flight = None;
             }
-            if let Ok(mut last) = cache.last_refresh.lock() {
-                *last = Some(Instant::now());
+            result
+        };
+        let read: BoxFuture<'static, _> = match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                let handle = runtime.spawn(task);
+                async move {
+                    handle.await.unwrap_or_else(|error| {
+                        Err(LockError::Topology(format!(
+                            "the topology read task stopped ({error}); try again"
+                        )))
+                    })
+                }
+                .boxed()
             }
-            cache.refreshing.store(false, Ordering::Release);
-        });
+            Err(_) => task.boxed(),
+        };
+        let read = read.shared();
+        // Stored before the lock is let go, so the task (which takes the lock to clear it)
+        // always finds it.
+        reads.in_flight = Some((id, read.clone()));
+        read
     }
 
-    async fn read(&self, previous: Option<&Topology>) -> Result<Topology, LockError> {
-        discover(self.seeds(), previous, self.mode, self.timeout).await
+    /// One discovery: on success it becomes the current view; on failure the last good view
+    /// stays and is marked stale again.
+    async fn read_and_store(&self) -> Result<Arc<Topology>, LockError> {
+        // Cleared first: failures seen during the read mark it stale again.
+        self.stale.store(false, Ordering::Release);
+        let previous = self.current();
+        let result = discover(self.seeds(), previous.as_deref(), self.mode, self.timeout)
+            .await
+            .map(Arc::new);
+        match &result {
+            Ok(fresh) => {
+                tracing::debug!(mode = ?fresh.mode(), refresh = previous.is_some(), "topology read");
+                *locked(&self.current) = Some(fresh.clone());
+            }
+            Err(error) => {
+                tracing::debug!(%error, "topology read failed; keeping the last view");
+                if previous.is_some() {
+                    self.mark_stale();
+                }
+            }
+        }
+        *locked(&self.last_refresh) = Some(Instant::now());
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use futures::future::join_all;
+
+    use super::*;
+    use crate::cluster_replies::SlotRange;
+    use crate::error::NodeError;
+    use crate::node::{AcquireReply, KeyState, Node, NodeResult, SharedNode};
+    use crate::server::ServerFacts;
+
+    /// A standalone seed whose connection opens after `delay`, or fails after it.
+    #[derive(Debug)]
+    struct SlowSeed {
+        delay: Duration,
+        fail: bool,
+        connects: AtomicUsize,
+    }
+
+    impl Node for SlowSeed {
+        fn addr(&self) -> &str {
+            "127.0.0.1:1"
+        }
+        fn connect(&self) -> NodeResult<'_, ()> {
+            self.connects.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async move {
+                tokio::time::sleep(self.delay).await;
+                if self.fail {
+                    Err(NodeError::Io("down".into()))
+                } else {
+                    Ok(())
+                }
+            })
+        }
+        fn acquire<'a>(
+            &'a self,
+            _: &'a [u8],
+            _: &'a str,
+            _: Duration,
+        ) -> NodeResult<'a, AcquireReply> {
+            Box::pin(async { Ok(AcquireReply::Granted) })
+        }
+        fn extend<'a>(&'a self, _: &'a [u8], _: &'a str, _: Duration) -> NodeResult<'a, bool> {
+            Box::pin(async { Ok(true) })
+        }
+        fn release<'a>(&'a self, _: &'a [u8], _: &'a str) -> NodeResult<'a, bool> {
+            Box::pin(async { Ok(true) })
+        }
+        fn inspect<'a>(&'a self, _: &'a [u8]) -> NodeResult<'a, KeyState> {
+            Box::pin(async { Ok((None, None)) })
+        }
+        fn cluster_shards(&self) -> NodeResult<'_, Vec<SlotRange>> {
+            Box::pin(async { Err(NodeError::Server("standalone".into())) })
+        }
+        fn cluster_slots(&self) -> NodeResult<'_, Vec<SlotRange>> {
+            Box::pin(async { Err(NodeError::Server("standalone".into())) })
+        }
+        fn facts(&self) -> Option<ServerFacts> {
+            Some(ServerFacts::simulated("slow-seed"))
+        }
+    }
+
+    #[derive(Debug)]
+    struct OneSeed(Vec<SharedNode>);
+
+    impl Seeds for OneSeed {
+        fn seeds(&self) -> &[SharedNode] {
+            &self.0
+        }
+        fn master(&self, _: &dyn Node, _: &str, _: u16) -> SharedNode {
+            self.0[0].clone()
+        }
+    }
+
+    fn cache(delay: Duration, fail: bool) -> (Arc<TopologyCache>, Arc<SlowSeed>) {
+        let seed = Arc::new(SlowSeed {
+            delay,
+            fail,
+            connects: AtomicUsize::new(0),
+        });
+        let cache = TopologyCache::new(
+            Box::new(OneSeed(vec![seed.clone() as SharedNode])),
+            Mode::Auto,
+            Duration::from_secs(1),
+        );
+        (Arc::new(cache), seed)
+    }
+
+    /// Five concurrent first uses against a seed that never answers: one read, one shared
+    /// error, every caller done one connect timeout after the start (before: 1, 2, 3, 4, 5 s).
+    #[tokio::test(start_paused = true)]
+    async fn concurrent_first_reads_share_one_read_and_its_error() {
+        let (cache, seed) = cache(Duration::from_secs(60), false);
+        let start = Instant::now();
+        let results = join_all((0..5).map(|_| {
+            let cache = cache.clone();
+            async move {
+                let result = cache.get().await;
+                (result, start.elapsed())
+            }
+        }))
+        .await;
+        assert_eq!(seed.connects.load(Ordering::SeqCst), 1);
+        for (result, took) in results {
+            assert!(matches!(result, Err(LockError::Unavailable { .. })));
+            assert_eq!(took, Duration::from_secs(1));
+        }
+        // The error was not cached: the next use reads again.
+        assert!(cache.get().await.is_err());
+        assert_eq!(seed.connects.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cancelled_first_caller_does_not_cancel_the_read() {
+        let (cache, seed) = cache(Duration::from_millis(300), false);
+        let gave_up = tokio::time::timeout(Duration::from_millis(100), cache.get()).await;
+        assert!(gave_up.is_err());
+        let start = Instant::now();
+        assert!(cache.get().await.is_ok());
+        // Joined the read already in flight: done 200 ms later, with no second read.
+        assert_eq!(start.elapsed(), Duration::from_millis(200));
+        assert_eq!(seed.connects.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn refreshes_asked_for_together_share_one_read() {
+        let (cache, seed) = cache(Duration::from_millis(50), false);
+        let first = cache.get().await.expect("first read");
+        let refreshed = join_all((0..4).map(|_| cache.refresh_now(&first))).await;
+        assert_eq!(seed.connects.load(Ordering::SeqCst), 2);
+        let views: Vec<Arc<Topology>> = refreshed.into_iter().flatten().collect();
+        assert_eq!(views.len(), 4);
+        assert!(views.iter().all(|v| Arc::ptr_eq(v, &views[0])));
+        assert!(!Arc::ptr_eq(&views[0], &first));
+        // A caller that failed on the old view gets the newer one without another read.
+        let again = cache.refresh_now(&first).await.expect("newer view");
+        assert!(Arc::ptr_eq(&again, &views[0]));
+        assert_eq!(seed.connects.load(Ordering::SeqCst), 2);
+        // Settled with nothing stale and nothing running: the current view at once.
+        assert!(Arc::ptr_eq(
+            &cache.settled().await.expect("view"),
+            &views[0]
+        ));
+        cache.mark_stale();
+        assert!(!Arc::ptr_eq(
+            &cache.settled().await.expect("view"),
+            &views[0]
+        ));
+        assert_eq!(seed.connects.load(Ordering::SeqCst), 3);
+    }
+
+    /// A cluster view whose master and seed both fail: the refresh fails, the last view
+    /// stays and is marked stale again.
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_refresh_keeps_the_last_view() {
+        let failing: SharedNode = Arc::new(SlowSeed {
+            delay: Duration::from_millis(10),
+            fail: true,
+            connects: AtomicUsize::new(0),
+        });
+        let broken = Arc::new(TopologyCache::new(
+            Box::new(OneSeed(vec![failing.clone()])),
+            Mode::Auto,
+            Duration::from_secs(1),
+        ));
+        let last = Arc::new(Topology::Cluster {
+            masters: vec![failing],
+            slots: vec![(0, 16383, 0)],
+        });
+        *locked(&broken.current) = Some(last.clone());
+        assert!(broken.refresh_now(&last).await.is_err());
+        assert!(broken.stale.load(Ordering::Acquire));
+        assert!(Arc::ptr_eq(&broken.get().await.expect("last view"), &last));
     }
 }

@@ -1,0 +1,651 @@
+//! Fencing tokens in the model: the real [`LockManager`] with fencing on, over the same
+//! simulated nodes, delays, losses, crashes and drifting clocks as `sim`, checked for token
+//! monotonicity among all holders; and two cheaper protocols the checker must reject.
+//!
+//! - [`Variant::Engine`]: the crate's two-round construction (see `crate::fencing`).
+//! - [`Variant::IncrMax`]: one round, the acquire script `INCR`s the counter when it grants
+//!   and the client takes the max.
+//! - [`Variant::CommitAnyMajority`]: two rounds, but the write-back goes to every voter,
+//!   unconditionally, and any majority of acknowledgements counts.
+//!
+//! The broken variants run as a small hand-written client over the same links, with the same
+//! timeouts and validity rule as the engine.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::future::join_all;
+use futures::stream::{FuturesUnordered, StreamExt};
+use proptest::prelude::*;
+use proptest::test_runner::Config;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{RngExt, SeedableRng};
+use tokio::time::{Instant, sleep};
+
+use super::{NOT_A_CLUSTER, Scenario, SimNode, SimSeeds, TTL, scenario};
+use crate::cluster_replies::SlotRange;
+use crate::config::LockConfig;
+use crate::error::NodeError;
+use crate::fencing::{FencedReply, fence_key};
+use crate::manager::LockManager;
+use crate::node::{AcquireReply, KeyState, Node, NodeResult, SharedNode, with_deadline};
+use crate::quorum::{drift, quorum, validity};
+use crate::retry::RetryPolicy;
+use crate::server::ServerFacts;
+
+const DRIFT_FACTOR: f64 = 0.01;
+const PREFIX: &str = "redlock:";
+const RESOURCE: &str = "resource";
+
+/// A counter has no TTL; the model stores it with an expiry far past the end of any run (a
+/// run lasts seconds of simulated time). A crash that loses data wipes it like any key.
+const NO_TTL: Duration = Duration::from_secs(1_000_000);
+
+/// How long (simulated) a run may last, however few holds it got.
+const RUN_LIMIT: Duration = Duration::from_secs(20);
+
+/// Which fencing protocol the clients run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Variant {
+    Engine,
+    IncrMax,
+    CommitAnyMajority,
+}
+
+/// A hold interval (as in `sim`) with the token it carried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FencedHold {
+    client: usize,
+    from: Instant,
+    until: Instant,
+    token: u64,
+}
+
+type Keys = std::collections::HashMap<Vec<u8>, (String, Instant)>;
+
+fn counter_of(keys: &Keys, counter: &[u8]) -> u64 {
+    keys.get(counter)
+        .and_then(|(value, _)| value.parse().ok())
+        .unwrap_or(0)
+}
+
+fn set_counter(keys: &mut Keys, counter: &[u8], value: u64, now: Instant) {
+    keys.insert(counter.to_vec(), (value.to_string(), now + NO_TTL));
+}
+
+/// One client's ordered link to one node, as `SimLink` but with the delays of a network with
+/// a tail: most messages take at most [`FAST_MS`], one in [`SLOW_PERCENT`] takes up to the
+/// scenario's `max_delay_ms`. That makes races where one slow message spans another client's
+/// whole round trip common enough to find. Messages are still applied in the order sent (as
+/// on one TCP connection) and may be lost.
+struct FencedLink {
+    node: Arc<SimNode>,
+    order: tokio::sync::Mutex<()>,
+    rng: Mutex<StdRng>,
+    slow_ms: u64,
+    loss_percent: u32,
+}
+
+impl std::fmt::Debug for FencedLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "FencedLink({})", self.node.name)
+    }
+}
+
+const FAST_MS: u64 = 5;
+const SLOW_PERCENT: u32 = 20;
+
+impl FencedLink {
+    fn delay(&self, rng: &mut StdRng) -> Duration {
+        let max = if rng.random_ratio(SLOW_PERCENT, 100) {
+            self.slow_ms
+        } else {
+            FAST_MS.min(self.slow_ms)
+        };
+        Duration::from_millis(rng.random_range(0..=max))
+    }
+
+    async fn call<T: Send>(
+        &self,
+        op: impl FnOnce(&mut Keys, Instant) -> T + Send,
+    ) -> Result<T, NodeError> {
+        let (to_node, to_client, lose_request, lose_reply) = {
+            let mut rng = self.rng.lock().unwrap_or_else(|p| p.into_inner());
+            (
+                self.delay(&mut rng),
+                self.delay(&mut rng),
+                rng.random_ratio(self.loss_percent, 100),
+                rng.random_ratio(self.loss_percent, 100),
+            )
+        };
+        let order = self.order.lock().await;
+        sleep(to_node).await;
+        if lose_request {
+            drop(order);
+            return std::future::pending().await;
+        }
+        let result = self.node.apply(op);
+        drop(order);
+        sleep(to_client).await;
+        if lose_reply {
+            return std::future::pending().await;
+        }
+        result
+    }
+
+    /// The one-round variant's acquire: `SET NX PX`, then `INCR` the counter and return it.
+    async fn acquire_incr(
+        &self,
+        key: &[u8],
+        counter: &[u8],
+        token: &str,
+    ) -> Result<FencedReply, NodeError> {
+        let node = &self.node;
+        self.call(move |keys, now| {
+            if let Some((_, expires)) = keys.get(key) {
+                return FencedReply::Held(Some(expires.duration_since(now)));
+            }
+            keys.insert(key.to_vec(), (token.to_string(), node.expiry(now, TTL)));
+            let value = counter_of(keys, counter) + 1;
+            set_counter(keys, counter, value, now);
+            FencedReply::Granted(value)
+        })
+        .await
+    }
+
+    /// The any-majority variant's commit: `counter = max(counter, t)`, whoever holds the key.
+    async fn commit_unchecked(&self, counter: &[u8], t: u64) -> Result<bool, NodeError> {
+        self.call(move |keys, now| {
+            let value = counter_of(keys, counter).max(t);
+            set_counter(keys, counter, value, now);
+            true
+        })
+        .await
+    }
+}
+
+/// The lock scripts as `SimLink` runs them, and the fencing scripts.
+impl Node for FencedLink {
+    fn addr(&self) -> &str {
+        &self.node.name
+    }
+
+    fn connect(&self) -> NodeResult<'_, ()> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn acquire<'a>(
+        &'a self,
+        key: &'a [u8],
+        token: &'a str,
+        ttl: Duration,
+    ) -> NodeResult<'a, AcquireReply> {
+        Box::pin(self.call(move |keys, now| match keys.get(key) {
+            Some((_, expires)) => AcquireReply::Held(Some(expires.duration_since(now))),
+            None => {
+                keys.insert(
+                    key.to_vec(),
+                    (token.to_string(), self.node.expiry(now, ttl)),
+                );
+                AcquireReply::Granted
+            }
+        }))
+    }
+
+    fn extend<'a>(&'a self, key: &'a [u8], token: &'a str, ttl: Duration) -> NodeResult<'a, bool> {
+        Box::pin(self.call(move |keys, now| match keys.get_mut(key) {
+            Some((holder, expires)) if holder == token => {
+                *expires = self.node.expiry(now, ttl);
+                true
+            }
+            _ => false,
+        }))
+    }
+
+    fn release<'a>(&'a self, key: &'a [u8], token: &'a str) -> NodeResult<'a, bool> {
+        Box::pin(self.call(move |keys, _| {
+            let ours = keys.get(key).is_some_and(|(holder, _)| holder == token);
+            if ours {
+                keys.remove(key);
+            }
+            ours
+        }))
+    }
+
+    fn inspect<'a>(&'a self, key: &'a [u8]) -> NodeResult<'a, KeyState> {
+        Box::pin(self.call(move |keys, now| match keys.get(key) {
+            Some((holder, expires)) => (Some(holder.clone()), Some(expires.duration_since(now))),
+            None => (None, Some(Duration::ZERO)),
+        }))
+    }
+
+    fn cluster_shards(&self) -> NodeResult<'_, Vec<SlotRange>> {
+        Box::pin(async { Err(NodeError::Server(NOT_A_CLUSTER.into())) })
+    }
+
+    fn cluster_slots(&self) -> NodeResult<'_, Vec<SlotRange>> {
+        Box::pin(async { Err(NodeError::Server(NOT_A_CLUSTER.into())) })
+    }
+
+    fn facts(&self) -> Option<ServerFacts> {
+        Some(ServerFacts::simulated(&self.node.name))
+    }
+
+    /// `acquire_fenced.lua`.
+    fn acquire_fenced<'a>(
+        &'a self,
+        key: &'a [u8],
+        counter: &'a [u8],
+        token: &'a str,
+        ttl: Duration,
+    ) -> NodeResult<'a, FencedReply> {
+        let node = &self.node;
+        Box::pin(self.call(move |keys, now| {
+            if let Some((_, expires)) = keys.get(key) {
+                return FencedReply::Held(Some(expires.duration_since(now)));
+            }
+            keys.insert(key.to_vec(), (token.to_string(), node.expiry(now, ttl)));
+            FencedReply::Granted(counter_of(keys, counter))
+        }))
+    }
+
+    /// `fence_commit.lua`.
+    fn fence_commit<'a>(
+        &'a self,
+        key: &'a [u8],
+        counter: &'a [u8],
+        token: &'a str,
+        fencing_token: u64,
+    ) -> NodeResult<'a, bool> {
+        Box::pin(self.call(move |keys, now| {
+            if keys.get(key).is_none_or(|(holder, _)| holder != token) {
+                return false;
+            }
+            let value = counter_of(keys, counter).max(fencing_token);
+            set_counter(keys, counter, value, now);
+            true
+        }))
+    }
+
+    fn read_fence<'a>(&'a self, counter: &'a [u8]) -> NodeResult<'a, u64> {
+        Box::pin(self.call(move |keys, _| counter_of(keys, counter)))
+    }
+}
+
+/// Send one request per link, each in its own task (a sent request lands even when nobody
+/// waits for its reply any more), and collect the replies until `enough` of them say yes or
+/// every reply is in: the early decision of an eager client.
+async fn send_all<T, F>(
+    links: &[Arc<FencedLink>],
+    node_timeout: Duration,
+    enough: usize,
+    yes: impl Fn(&T) -> bool,
+    request: impl Fn(Arc<FencedLink>) -> F,
+) -> Vec<T>
+where
+    T: Send + 'static,
+    F: Future<Output = Result<T, NodeError>> + Send + 'static,
+{
+    let mut pending: FuturesUnordered<_> = links
+        .iter()
+        .map(|link| tokio::spawn(with_deadline(node_timeout, request(link.clone()))))
+        .collect();
+    let mut replies = Vec::new();
+    while replies.iter().filter(|r| yes(r)).count() < enough {
+        match pending.next().await {
+            Some(Ok(Ok(reply))) => replies.push(reply),
+            Some(_) => {}
+            None => break,
+        }
+    }
+    replies
+}
+
+/// One attempt of a broken variant by the hand-written client: `Some((token, deadline))`
+/// when granted. Both rounds decide as soon as a quorum said yes. A failed attempt releases
+/// its keys, as the engine does.
+async fn hand_acquire(
+    links: &[Arc<FencedLink>],
+    variant: Variant,
+    token: &str,
+    node_timeout: Duration,
+    rng: &mut StdRng,
+) -> Option<(u64, Instant)> {
+    let key = crate::keys::independent_key(PREFIX, RESOURCE.as_bytes());
+    let counter = fence_key(PREFIX, &key);
+    let needed = quorum(links.len());
+    let allowance = drift(TTL, DRIFT_FACTOR);
+    let start = Instant::now();
+    let granted = |reply: &FencedReply| matches!(reply, FencedReply::Granted(_));
+    let round1 = send_all(links, node_timeout, needed, granted, |link| {
+        let (key, counter, token) = (key.clone(), counter.clone(), token.to_string());
+        async move {
+            match variant {
+                Variant::IncrMax => link.acquire_incr(&key, &counter, &token).await,
+                _ => link.acquire_fenced(&key, &counter, &token, TTL).await,
+            }
+        }
+    })
+    .await;
+    let counters: Vec<u64> = round1
+        .iter()
+        .filter_map(|reply| match reply {
+            FencedReply::Granted(c) => Some(*c),
+            FencedReply::Held(_) => None,
+        })
+        .collect();
+    let max = counters.iter().copied().max().unwrap_or(0);
+    let decided = if counters.len() < needed {
+        None
+    } else if variant == Variant::IncrMax {
+        Some(max)
+    } else {
+        let t = max + 1;
+        // Some majority, whichever voters it holds (granters or not).
+        let mut majority = links.to_vec();
+        majority.shuffle(rng);
+        majority.truncate(needed);
+        let acks = send_all(
+            &majority,
+            node_timeout,
+            needed,
+            |ack: &bool| *ack,
+            |link| {
+                let counter = counter.clone();
+                async move { link.commit_unchecked(&counter, t).await }
+            },
+        )
+        .await;
+        (acks.iter().filter(|a| **a).count() >= needed).then_some(t)
+    };
+    match decided.filter(|_| validity(TTL, start.elapsed(), allowance).is_some()) {
+        Some(t) => Some((t, start + (TTL - allowance))),
+        None => {
+            hand_release(links, &key, token, node_timeout).await;
+            None
+        }
+    }
+}
+
+async fn hand_release(links: &[Arc<FencedLink>], key: &[u8], token: &str, node_timeout: Duration) {
+    join_all(
+        links
+            .iter()
+            .map(|link| with_deadline(node_timeout, link.release(key, token))),
+    )
+    .await;
+}
+
+/// How long a holder works: a third of the time briefly (so that rounds of the next holder
+/// overlap the end of this one), otherwise up to 1.5 TTL (sometimes past validity).
+fn hold_time(rng: &mut StdRng) -> Duration {
+    if rng.random_bool(0.5) {
+        Duration::from_millis(rng.random_range(0..10))
+    } else {
+        Duration::from_millis(rng.random_range(0..1500))
+    }
+}
+
+/// Run the scenario with `variant` on a paused clock; return every hold with its token.
+fn run(scenario: &Scenario, variant: Variant, node_timeout: Duration) -> Vec<FencedHold> {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => panic!("cannot build a tokio runtime: {e}"),
+    };
+    runtime.block_on(async {
+        let epoch = Instant::now();
+        let nodes: Vec<Arc<SimNode>> = scenario
+            .clock_rates
+            .iter()
+            .zip(&scenario.crashes)
+            .enumerate()
+            .map(|(i, (rate, crashes))| {
+                Arc::new(SimNode {
+                    name: format!("sim{i}"),
+                    clock_rate: *rate,
+                    crashes: crashes.clone(),
+                    epoch,
+                    data: Mutex::new(Default::default()),
+                })
+            })
+            .collect();
+        let config = LockConfig::new()
+            .node_timeout(node_timeout)
+            .drift_factor(DRIFT_FACTOR)
+            .key_prefix(PREFIX)
+            .retry(RetryPolicy::once())
+            .fencing(true);
+        let holds = Arc::new(Mutex::new(Vec::new()));
+        let mut clients = Vec::new();
+        for client in 0..scenario.clients {
+            let links: Vec<Arc<FencedLink>> = nodes
+                .iter()
+                .enumerate()
+                .map(|(i, node)| {
+                    Arc::new(FencedLink {
+                        node: node.clone(),
+                        order: tokio::sync::Mutex::new(()),
+                        rng: Mutex::new(StdRng::seed_from_u64(
+                            scenario.seed ^ ((client as u64) << 32) ^ i as u64,
+                        )),
+                        slow_ms: scenario.max_delay_ms,
+                        loss_percent: scenario.loss_percent,
+                    })
+                })
+                .collect();
+            let shared: Vec<SharedNode> = links.iter().map(|l| l.clone() as SharedNode).collect();
+            let manager = match LockManager::with_seeds(config.clone(), Box::new(SimSeeds(shared)))
+            {
+                Ok(manager) => manager,
+                Err(e) => panic!("invalid simulation config: {e}"),
+            };
+            let holds = holds.clone();
+            let ops = scenario.ops_per_client;
+            let mut rng = StdRng::seed_from_u64(scenario.seed.wrapping_add(client as u64));
+            clients.push(tokio::spawn(async move {
+                // `ops` holds per client, or as many as fit in the time limit: failed
+                // attempts (most of them, under contention) do not use up the budget.
+                let (mut held_count, mut op) = (0, 0u64);
+                while held_count < ops && Instant::now() < epoch + RUN_LIMIT {
+                    op += 1;
+                    let held = if variant == Variant::Engine {
+                        match manager.try_acquire(RESOURCE, TTL).await {
+                            Ok(Some(lock)) => {
+                                let Some(token) = lock.fencing_token() else {
+                                    panic!("a fenced lock without a token: {lock:?}");
+                                };
+                                let from = Instant::now();
+                                sleep(hold_time(&mut rng)).await;
+                                let until = Instant::now().min(lock.deadline);
+                                let _ = manager.release(&lock).await;
+                                Some((from, until, token))
+                            }
+                            _ => None,
+                        }
+                    } else {
+                        let token = format!("{client}.{op}");
+                        match hand_acquire(&links, variant, &token, node_timeout, &mut rng).await {
+                            Some((fencing_token, deadline)) => {
+                                let from = Instant::now();
+                                sleep(hold_time(&mut rng)).await;
+                                let until = Instant::now().min(deadline);
+                                let key = crate::keys::independent_key(PREFIX, RESOURCE.as_bytes());
+                                hand_release(&links, &key, &token, node_timeout).await;
+                                Some((from, until, fencing_token))
+                            }
+                            None => None,
+                        }
+                    };
+                    match held {
+                        Some((from, until, token)) => {
+                            held_count += 1;
+                            holds
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .push(FencedHold {
+                                    client,
+                                    from,
+                                    until,
+                                    token,
+                                });
+                        }
+                        None => sleep(Duration::from_millis(rng.random_range(0..200))).await,
+                    }
+                }
+            }));
+        }
+        for client in clients {
+            let _ = client.await;
+        }
+        holds.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    })
+}
+
+/// The first pair of holds whose tokens are out of order: a hold that started later with a
+/// token no greater than an earlier one's (or two holds that started together with one
+/// token).
+fn out_of_order(holds: &[FencedHold]) -> Option<(FencedHold, FencedHold)> {
+    for a in holds {
+        for b in holds {
+            let later_not_greater = a.from < b.from && b.token <= a.token;
+            let same_start_same_token =
+                a.from == b.from && a.token == b.token && !std::ptr::eq(a, b);
+            if later_not_greater || same_start_same_token {
+                return Some((*a, *b));
+            }
+        }
+    }
+    None
+}
+
+/// Two holds with the same token, if any.
+fn duplicate_token(holds: &[FencedHold]) -> Option<(FencedHold, FencedHold)> {
+    for (i, a) in holds.iter().enumerate() {
+        if let Some(b) = holds[i + 1..].iter().find(|b| b.token == a.token) {
+            return Some((*a, *b));
+        }
+    }
+    None
+}
+
+proptest! {
+    #![proptest_config(Config { cases: 64, ..Config::default() })]
+
+    /// Without data loss, every holder's token is strictly greater than every earlier
+    /// holder's, whatever the delays (with a slow tail), losses, crashes and clock drift
+    /// (within the factor), with a short and a long node timeout.
+    #[test]
+    fn tokens_increase_without_data_loss(
+        s in scenario(Just(false), 0..3, 100..3000),
+        timeout_ms in prop_oneof![Just(100u64), Just(400u64)],
+    ) {
+        let holds = run(&s, Variant::Engine, Duration::from_millis(timeout_ms));
+        prop_assert!(out_of_order(&holds).is_none(), "out of order: {:?}", out_of_order(&holds));
+    }
+}
+
+/// The property is not vacuous: the engine grants fenced locks in the model, to several
+/// clients, with growing tokens.
+#[test]
+fn the_model_grants_fenced_locks() {
+    let holds = run(&race(7), Variant::Engine, RACE_TIMEOUT);
+    assert!(holds.len() >= 10, "only {} holds", holds.len());
+    let clients: std::collections::HashSet<usize> = holds.iter().map(|h| h.client).collect();
+    assert!(clients.len() >= 3, "only {clients:?} ever won");
+    assert!(out_of_order(&holds).is_none());
+}
+
+/// The node timeout of the race scenarios: long enough for one slow message to span another
+/// client's whole acquire-hold-release.
+const RACE_TIMEOUT: Duration = Duration::from_millis(400);
+
+/// A contended scenario on 3 voters: a slow tail up to 300 ms, little loss, no crash.
+fn race(seed: u64) -> Scenario {
+    Scenario {
+        clock_rates: vec![1.0; 3],
+        crashes: vec![vec![]; 3],
+        max_delay_ms: 300,
+        loss_percent: 5,
+        clients: 4,
+        ops_per_client: 10,
+        seed,
+    }
+}
+
+/// The first of the race scenarios (seeds `0..64`, fixed, so the search is deterministic)
+/// where `variant` hands out tokens out of order; the seed and the two holds.
+fn counterexample(variant: Variant) -> Option<(u64, FencedHold, FencedHold)> {
+    (0..64u64).find_map(|seed| {
+        out_of_order(&run(&race(seed), variant, RACE_TIMEOUT)).map(|(a, b)| (seed, a, b))
+    })
+}
+
+/// The checker is sensitive: on the same scenarios, one round "INCR and take the max" hands
+/// a later holder a token no greater than an earlier one's, without any data loss...
+#[test]
+fn incr_and_max_in_one_round_is_not_monotonic() {
+    let found = counterexample(Variant::IncrMax);
+    eprintln!("IncrMax counterexample (seed, earlier, later): {found:#?}");
+    assert!(
+        found.is_some(),
+        "one-round INCR-max should break monotonicity"
+    );
+}
+
+/// ...and so does a write-back acknowledged by some majority rather than by a quorum of the
+/// voters that granted...
+#[test]
+fn commit_to_any_majority_is_not_monotonic() {
+    let found = counterexample(Variant::CommitAnyMajority);
+    eprintln!("CommitAnyMajority counterexample (seed, earlier, later): {found:#?}");
+    assert!(
+        found.is_some(),
+        "a commit to any majority should break monotonicity"
+    );
+}
+
+/// ...while the engine's construction holds on every one of them.
+#[test]
+fn the_engine_holds_on_the_race_scenarios() {
+    assert_eq!(counterexample(Variant::Engine), None);
+}
+
+/// Clocks twice as fast as the drift factor allows break mutual exclusion (the `sim` test
+/// shows it), yet the engine's tokens stay distinct, because their order is decided by the
+/// atomic scripts on a shared voter, not by clocks: a fenced resource still refuses the
+/// stale holder.
+#[test]
+fn tokens_stay_distinct_when_clocks_break_mutual_exclusion() {
+    let mut overlapped = false;
+    for seed in 0..32u64 {
+        let holds = run(
+            &Scenario {
+                clock_rates: vec![2.0, 2.0, 2.0],
+                crashes: vec![vec![]; 3],
+                max_delay_ms: 5,
+                loss_percent: 0,
+                clients: 3,
+                ops_per_client: 6,
+                seed,
+            },
+            Variant::Engine,
+            Duration::from_millis(100),
+        );
+        assert!(
+            duplicate_token(&holds).is_none(),
+            "seed {seed}: {:?}",
+            duplicate_token(&holds)
+        );
+        overlapped |= holds.iter().enumerate().any(|(i, a)| {
+            holds[i + 1..]
+                .iter()
+                .any(|b| a.from < b.until && b.from < a.until)
+        });
+    }
+    assert!(overlapped, "fast clocks should let some holds overlap");
+}
