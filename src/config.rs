@@ -59,6 +59,8 @@ pub struct LockConfig {
     notify_on_release: bool,
     refuse_evicting_voters: bool,
     replica_acks: Option<ReplicaAcks>,
+    delayed_restart: Option<Duration>,
+    clock_sample_window: Duration,
     #[cfg(feature = "tls")]
     tls_root_ca: Option<crate::tls::RootCa>,
     fencing: bool,
@@ -86,6 +88,8 @@ impl LockConfig {
             notify_on_release: true,
             refuse_evicting_voters: false,
             replica_acks: None,
+            delayed_restart: None,
+            clock_sample_window: Duration::from_millis(200),
             #[cfg(feature = "tls")]
             tls_root_ca: None,
             fencing: false,
@@ -102,7 +106,9 @@ impl LockConfig {
 
     /// How long one voter may take to answer one script before its vote counts as failed.
     /// Keep it small next to the TTL: a slow voter eats into the validity of every lock. It is
-    /// further capped per call at `ttl - drift`. Defaults to 100 ms.
+    /// further capped per call at `ttl - drift`, and every reply is also bounded by the
+    /// connection's reply timeout, which is the [connect timeout](Self::connect_timeout): a
+    /// node timeout above the connect timeout acts as the connect timeout. Defaults to 100 ms.
     #[must_use]
     pub fn node_timeout(mut self, timeout: Duration) -> Self {
         self.node_timeout = timeout;
@@ -126,6 +132,12 @@ impl LockConfig {
     }
 
     /// Prefix of every lock key; must not contain `{` or `}`. Defaults to `"redlock:"`.
+    ///
+    /// Clients exclude each other only if they derive the same keys on the same servers:
+    /// every client of a resource must use the same prefix, the same masters (and database
+    /// number in their URLs) and, in cluster mode, the same
+    /// [`cluster_voters`](Self::cluster_voters). Two managers that differ in any of these lock
+    /// different keys, and both can hold the resource at once.
     #[must_use]
     pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.key_prefix = prefix.into();
@@ -220,6 +232,48 @@ impl LockConfig {
     /// Whether voters that can evict keys are refused.
     pub(crate) fn refuses_evicting_voters(&self) -> bool {
         self.refuse_evicting_voters
+    }
+
+    /// Enforce delayed restarts: `max_ttl` is the longest TTL any client of these voters
+    /// uses. A voter that may have lost its keys does not vote until `max_ttl` has passed:
+    /// one whose `uptime_in_seconds` is below `max_ttl` while its persistence cannot guarantee
+    /// that keys survive a restart (anything but `appendonly yes` with `appendfsync always`,
+    /// or unknown because `CONFIG GET` is refused), one this client saw restart (new `run_id`)
+    /// without such persistence, and one this client saw change role (failover, `REPLICAOF`).
+    /// Its votes count as failed with [`NodeError::Quarantined`](crate::NodeError), naming
+    /// why and when it ends.
+    ///
+    /// This is Redlock's "keep a crashed master down for longer than the longest TTL",
+    /// enforced by the client instead of by operator discipline: a master that comes back
+    /// empty can no longer hand a held lock to a second client. The price is availability: a
+    /// freshly started voter (or a fresh deployment) does not vote for `max_ttl`. With this
+    /// set, a TTL longer than `max_ttl` is refused ([`LockError::InvalidTtl`]); every client
+    /// must keep its TTLs at or under `max_ttl`. Between 1 ms and [`MAX_TTL`]. Defaults to
+    /// off.
+    #[must_use]
+    pub fn delayed_restart(mut self, max_ttl: Duration) -> Self {
+        self.delayed_restart = Some(max_ttl);
+        self
+    }
+
+    /// The longest TTL of [`LockConfig::delayed_restart`], when on.
+    pub(crate) fn delayed_restart_value(&self) -> Option<Duration> {
+        self.delayed_restart
+    }
+
+    /// How long [`crate::LockManager::health`] samples each voter's clock (`TIME`, 5 times
+    /// spread over the window) to measure its rate against ours: a longer window measures
+    /// more precisely (the error is about two round trips over the window). Between 10 ms and
+    /// 60 s. Defaults to 200 ms.
+    #[must_use]
+    pub fn clock_sample_window(mut self, window: Duration) -> Self {
+        self.clock_sample_window = window;
+        self
+    }
+
+    /// The clock sampling window in use.
+    pub(crate) fn clock_sample_window_value(&self) -> Duration {
+        self.clock_sample_window
     }
 
     /// Trust exactly these root certificates (PEM, one or more `-----BEGIN CERTIFICATE-----`
@@ -334,6 +388,22 @@ impl LockConfig {
                 ));
             }
         }
+        if let Some(max_ttl) = self.delayed_restart
+            && !(Duration::from_millis(1)..=MAX_TTL).contains(&max_ttl)
+        {
+            return Err(LockError::InvalidConfig(format!(
+                "delayed_restart's longest TTL must be between 1 ms and {MAX_TTL:?}, got \
+                 {max_ttl:?}"
+            )));
+        }
+        if !(Duration::from_millis(10)..=Duration::from_secs(60))
+            .contains(&self.clock_sample_window)
+        {
+            return Err(LockError::InvalidConfig(format!(
+                "clock_sample_window must be between 10 ms and 60 s, got {:?}",
+                self.clock_sample_window
+            )));
+        }
         #[cfg(feature = "tls")]
         if let Some(ca) = &self.tls_root_ca {
             ca.validate()?;
@@ -347,7 +417,24 @@ impl LockConfig {
     /// [`LockError::InvalidTtl`] when the TTL is under 1 ms, over [`MAX_TTL`], or not longer
     /// than its drift allowance (no validity could ever be left).
     pub fn check_ttl(&self, ttl: Duration) -> Result<Duration, LockError> {
-        Ttl::new(ttl, self.drift_factor).map(Ttl::get)
+        self.ttl(ttl).map(Ttl::get)
+    }
+
+    /// [`LockConfig::check_ttl`], as the checked type; also refuses a TTL longer than the
+    /// longest TTL of [`LockConfig::delayed_restart`], whose quarantine would not cover it.
+    pub(crate) fn ttl(&self, ttl: Duration) -> Result<Ttl, LockError> {
+        let checked = Ttl::new(ttl, self.drift_factor)?;
+        match self.delayed_restart {
+            Some(max_ttl) if checked.get() > max_ttl => Err(LockError::InvalidTtl {
+                ttl,
+                reason: format!(
+                    "longer than the longest TTL given to LockConfig::delayed_restart \
+                     ({max_ttl:?}): a voter's quarantine after a restart would not cover it; \
+                     raise that setting on every client, or use a shorter TTL"
+                ),
+            }),
+            _ => Ok(checked),
+        }
     }
 }
 
@@ -385,6 +472,22 @@ mod tests {
         );
         assert!(LockConfig::new().cluster_voters(0).validate().is_err());
         assert!(LockConfig::new().key_prefix("a{").validate().is_err());
+        let delayed = LockConfig::new().delayed_restart(Duration::from_secs(10));
+        assert!(delayed.validate().is_ok());
+        assert!(delayed.check_ttl(Duration::from_secs(10)).is_ok());
+        assert!(delayed.check_ttl(Duration::from_secs(11)).is_err());
+        assert!(
+            LockConfig::new()
+                .delayed_restart(Duration::ZERO)
+                .validate()
+                .is_err()
+        );
+        assert!(
+            LockConfig::new()
+                .clock_sample_window(Duration::from_millis(1))
+                .validate()
+                .is_err()
+        );
         let ms = Duration::from_millis;
         assert!(LockConfig::new().replica_acks(1, ms(50)).validate().is_ok());
         assert!(
@@ -399,5 +502,7 @@ mod tests {
                 .validate()
                 .is_ok()
         );
+        let both = LockConfig::new().replica_acks(1, ms(50)).fencing(true);
+        assert!(both.validate().is_err());
     }
 }

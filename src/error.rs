@@ -10,8 +10,10 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum NodeError {
-    /// The node did not answer within the per-node timeout (or the connect timeout).
-    #[error("no answer within {0:?}")]
+    /// The node did not answer within the per-node timeout (or the connect timeout). A zero
+    /// duration means the connection's own reply timeout fired first: it is the connect
+    /// timeout, so it cuts short a per-node timeout set above it.
+    #[error("no answer {}", within(*.0))]
     Timeout(Duration),
     /// A connection could not be opened (refused, unreachable, TLS or auth failure).
     #[error("cannot connect: {0}")]
@@ -62,6 +64,29 @@ pub enum NodeError {
         /// How many were needed.
         needed: usize,
     },
+    /// The node answered but is quarantined by
+    /// [`LockConfig::delayed_restart`](crate::LockConfig::delayed_restart): it started, or was
+    /// seen to restart or change role, less than the longest TTL ago and may have lost lock
+    /// keys, so its votes count as failed until `remaining` has passed. Temporary: retrying
+    /// after that helps.
+    #[error("quarantined for another {:.1}s (delayed restart): {reason}", remaining.as_secs_f64())]
+    Quarantined {
+        /// How long until it votes again, from when the vote was counted.
+        remaining: Duration,
+        /// Why, and when it ends.
+        reason: String,
+    },
+}
+
+/// How long a [`NodeError::Timeout`] waited, in words.
+fn within(limit: Duration) -> String {
+    if limit.is_zero() {
+        "within the connection's reply timeout (the connect timeout, which also bounds every \
+         reply)"
+            .to_string()
+    } else {
+        format!("within {limit:?}")
+    }
 }
 
 impl NodeError {
@@ -73,6 +98,12 @@ impl NodeError {
     /// Whether the node could not be connected to at all.
     pub fn is_connect(&self) -> bool {
         matches!(self, NodeError::Connect(_))
+    }
+
+    /// Whether the node is quarantined after a restart or role change (see
+    /// [`LockConfig::delayed_restart`](crate::LockConfig::delayed_restart)).
+    pub fn is_quarantined(&self) -> bool {
+        matches!(self, NodeError::Quarantined { .. })
     }
 
     /// Whether retrying cannot help: bad credentials, a missing ACL permission, a foreign
@@ -411,6 +442,17 @@ impl LockError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reply_timeout_does_not_read_as_zero() {
+        let message = NodeError::Timeout(Duration::ZERO).to_string();
+        assert!(!message.contains("0ns"), "{message}");
+        assert!(message.contains("connect timeout"), "{message}");
+        assert_eq!(
+            NodeError::Timeout(Duration::from_millis(100)).to_string(),
+            "no answer within 100ms"
+        );
+    }
 
     #[test]
     fn unavailable_message_names_nodes_and_advice() {

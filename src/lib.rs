@@ -25,6 +25,7 @@
 //!   owner can extend or release, and [`LockGuard`] that releases on drop.
 //! - [`LockConfig`]: timeouts, drift, retries ([`RetryPolicy`]), mode ([`Mode`]).
 //! - [`LockError`]: what went wrong and on which node ([`NodeError`], [`NodeFailures`]).
+//! - [`LockManager::health`]: a [`HealthReport`] on every voter, with findings and fixes.
 //! - [`cluster`]: for operators: where each voter's key lives (slot math, key derivation).
 //!
 //! # Layout
@@ -59,6 +60,10 @@
 //!   `CLUSTER SHARDS` / `CLUSTER SLOTS`; `info`: the parser of `INFO`; `server`: what a
 //!   voter's server says about itself (`run_id`, `cluster_enabled`, eviction policy), read once
 //!   per connection, and the rule of who may vote on it (one vote per server).
+//! - `quarantine`: delayed restarts, enforced (`LockConfig::delayed_restart`): the pure rule
+//!   that keeps a voter that may have lost its keys from voting until the longest TTL passed.
+//! - `health`: [`HealthReport`], every voter probed at once (facts, round trip, clock rate)
+//!   and judged by pure functions into findings with a severity and a fix.
 //! - `tls` (feature `tls`): the rustls crypto provider (the application's if it installed
 //!   one, else ring's) and the root CA given with `LockConfig::tls_root_ca`.
 //!
@@ -82,6 +87,7 @@ mod distributed_lock;
 mod error;
 mod fencing;
 mod guard;
+mod health;
 mod info;
 mod input;
 mod keys;
@@ -89,6 +95,7 @@ mod lock;
 mod manager;
 mod node;
 mod notify;
+mod quarantine;
 mod quorum;
 mod redis_node;
 mod retry;
@@ -115,6 +122,9 @@ pub use retry::RetryPolicy;
 
 // Errors.
 pub use error::{LockError, NodeError, NodeFailure, NodeFailures};
+
+// The voter health report.
+pub use health::{ClockRate, Finding, HealthReport, ReplicaLag, Severity, VoterHealth};
 
 /// For cluster operators: which slot, and so which master, holds each voter's key.
 ///

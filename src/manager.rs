@@ -138,7 +138,7 @@ impl LockManager {
     }
 
     fn check_ttl(&self, ttl: Duration) -> Result<Ttl, LockError> {
-        Ttl::new(ttl, self.inner.config.drift_factor_value())
+        self.inner.config.ttl(ttl)
     }
 
     /// A round on the current voters of `resource`.
@@ -421,6 +421,35 @@ impl LockManager {
             .into_iter()
             .map(|v| (v.node.addr().to_string(), v.key))
             .collect())
+    }
+
+    /// Probe every voter (the masters, in cluster mode) and report its health: role,
+    /// `run_id`, version, persistence, memory policy, replicas and their lag,
+    /// `cluster-require-full-coverage`, round trip, the rate of its clock against ours, and
+    /// whether it is quarantined ([`LockConfig::delayed_restart`]), with findings that each
+    /// carry a [`Severity`](crate::Severity) and a one-line fix. `Display` prints it as a
+    /// table. Takes about [`LockConfig::clock_sample_window`] (the voters are probed at
+    /// once); a voter that does not answer is reported, not an error.
+    ///
+    /// ```no_run
+    /// # async fn demo(manager: redlock_cluster::LockManager) -> Result<(), redlock_cluster::LockError> {
+    /// let report = manager.health().await?;
+    /// println!("{report}");
+    /// if report.worst() == Some(redlock_cluster::Severity::Danger) {
+    ///     eprintln!("some voter endangers the locks; see the fixes above");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// The topology could not be read.
+    pub async fn health(&self) -> Result<crate::HealthReport, LockError> {
+        let topology = self.inner.topology.get().await?;
+        let voters = match topology.as_ref() {
+            Topology::Independent { nodes } => nodes.clone(),
+            Topology::Cluster { masters, .. } => masters.clone(),
+        };
+        Ok(crate::health::report(&self.inner.config, topology.mode(), &voters).await)
     }
 
     /// The detected mode (reading the topology if needed).

@@ -65,6 +65,20 @@ pub(crate) trait Node: Send + Sync + fmt::Debug {
     fn acked_writer(&self) -> Option<AckedWriter<'_>> {
         None
     }
+    /// Read the server's facts afresh, for the health report (and record them, so that a
+    /// role change is seen). By default: the facts of the current connection.
+    fn probe(&self) -> NodeResult<'_, ServerFacts> {
+        let facts = self.facts();
+        Box::pin(async move {
+            facts.ok_or_else(|| NodeError::Server("no server facts were read yet".into()))
+        })
+    }
+    /// The server's clock (`TIME`) as time since the Unix epoch, for the health report's
+    /// clock-rate measurement. By default: not available.
+    fn server_time(&self) -> NodeResult<'_, Duration> {
+        Box::pin(async { Err(NodeError::Server("this node has no clock to read".into())) })
+    }
+
     /// Where to open a pub/sub connection for release notices (`notify`); `None` for nodes
     /// that publish none (the simulation's, an unserved slot).
     fn subscriber_info(&self) -> Option<redis::ConnectionInfo> {

@@ -328,6 +328,35 @@ impl Node for RedisNode {
         })
     }
 
+    fn probe(&self) -> NodeResult<'_, ServerFacts> {
+        Box::pin(async move {
+            let mut conn = self.connection().await?;
+            let facts = ServerFacts::read(&mut conn).await;
+            if matches!(facts, Err(NodeError::Io(_))) {
+                self.forget_connection().await;
+            }
+            let facts = facts?;
+            self.facts.record(&self.addr, facts.clone());
+            Ok(self.facts.get().unwrap_or(facts))
+        })
+    }
+
+    fn server_time(&self) -> NodeResult<'_, Duration> {
+        Box::pin(async move {
+            let (secs, micros): (String, String) = self
+                .query(async |conn| redis::cmd("TIME").query_async(conn).await)
+                .await?;
+            match (secs.parse::<u64>(), micros.parse::<u64>()) {
+                (Ok(secs), Ok(micros)) => {
+                    Ok(Duration::from_secs(secs) + Duration::from_micros(micros))
+                }
+                _ => Err(NodeError::Protocol(format!(
+                    "TIME replied {secs:?} {micros:?}"
+                ))),
+            }
+        })
+    }
+
     fn subscriber_info(&self) -> Option<redis::ConnectionInfo> {
         Some(self.info.clone())
     }

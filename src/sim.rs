@@ -87,6 +87,31 @@ impl SimNode {
         Ok(op(&mut data.keys, now))
     }
 
+    /// What the node says about itself: a node whose crashes lose data runs without AOF
+    /// (the others with `appendfsync always`), and its uptime restarts when it comes back
+    /// from a crash, measured on its own clock.
+    fn facts(&self) -> ServerFacts {
+        let now = Instant::now();
+        let since = now.duration_since(self.epoch).as_millis() as u64;
+        let mut facts = ServerFacts::simulated(&self.name);
+        facts.read_at = now;
+        if self.crashes.iter().any(|c| c.loses_data) {
+            facts.aof_enabled = false;
+            facts.appendfsync = Some("everysec".into());
+        }
+        let back = self
+            .crashes
+            .iter()
+            .filter(|c| c.at_ms <= since)
+            .map(|c| c.at_ms + c.down_ms)
+            .max();
+        if let Some(back) = back {
+            let up = Duration::from_millis(since.saturating_sub(back));
+            facts.uptime = up.mul_f64(self.clock_rate);
+        }
+        facts
+    }
+
     fn expiry(&self, now: Instant, ttl: Duration) -> Instant {
         now + ttl.div_f64(self.clock_rate)
     }
@@ -205,7 +230,7 @@ impl Node for SimLink {
     // Discovery reads only these, answered at once outside the lossy link (the model tests
     // the votes): each simulated node is its own standalone server.
     fn facts(&self) -> Option<ServerFacts> {
-        Some(ServerFacts::simulated(&self.node.name))
+        Some(self.node.facts())
     }
 }
 
@@ -240,6 +265,16 @@ const TTL: Duration = Duration::from_millis(1000);
 
 /// Run the scenario on a paused clock; return every hold interval.
 fn run(scenario: &Scenario) -> Vec<Hold> {
+    run_with(
+        scenario,
+        LockConfig::new()
+            .node_timeout(Duration::from_millis(100))
+            .retry(RetryPolicy::once()),
+    )
+}
+
+/// [`run`] with the clients' configuration.
+fn run_with(scenario: &Scenario, config: LockConfig) -> Vec<Hold> {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .start_paused(true)
@@ -265,9 +300,6 @@ fn run(scenario: &Scenario) -> Vec<Hold> {
                 })
             })
             .collect();
-        let config = LockConfig::new()
-            .node_timeout(Duration::from_millis(100))
-            .retry(RetryPolicy::once());
         let holds = Arc::new(Mutex::new(Vec::new()));
         let mut clients = Vec::new();
         for client in 0..scenario.clients {
@@ -462,3 +494,8 @@ fn data_loss_yields_a_shrunk_counterexample() {
         other => panic!("expected a counterexample with data loss, got {other:?}"),
     }
 }
+
+// The delayed-restart rule in the model: the data-loss counterexample, closed.
+#[cfg(test)]
+#[path = "sim_delayed_restart.rs"]
+mod delayed_restart;

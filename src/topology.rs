@@ -128,8 +128,7 @@ pub(crate) fn admit_votes<T>(
         .zip(&answers)
         .map(|(voter, answer)| answer.as_ref().ok().and_then(|_| voter.node.facts()))
         .collect();
-    let refuse_evicting = config.refuses_evicting_voters();
-    let verdicts = admit(mode, refuse_evicting, &facts);
+    let verdicts = admit(mode, config, &facts);
     answers
         .into_iter()
         .zip(verdicts)
@@ -140,7 +139,7 @@ pub(crate) fn admit_votes<T>(
             (Err(error), _) => Err(voter
                 .node
                 .facts()
-                .and_then(|facts| refusal(mode, refuse_evicting, &facts))
+                .and_then(|facts| refusal(mode, config, &facts))
                 .unwrap_or(error)),
         })
         .collect()
@@ -201,6 +200,35 @@ async fn read_cluster(
     Ok(Topology::Cluster { masters, slots })
 }
 
+/// The addresses of a cluster topology's masters (empty for independent masters).
+fn master_addrs(topology: &Topology) -> Vec<String> {
+    match topology {
+        Topology::Cluster { masters, .. } => masters.iter().map(|m| m.addr().to_string()).collect(),
+        Topology::Independent { .. } => Vec::new(),
+    }
+}
+
+/// [`LockError::InvalidConfig`] when two seeds see clusters without a master in common: they
+/// are nodes of two different clusters, whose masters would decide the same lock separately.
+/// (Two nodes of one cluster can disagree for a moment during a failover or a reshard, but
+/// never about every master at once.)
+fn check_one_cluster(views: &[(String, Vec<String>)]) -> Result<(), LockError> {
+    for (i, (a, masters_a)) in views.iter().enumerate() {
+        for (b, masters_b) in &views[i + 1..] {
+            if !masters_a.iter().any(|m| masters_b.contains(m)) {
+                return Err(LockError::InvalidConfig(format!(
+                    "{a} and {b} are nodes of two different Redis Clusters ({a} sees masters \
+                     {}; {b} sees masters {}): one lock must be decided by the masters of one \
+                     cluster; list nodes of one cluster only",
+                    masters_a.join(", "),
+                    masters_b.join(", "),
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// "a", "a and b", "a, b and c".
 fn list(names: &[&str]) -> String {
     match names {
@@ -259,6 +287,15 @@ pub(crate) fn decide_mode(
         }
         Mode::Cluster if !standalone.is_empty() => {
             Err(mixed(&standalone, STANDALONE, &cluster, CLUSTER))
+        }
+        Mode::Independent if !cluster.is_empty() && standalone.is_empty() => {
+            Err(LockError::InvalidConfig(format!(
+                "{} {} ({CLUSTER}) but Mode::Independent was forced: a cluster node never votes \
+                 as an independent master; use Mode::Cluster or Mode::Auto for a cluster, or list \
+                 standalone masters",
+                list(&cluster),
+                if cluster.len() == 1 { "is" } else { "are" },
+            )))
         }
         Mode::Independent if !cluster.is_empty() => {
             Err(mixed(&cluster, CLUSTER, &standalone, STANDALONE))
@@ -351,17 +388,38 @@ pub(crate) async fn discover(
         .collect();
     match decide_mode(mode, &kinds)? {
         Mode::Cluster => {
-            for (node, answer) in nodes.iter().zip(&answers) {
-                if !answer.as_ref().is_ok_and(|f| f.cluster_enabled) {
-                    continue;
-                }
-                match read_cluster(node, seeds, timeout).await {
-                    Ok(topology) => return Ok(topology),
+            // Every cluster seed that answers is read (in parallel), not just the first: seeds
+            // of two different clusters would otherwise lock on whichever answered first, and
+            // two clients listing the same seeds in another order would lock on two clusters.
+            let cluster_seeds: Vec<&SharedNode> = nodes
+                .iter()
+                .zip(&answers)
+                .filter(|(_, answer)| answer.as_ref().is_ok_and(|f| f.cluster_enabled))
+                .map(|(node, _)| node)
+                .collect();
+            let reads = join_all(
+                cluster_seeds
+                    .iter()
+                    .map(|node| read_cluster(node, seeds, timeout)),
+            )
+            .await;
+            let mut views = Vec::new();
+            let mut chosen = None;
+            for (node, read) in cluster_seeds.iter().zip(reads) {
+                match read {
+                    Ok(topology) => {
+                        views.push((node.addr().to_string(), master_addrs(&topology)));
+                        chosen.get_or_insert(topology);
+                    }
                     Err(error) => failures.push(NodeFailure {
                         node: node.addr().to_string(),
                         error,
                     }),
                 }
+            }
+            check_one_cluster(&views)?;
+            if let Some(topology) = chosen {
+                return Ok(topology);
             }
             failures.extend(
                 kinds
@@ -457,6 +515,37 @@ mod tests {
             Err(LockError::NotACluster { .. })
         ));
         assert!(decide_mode(Mode::Cluster, &answers(&[silent])).is_err_and(|e| e.is_unavailable()));
+    }
+
+    #[test]
+    fn a_forced_independent_mode_over_cluster_nodes_says_so() {
+        let refused = decide_mode(Mode::Independent, &answers(&[Some(true)]));
+        let Err(LockError::InvalidConfig(why)) = refused else {
+            panic!("{refused:?}");
+        };
+        assert!(why.contains("Mode::Independent was forced"), "{why}");
+        assert!(!why.contains("but  are"), "{why}");
+    }
+
+    #[test]
+    fn seeds_of_two_clusters_are_refused() {
+        let view = |seed: &str, masters: &[&str]| {
+            (
+                seed.to_string(),
+                masters.iter().map(|m| m.to_string()).collect::<Vec<_>>(),
+            )
+        };
+        let x = ["x:1", "x:2", "x:3"];
+        assert!(check_one_cluster(&[view("x:1", &x), view("x:2", &x)]).is_ok());
+        // One cluster, two views during a failover (x:3 replaced by x:4): still one cluster.
+        assert!(check_one_cluster(&[view("x:1", &x), view("x:2", &["x:1", "x:2", "x:4"])]).is_ok());
+        let err =
+            check_one_cluster(&[view("x:1", &x), view("y:1", &["y:1", "y:2", "y:3"])]).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("x:1 and y:1 are nodes of two different Redis Clusters"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -147,6 +147,16 @@ async fn delayed_restart_one_empty() {
     }
 }
 
+/// Back without data *before* the TTL ran out (as shipped: `appendfsync everysec`, so the
+/// restarted master does not persist every write): with `LockConfig::delayed_restart` the
+/// second client is refused, the restarted master quarantined; without it, a second holder.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn early_restart_one_empty() {
+    if let Some(target) = docker("early_restart_one_empty", AS_SHIPPED) {
+        faults::restart_empty_early(target).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fail_over_while_held() {
     if let Some(target) = docker("fail_over_while_held", FAST_FAILOVER) {

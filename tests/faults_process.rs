@@ -98,6 +98,12 @@ fn masters() -> Process {
     Process::Masters(Standalone::start(3).expect("3 masters"))
 }
 
+/// 3 masters without AOF: a restart comes back empty, and nothing in their configuration
+/// says otherwise.
+fn masters_without_aof() -> Process {
+    Process::Masters(Standalone::start_with_appendonly(3, false).expect("3 masters"))
+}
+
 /// A 3+3 cluster whose replicas take over about 2 s after their master dies.
 fn cluster() -> Process {
     Process::Cluster(Cluster::start(ClusterOptions::fast_failover()).expect("3+3 cluster"))
@@ -174,6 +180,13 @@ async fn masters_delayed_restart_one_empty() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_delayed_restart_one_empty() {
     faults::restart_one(cluster(), true).await;
+}
+
+/// Restarted empty before the TTL ran out: refused with `delayed_restart`, a second holder
+/// without it (see `faults/early_restart.rs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn masters_early_restart_one_empty() {
+    faults::restart_empty_early(masters_without_aof()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

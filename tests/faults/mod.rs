@@ -21,10 +21,13 @@
 //! - `report.rs`: one results-table line per run ([`Report`](report::Report)).
 //! - `under_load.rs`: kill, pause and restart while the workload runs.
 //! - `stepwise.rs`: fail over while a lock is held; `SCRIPT FLUSH` and restart everything.
+//! - `early_restart.rs`: a voter restarted empty before the TTL ran out, with and without
+//!   `LockConfig::delayed_restart`.
 // Each test binary uses a subset of the scenarios and backends.
 #![allow(dead_code)]
 
 mod checker;
+mod early_restart;
 mod record;
 mod report;
 mod stepwise;
@@ -32,6 +35,7 @@ mod under_load;
 mod workload;
 
 // What the two test binaries name; the rest is reached through its module.
+pub use early_restart::restart_empty_early;
 pub use stepwise::{failover_while_held, flush_and_restart_all};
 pub use under_load::{kill_one, kill_two, pause_one, restart_one};
 pub use workload::{FAILOVER_TIMEOUT, TTL};
