@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::acks::ReplicaAcks;
 use crate::error::LockError;
 use crate::input::Ttl;
 use crate::keys::{check_cluster_voters, check_prefix};
@@ -62,6 +63,7 @@ pub struct LockConfig {
     max_rounds_in_flight: usize,
     notify_on_release: bool,
     refuse_evicting_voters: bool,
+    replica_acks: Option<ReplicaAcks>,
     delayed_restart: Option<Duration>,
     clock_sample_window: Duration,
     #[cfg(feature = "tls")]
@@ -91,6 +93,7 @@ impl LockConfig {
             max_rounds_in_flight: DEFAULT_MAX_ROUNDS_IN_FLIGHT,
             notify_on_release: true,
             refuse_evicting_voters: false,
+            replica_acks: None,
             delayed_restart: None,
             clock_sample_window: Duration::from_millis(200),
             #[cfg(feature = "tls")]
@@ -210,6 +213,42 @@ impl LockConfig {
     pub fn refuse_evicting_voters(mut self, refuse: bool) -> Self {
         self.refuse_evicting_voters = refuse;
         self
+    }
+
+    /// Count a vote (acquire or extend) only after `replicas` replicas of the voter's master
+    /// acknowledged the write, waiting at most `timeout` (`WAIT replicas timeout` after the
+    /// script, on a connection of its own so that waiting holds up no other lock). A failover
+    /// to an acknowledged replica then keeps the key. A vote that fewer replicas acknowledged
+    /// counts as failed ([`crate::NodeError::NotReplicated`]) and its key is cleaned up like
+    /// that of any failed vote. `replicas == 0` turns it off.
+    ///
+    /// The wait is part of the vote, so `timeout` must be shorter than
+    /// [`LockConfig::node_timeout`] (checked by [`LockConfig::validate`]), and it is further
+    /// capped per call like the node timeout. It costs one replication round trip per vote;
+    /// see `docs/operations.md`. In independent mode [`crate::LockManager::connect`] fails
+    /// naming any master that reports fewer connected replicas than `replicas` (in cluster mode
+    /// it logs a warning: a master lacks its replica for a while after every failover).
+    /// Not combinable with [`LockConfig::fencing`] yet ([`LockConfig::validate`] refuses
+    /// both). Defaults to off.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use redlock_cluster::LockConfig;
+    ///
+    /// let config = LockConfig::new()
+    ///     .node_timeout(Duration::from_millis(250))
+    ///     .replica_acks(1, Duration::from_millis(150));
+    /// assert!(config.validate().is_ok());
+    /// ```
+    #[must_use]
+    pub fn replica_acks(mut self, replicas: usize, timeout: Duration) -> Self {
+        self.replica_acks = (replicas > 0).then_some(ReplicaAcks { replicas, timeout });
+        self
+    }
+
+    /// The replica acknowledgement a vote needs, if any.
+    pub(crate) fn replica_acks_value(&self) -> Option<&ReplicaAcks> {
+        self.replica_acks.as_ref()
     }
 
     /// Whether voters that can evict keys are refused.
@@ -365,6 +404,17 @@ impl LockConfig {
             ));
         }
         check_cluster_voters(self.cluster_voters)?;
+        if let Some(acks) = &self.replica_acks {
+            acks.validate(self.node_timeout)?;
+            if self.fencing {
+                // The fenced rounds run their own scripts, which do not wait for replicas yet.
+                return Err(LockError::InvalidConfig(
+                    "replica_acks and fencing cannot be combined yet: the fenced acquire and \
+                     commit are not acknowledged by replicas; choose one"
+                        .into(),
+                ));
+            }
+        }
         if let Some(max_ttl) = self.delayed_restart
             && !(Duration::from_millis(1)..=MAX_TTL).contains(&max_ttl)
         {
@@ -465,5 +515,21 @@ mod tests {
                 .validate()
                 .is_err()
         );
+        let ms = Duration::from_millis;
+        assert!(LockConfig::new().replica_acks(1, ms(50)).validate().is_ok());
+        assert!(
+            LockConfig::new()
+                .replica_acks(1, ms(100))
+                .validate()
+                .is_err()
+        );
+        assert!(
+            LockConfig::new()
+                .replica_acks(0, ms(500))
+                .validate()
+                .is_ok()
+        );
+        let both = LockConfig::new().replica_acks(1, ms(50)).fencing(true);
+        assert!(both.validate().is_err());
     }
 }

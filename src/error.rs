@@ -51,6 +51,19 @@ pub enum NodeError {
     /// can evict keys. The message says why and what to change.
     #[error("refused as a voter: {0}")]
     Refused(String),
+    /// With [`crate::LockConfig::replica_acks`]: the write was not acknowledged by enough
+    /// replicas of this master within the timeout (`WAIT`), so a failover could lose it; the
+    /// vote counts as failed. Check the replicas' links (`INFO replication`) and lag.
+    #[error(
+        "the write was acknowledged by {acked} replica(s), {needed} needed (replica_acks); check \
+         that this master has {needed} replica(s) with master_link_status:up"
+    )]
+    NotReplicated {
+        /// How many replicas acknowledged the write.
+        acked: usize,
+        /// How many were needed.
+        needed: usize,
+    },
     /// The node answered but is quarantined by
     /// [`LockConfig::delayed_restart`](crate::LockConfig::delayed_restart): it started, or was
     /// seen to restart or change role, less than the longest TTL ago and may have lost lock

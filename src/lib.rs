@@ -49,6 +49,8 @@
 //! - `fencing`: opt-in fencing tokens: a commit round after the acquire round, its decision,
 //!   the counter keys and scripts, and the token accessors of each lock handle.
 //! - `retry`: [`RetryPolicy`], exponential backoff with full jitter.
+//! - `acks`: replica-acknowledged votes (`LockConfig::replica_acks`): the script and `WAIT`
+//!   pipelined on connections of their own, and the rule that an unacknowledged vote fails.
 //! - `notify`: notified waits: release notices over sharded pub/sub, and the per-manager FIFO
 //!   queue of waiters that a notice wakes before their backoff timer.
 //!
@@ -81,6 +83,7 @@
 #![deny(missing_docs, missing_debug_implementations)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod acks;
 mod cluster_replies;
 mod config;
 mod distributed_lock;

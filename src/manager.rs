@@ -99,8 +99,10 @@ impl LockManager {
     /// and standalone servers or name one server twice (same `run_id`),
     /// [`LockError::NotACluster`] when cluster mode was forced against standalone nodes,
     /// [`LockError::Auth`] / [`LockError::Permission`] when the nodes refuse our credentials or
-    /// commands, and [`LockError::Unavailable`] when the mode cannot be decided yet (in
-    /// [`Mode::Auto`] every seed must answer; see [`Mode`]).
+    /// commands, [`LockError::InvalidConfig`] naming the independent masters that have fewer
+    /// replicas than [`LockConfig::replica_acks`] needs, and [`LockError::Unavailable`] when
+    /// the mode cannot be decided yet (in [`Mode::Auto`] every seed must answer; see
+    /// [`Mode`]).
     pub async fn connect<S: AsRef<str>>(urls: &[S], config: LockConfig) -> Result<Self, LockError> {
         let manager = Self::new(urls, config)?;
         let topology = manager.inner.topology.get().await?;
@@ -111,6 +113,7 @@ impl LockManager {
         let limit = manager.inner.config.connect_timeout_value();
         // Connection failures are not fatal here: a minority of voters may be down.
         join_all(nodes.iter().map(|n| with_deadline(limit, n.connect()))).await;
+        crate::acks::check_replicas(&manager.inner.config, topology.mode(), &nodes)?;
         Ok(manager)
     }
 

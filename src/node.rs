@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 
+use crate::acks::AckedWriter;
 use crate::cluster_replies::SlotRange;
 use crate::error::NodeError;
 use crate::fencing::{FencedReply, fencing_unsupported};
@@ -61,6 +62,12 @@ pub(crate) trait Node: Send + Sync + fmt::Debug {
     /// `cluster_enabled`, eviction policy...); `None` before the first connection. Who may
     /// vote is decided on these (see `server::admit`).
     fn facts(&self) -> Option<ServerFacts>;
+    /// Where replica-acknowledged writes go (see `acks`): connections of their own, since
+    /// `WAIT` blocks the connection it is sent on. `None`: this node cannot wait for
+    /// replicas, so an acknowledged vote on it always fails.
+    fn acked_writer(&self) -> Option<AckedWriter<'_>> {
+        None
+    }
     /// Read the server's facts afresh, for the health report (and record them, so that a
     /// role change is seen). By default: the facts of the current connection.
     fn probe(&self) -> NodeResult<'_, ServerFacts> {

@@ -12,6 +12,7 @@ use futures::future::{BoxFuture, Shared};
 use redis::Value;
 use redis::aio::MultiplexedConnection;
 
+use crate::acks::{AckedConnections, AckedWriter};
 use crate::cluster_replies::{SlotRange, parse_cluster_shards, parse_cluster_slots};
 use crate::error::NodeError;
 use crate::fencing::FencedReply;
@@ -32,6 +33,8 @@ pub(crate) struct RedisNode {
     /// What the server said about itself when the current connection opened (written by the
     /// task that opens it).
     facts: Arc<FactsCell>,
+    /// Connections for replica-acknowledged writes (see `acks`), opened on first use.
+    acked: AckedConnections,
 }
 
 /// An opening connection, awaited by every caller that needs it (single flight).
@@ -115,6 +118,7 @@ impl RedisNode {
     pub(crate) fn new(info: redis::ConnectionInfo, connect_timeout: Duration) -> Self {
         RedisNode {
             addr: addr_string(info.addr()),
+            acked: AckedConnections::new(info.clone(), connect_timeout),
             info,
             connect_timeout,
             conn: Arc::new(std::sync::Mutex::new(Conn::Closed)),
@@ -395,6 +399,14 @@ impl Node for RedisNode {
 
     fn facts(&self) -> Option<ServerFacts> {
         self.facts.get()
+    }
+
+    fn acked_writer(&self) -> Option<AckedWriter<'_>> {
+        Some(AckedWriter {
+            addr: &self.addr,
+            connections: &self.acked,
+            facts: &self.facts,
+        })
     }
 
     fn probe(&self) -> NodeResult<'_, ServerFacts> {

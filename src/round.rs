@@ -17,6 +17,7 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
 use tokio::time::Instant;
 
+use crate::acks;
 use crate::config::{LockConfig, Mode};
 use crate::error::{LockError, NodeError};
 use crate::flight::InFlight;
@@ -632,15 +633,15 @@ async fn acquire_round(round: AcquireRound) {
         permit,
         report,
     } = round;
+    let config = rule.config.clone();
+    let config = config.as_ref();
     let mut answers = Answers::new(voters.len(), rule);
     let token = &token;
     let decided = AtomicBool::new(false);
     let mut calls = send(&voters, |voter| {
-        unless_decided(
-            voter,
-            &decided,
-            voter.node.acquire(&voter.key, token.as_str(), ttl),
-        )
+        // Acknowledged by replicas when configured (see `acks`).
+        let vote = acks::acquire(&voter.node, &voter.key, token.as_str(), ttl, config, limit);
+        unless_decided(voter, &decided, Box::pin(vote))
     });
     gather(&voters, &mut calls, &mut answers, start + limit, |reply| {
         *reply == AcquireReply::Granted
@@ -728,15 +729,15 @@ async fn extend_round(round: ExtendRound) {
         permit,
         report,
     } = round;
+    let config = rule.config.clone();
+    let config = config.as_ref();
     let mut answers = Answers::new(voters.len(), rule);
     let token = &token;
     let decided = AtomicBool::new(false);
     let mut calls = send(&voters, |voter| {
-        unless_decided(
-            voter,
-            &decided,
-            voter.node.extend(&voter.key, token.as_str(), ttl),
-        )
+        // Acknowledged by replicas when configured (see `acks`).
+        let vote = acks::extend(&voter.node, &voter.key, token.as_str(), ttl, config, limit);
+        unless_decided(voter, &decided, Box::pin(vote))
     });
     gather(&voters, &mut calls, &mut answers, start + limit, |yes| *yes).await;
     decided.store(true, Ordering::Release);
