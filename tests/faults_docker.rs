@@ -153,7 +153,8 @@ async fn delayed_restart_one_empty() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn early_restart_one_empty() {
     if let Some(target) = docker("early_restart_one_empty", AS_SHIPPED) {
-        faults::restart_empty_early(target).await;
+        // A container restart plus the wait for a healthy cluster takes seconds.
+        faults::restart_empty_early(target, faults::HELD * 3).await;
     }
 }
 

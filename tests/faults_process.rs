@@ -186,7 +186,7 @@ async fn cluster_delayed_restart_one_empty() {
 /// without it (see `faults/early_restart.rs`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn masters_early_restart_one_empty() {
-    faults::restart_empty_early(masters_without_aof()).await;
+    faults::restart_empty_early(masters_without_aof(), faults::HELD).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -35,7 +35,7 @@ mod under_load;
 mod workload;
 
 // What the two test binaries name; the rest is reached through its module.
-pub use early_restart::restart_empty_early;
+pub use early_restart::{HELD, restart_empty_early};
 pub use stepwise::{failover_while_held, flush_and_restart_all};
 pub use under_load::{kill_one, kill_two, pause_one, restart_one};
 pub use workload::{FAILOVER_TIMEOUT, TTL};
