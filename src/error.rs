@@ -357,6 +357,17 @@ pub enum LockError {
         /// The TTL that was asked for.
         ttl: Duration,
     },
+    /// The lock was acquired through another `LockManager`, which may have other voters,
+    /// another key prefix or another voter count: extending or releasing it here could keep
+    /// alive (or miss) keys its quorum does not hold. Use the manager that acquired it.
+    #[error(
+        "the lock on {resource:?} was acquired through another LockManager; extend, release or \
+         guard it through the manager that acquired it"
+    )]
+    ForeignLock {
+        /// The locked resource.
+        resource: String,
+    },
 }
 
 impl LockError {
@@ -374,6 +385,7 @@ impl LockError {
                 | LockError::InvalidUrl { .. }
                 | LockError::InvalidConfig(_)
                 | LockError::NotACluster { .. }
+                | LockError::ForeignLock { .. }
         )
     }
 

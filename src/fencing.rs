@@ -467,6 +467,7 @@ impl Round<'_> {
                         .unwrap_or(start),
                     granted_by: by,
                     fencing_token: Some(fencing_token),
+                    owner: 0,
                 })
             }
             CommitDecision::Expired => Attempt::Failed(LockError::ValidityExpired { elapsed, ttl }),
@@ -496,7 +497,7 @@ impl LockGuard {
     /// The lock's fencing token ([`Lock::fencing_token`]); `None` unless the manager has
     /// fencing on. Extensions keep it.
     pub fn fencing_token(&self) -> Option<u64> {
-        self.lock().fencing_token()
+        self.current().fencing_token()
     }
 }
 

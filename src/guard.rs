@@ -222,6 +222,7 @@ impl LockManager {
     /// # Errors
     /// [`LockError::InvalidConfig`] for invalid options.
     pub fn guard(&self, lock: Lock, options: GuardOptions) -> Result<LockGuard, LockError> {
+        self.check_owner(&lock)?;
         options.validate()?;
         Ok(LockGuard::start(self.clone(), lock, options))
     }
@@ -245,9 +246,20 @@ impl LockGuard {
         }
     }
 
-    /// A copy of the current lock (its deadline moves with each extension).
-    pub fn lock(&self) -> Lock {
-        self.state.borrow().lock.clone()
+    /// The guarded resource's name.
+    pub fn resource(&self) -> String {
+        self.state.borrow().lock.resource().to_string()
+    }
+
+    /// The validity left now (zero once expired); it grows back with each extension.
+    pub fn remaining(&self) -> Duration {
+        self.state.borrow().lock.remaining()
+    }
+
+    /// The guard's own copy of its lock, for the crate only: handing users a `Lock` would let
+    /// other code release what the guard still extends.
+    pub(crate) fn current(&self) -> Lock {
+        self.state.borrow().lock.duplicate()
     }
 
     /// The lock's token.
@@ -304,7 +316,7 @@ impl LockGuard {
             // Wait for it to stop so that no extension runs after the release.
             let _ = watchdog.await;
         }
-        let lock = self.lock();
+        let lock = self.current();
         let result = self.manager.release(&lock).await;
         self.released = true;
         result
@@ -320,7 +332,7 @@ impl Drop for LockGuard {
             return;
         }
         self.manager
-            .release_in_background(self.lock(), "a dropped guard's lock");
+            .release_in_background(self.current(), "a dropped guard's lock");
     }
 }
 
@@ -337,7 +349,7 @@ async fn watchdog(manager: LockManager, state: Arc<watch::Sender<State>>, option
         .max_hold
         .and_then(|limit| tokio::time::Instant::now().checked_add(limit));
     let reason = loop {
-        let lock = state.borrow().lock.clone();
+        let lock = state.borrow().lock.duplicate();
         let ttl = lock.ttl();
         // The deadline is `start + ttl - drift`, so this is `start + ttl * fraction - drift`:
         // the extension interval counted from when the last acquire or extend started.
@@ -383,7 +395,7 @@ async fn watchdog(manager: LockManager, state: Arc<watch::Sender<State>>, option
     // Lost: whatever keys are left (a late extension may even have lengthened some) are ours
     // and no use to anyone; free them for the next holder. Still in this task, so an explicit
     // release or a drop of the guard (which abort it) take over.
-    let lock = state.borrow().lock.clone();
+    let lock = state.borrow().lock.duplicate();
     match manager.release(&lock).await {
         Ok(held) => tracing::debug!(resource = lock.resource(), held, "lost lock released"),
         Err(error) => tracing::debug!(
@@ -410,7 +422,7 @@ async fn keep(manager: &LockManager, lock: &Lock, ttl: Duration) -> Result<Lock,
         .max_delay(RETRY_STEP * 5);
     let mut retry = 0;
     loop {
-        let mut extended = lock.clone();
+        let mut extended = lock.duplicate();
         let failure = match manager.extend(&mut extended, ttl).await {
             Ok(true) => return Ok(extended),
             Ok(false) if !lock.is_valid() => return Err(LostReason::Expired),

@@ -41,7 +41,15 @@ impl fmt::Debug for LockToken {
 /// `start + ttl - drift` (the start is taken before the first vote was sent). Past that
 /// instant another client may hold the resource: check [`Lock::is_valid`] before acting on
 /// shared state, and prefer short critical sections or an auto-extending guard.
-#[derive(Clone)]
+///
+/// A `Lock` is not `Clone`: the value is the acquisition, and only its holder extends or
+/// releases it, through the manager that made it (another manager refuses it).
+///
+/// ```compile_fail
+/// # fn copy(lock: &redlock_cluster::Lock) {
+/// let copy: redlock_cluster::Lock = lock.clone(); // a second owner: refused at compile time
+/// # }
+/// ```
 pub struct Lock {
     pub(crate) resource: String,
     pub(crate) token: LockToken,
@@ -50,6 +58,9 @@ pub struct Lock {
     pub(crate) granted_by: Vec<String>,
     /// The fencing token, when the manager has fencing on (see `fencing`).
     pub(crate) fencing_token: Option<u64>,
+    /// The id of the manager that made it (see `LockManager::check_owner`); 0 until the
+    /// manager stamps it.
+    pub(crate) owner: u64,
 }
 
 impl fmt::Debug for Lock {
@@ -66,6 +77,20 @@ impl fmt::Debug for Lock {
 }
 
 impl Lock {
+    /// A copy for the crate's own bookkeeping (a guard's state, a background release), never
+    /// handed to users as a second owner.
+    pub(crate) fn duplicate(&self) -> Lock {
+        Lock {
+            resource: self.resource.clone(),
+            token: self.token.clone(),
+            ttl: self.ttl,
+            deadline: self.deadline,
+            granted_by: self.granted_by.clone(),
+            fencing_token: self.fencing_token,
+            owner: self.owner,
+        }
+    }
+
     /// The locked resource's name.
     pub fn resource(&self) -> &str {
         &self.resource

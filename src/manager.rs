@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::future::join_all;
@@ -50,7 +50,13 @@ pub struct LockManager {
     inner: Arc<Inner>,
 }
 
+/// Ids of managers, unique in the process (0 is never used: a lock not yet stamped).
+static NEXT_MANAGER_ID: AtomicU64 = AtomicU64::new(1);
+
 struct Inner {
+    /// This manager's id, stamped on every lock it grants: a lock is extended, released or
+    /// guarded only through the manager that made it.
+    id: u64,
     /// Shared with the rounds' tasks.
     config: Arc<LockConfig>,
     /// Who votes, read on first use and refreshed when stale.
@@ -126,6 +132,7 @@ impl LockManager {
             TopologyCache::new(seeds, config.mode_value(), config.connect_timeout_value());
         Ok(LockManager {
             inner: Arc::new(Inner {
+                id: NEXT_MANAGER_ID.fetch_add(1, Ordering::Relaxed),
                 topology: Arc::new(topology),
                 warned_shared: AtomicBool::new(false),
                 flight: InFlight::new(config.max_rounds_in_flight_value()),
@@ -135,6 +142,20 @@ impl LockManager {
                 config: Arc::new(config),
             }),
         })
+    }
+
+    /// `Ok` when `lock` was granted by this manager (or a clone of it), else
+    /// [`LockError::ForeignLock`]: a lock made by a manager with other voters, prefix or voter
+    /// count must not be extended or released by this one (it could keep alive keys its
+    /// quorum never held, while others acquire on the rest).
+    pub(crate) fn check_owner(&self, lock: &Lock) -> Result<(), LockError> {
+        if lock.owner == self.inner.id {
+            Ok(())
+        } else {
+            Err(LockError::ForeignLock {
+                resource: lock.resource.clone(),
+            })
+        }
     }
 
     /// The configuration.
@@ -243,7 +264,10 @@ impl LockManager {
                 Err(error) => Err(error),
             };
             let hint = match outcome {
-                Ok(Attempt::Acquired(lock)) => return Ok(Some(lock)),
+                Ok(Attempt::Acquired(mut lock)) => {
+                    lock.owner = self.inner.id;
+                    return Ok(Some(lock));
+                }
                 Ok(Attempt::Contended(hint)) => {
                     last = Ok(None);
                     hint
@@ -329,6 +353,7 @@ impl LockManager {
     /// # Errors
     /// Invalid TTL; [`LockError::Unavailable`] when fewer than a quorum answered.
     pub async fn extend(&self, lock: &mut Lock, ttl: Duration) -> Result<bool, LockError> {
+        self.check_owner(lock)?;
         let ttl = self.check_ttl(ttl)?;
         if !lock.is_valid() {
             return Ok(false);
@@ -379,6 +404,7 @@ impl LockManager {
     /// [`LockError::Unavailable`] when fewer than a quorum answered (the keys on the nodes
     /// that did answer are deleted all the same; the others expire with their TTL).
     pub async fn release(&self, lock: &Lock) -> Result<bool, LockError> {
+        self.check_owner(lock)?;
         let round = self.round(Resource::of(lock)).await?;
         let released = round
             .release(lock)

@@ -394,6 +394,7 @@ impl Round<'_> {
                     .map(|v| v.node.addr().to_string())
                     .collect(),
                 fencing_token: None,
+                owner: 0,
             }),
             AcquireDecision::Contended { retry_hint } => Attempt::Contended(retry_hint),
             AcquireDecision::Expired => {

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use redlock_cluster::{LockConfig, LockManager, Mode, RetryPolicy};
+use redlock_cluster::{LockConfig, LockError, LockManager, Mode, RetryPolicy};
 use redlock_harness::{Cluster, ClusterOptions, Standalone};
 use tokio::time::{sleep, timeout};
 
@@ -148,39 +148,63 @@ async fn url_variants_are_accepted_or_refused_clearly() {
     }
 }
 
-/// A copy of a guard's lock (`LockGuard::lock`) released by other code while the guard lives:
-/// what the guard says afterwards while another client holds the resource.
+/// A lock can be extended, released or guarded only through the manager that made it. Before
+/// the owner check, manager B over 1 of A's 3 masters (quorum 1) kept A's lock alive
+/// (`extend` returned `Ok(true)` four times) while the keys on the other two expired and a
+/// third client acquired there: two valid holders in 1 of 1 runs. (A guard's lock is no
+/// longer handed out as a copy, and `Lock` is not `Clone`: see the `compile_fail` doctest on
+/// `Lock`.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_copy_of_a_guards_lock_released_elsewhere() {
+async fn a_lock_is_extended_and_released_only_through_its_own_manager() {
     let servers = Standalone::start(3).expect("3 masters");
     let urls = servers.urls();
-    let manager = LockManager::new(&urls, config()).expect("manager");
-    let other = LockManager::new(&urls, config()).expect("other");
-    let options = redlock_cluster::GuardOptions::new().auto_extend(true);
-    let guard = bounded(
-        "guard",
-        manager.lock_guard("copy", Duration::from_secs(3), options),
-    )
-    .await
-    .expect("guard")
-    .expect("free");
-    let copy = guard.lock();
-    let released = bounded("release copy", manager.release(&copy)).await;
-    let second = bounded("other", other.try_acquire("copy", Duration::from_secs(3)))
+    let a = LockManager::new(&urls, config()).expect("a");
+    let a_clone = a.clone();
+    let b = LockManager::new(&urls[..1], config()).expect("b");
+    let c = LockManager::new(&urls, config()).expect("c");
+    let mut lock = bounded("a", a.try_acquire("cross", Duration::from_millis(800)))
         .await
-        .expect("other");
-    println!(
-        "copy released: {released:?}; other granted: {}; guard valid: {}, lost: {:?}",
-        second.is_some(),
-        guard.is_valid(),
-        guard.lost_reason()
+        .expect("acquire")
+        .expect("free");
+    for _ in 0..4 {
+        sleep(Duration::from_millis(300)).await;
+        let through_b = bounded("b extend", b.extend(&mut lock, Duration::from_millis(800))).await;
+        assert!(
+            matches!(through_b, Err(LockError::ForeignLock { .. })),
+            "{through_b:?}"
+        );
+    }
+    let other = bounded("c", c.try_acquire("cross", Duration::from_secs(5))).await;
+    assert!(
+        !(lock.is_valid() && matches!(other, Ok(Some(_)))),
+        "two valid holders: {other:?}"
     );
-    let lost = timeout(Duration::from_secs(4), guard.lost()).await;
-    println!("guard lost signal: {lost:?}");
-    // A second release of the same copy: nothing is held any more.
-    let again = bounded("release again", manager.release(&copy)).await;
-    println!("second release of the copy: {again:?}");
-    assert!(matches!(again, Ok(false)));
+    assert!(matches!(
+        bounded("b release", b.release(&lock)).await,
+        Err(LockError::ForeignLock { .. })
+    ));
+    let options = redlock_cluster::GuardOptions::new();
+    assert!(matches!(
+        b.guard(lock, options),
+        Err(LockError::ForeignLock { .. })
+    ));
+    // A clone of the manager that made a lock is the same manager.
+    let mut own = bounded("a again", a.try_acquire("own", Duration::from_secs(5)))
+        .await
+        .expect("acquire")
+        .expect("free");
+    assert!(matches!(
+        bounded(
+            "clone extend",
+            a_clone.extend(&mut own, Duration::from_secs(5))
+        )
+        .await,
+        Ok(true)
+    ));
+    assert!(matches!(
+        bounded("clone release", a_clone.release(&own)).await,
+        Ok(true)
+    ));
 }
 
 /// Acquires cancelled at random points (tiny timeouts): 1 s later, no key is left but those
