@@ -90,5 +90,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Err(refused) => println!("A's stale write was refused: {refused}"),
     }
     b.release(&new).await?;
+    // Wait (bounded) for background releases before the process exits.
+    a.close(Duration::from_secs(2)).await;
+    b.close(Duration::from_secs(2)).await;
     Ok(())
 }

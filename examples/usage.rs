@@ -51,5 +51,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         guard.release().await?;
     }
+
+    // Before exiting, wait (at most 2 s) for releases still running in the
+    // background (a dropped guard's, a cancelled acquire's cleanup); without
+    // it their keys stay until the TTL.
+    lock.manager().close(Duration::from_secs(2)).await;
     Ok(())
 }

@@ -119,3 +119,7 @@ impl fmt::Display for Summary {
         f.write_str(if self.ok { " OK" } else { " FAILED" })
     }
 }
+
+/// How long a demo's clients wait for their background releases when they finish
+/// (`LockManager::close`).
+pub const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);

@@ -17,7 +17,7 @@ use std::time::Duration;
 use redlock_cluster::{GuardOptions, LockConfig, LockManager};
 use redlock_harness::Cluster;
 
-use crate::common::{DemoResult, Summary, say};
+use crate::common::{CLOSE_TIMEOUT, DemoResult, Summary, say};
 
 const WORKERS: usize = 4;
 const TASKS: usize = 12;
@@ -75,6 +75,8 @@ pub async fn run(seed_urls: &[String], _throwaway: Option<&mut Cluster>) -> Demo
                 &who,
                 format!("finished: ran {ran}, found {busy} locked and {done} already done"),
             );
+            // Background releases done (bounded) before the worker's client goes away.
+            manager.close(CLOSE_TIMEOUT).await;
             Ok::<_, redlock_cluster::LockError>(ran)
         }));
     }

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use redlock_cluster::RedisDistributedLock;
 use redlock_harness::Cluster;
 
-use crate::common::{DemoResult, Summary, say, secs};
+use crate::common::{CLOSE_TIMEOUT, DemoResult, Summary, say, secs};
 
 const CLIENTS: usize = 5;
 const ROUNDS: usize = 3;
@@ -66,11 +66,15 @@ pub async fn run(seed_urls: &[String], _throwaway: Option<&mut Cluster>) -> Demo
                 // Other work between turns, so that the waiters get a chance.
                 tokio::time::sleep(HOLD / 2).await;
             }
-            Ok::<_, redlock_cluster::LockError>(())
+            // Wait (bounded) for background releases before the client goes away; without
+            // it, a release still in flight when the runtime stops leaves its keys until TTL.
+            let report = lock.manager().close(CLOSE_TIMEOUT).await;
+            Ok::<_, redlock_cluster::LockError>(report.pending)
         }));
     }
+    let mut pending = 0;
     for client in clients {
-        client.await??;
+        pending += client.await??;
     }
 
     let mut holds = holds.lock().map_err(|e| e.to_string())?.clone();
@@ -83,6 +87,7 @@ pub async fn run(seed_urls: &[String], _throwaway: Option<&mut Cluster>) -> Demo
         .field("clients", CLIENTS)
         .field("acquisitions", holds.len())
         .field("overlaps", overlaps)
+        .field("pending_at_close", pending)
         .check(
             holds.len() == CLIENTS * ROUNDS,
             "every client got every turn",

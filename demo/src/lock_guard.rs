@@ -15,7 +15,7 @@ use redlock_cluster::{GuardOptions, LockConfig, LockManager, LostReason};
 use redlock_harness::Cluster;
 use tokio::time::{Instant, sleep};
 
-use crate::common::{DemoResult, Summary, say, secs};
+use crate::common::{CLOSE_TIMEOUT, DemoResult, Summary, say, secs};
 
 /// Short, so that "more than three TTLs" takes under two seconds.
 const TTL: Duration = Duration::from_millis(500);
@@ -110,6 +110,11 @@ pub async fn run(seed_urls: &[String], throwaway: Option<&mut Cluster>) -> DemoR
             None
         }
     };
+
+    // Background releases (dropped guards, a lost guard's cleanup) done before the clients go
+    // away, bounded: with two masters dead some cannot complete, and their keys expire.
+    holder.close(CLOSE_TIMEOUT).await;
+    other.close(CLOSE_TIMEOUT).await;
 
     let mut summary = Summary::new("lock_guard")
         .field("raii_freed_in", secs(freed_in))
