@@ -435,12 +435,27 @@ async fn independent_masters_with_replicas_vote_with_acks() {
     let key = manager.voters_of("acks/independent").await.expect("voters")[0]
         .1
         .clone();
-    for i in 3..6 {
-        assert_eq!(get(&addr(i), &key).as_deref(), Some(lock.token().as_str()));
+    // Every vote that counted was acknowledged: the replicas of the masters that decided the
+    // round have the key. (A late grant from the third master belongs to the lock too, but the
+    // round did not wait for its acknowledgement.)
+    let counted: Vec<usize> = (0..3)
+        .filter(|&i| lock.granted_by().contains(&addr(i)))
+        .collect();
+    assert!(counted.len() >= 2, "{:?}", lock.granted_by());
+    for i in counted {
+        assert_eq!(
+            get(&addr(i + 3), &key).as_deref(),
+            Some(lock.token().as_str())
+        );
     }
     let longer = HELD_TTL * 3;
     assert!(manager.extend(&mut lock, longer).await.expect("extend"));
-    for i in 3..6 {
+    let counted: Vec<usize> = (0..3)
+        .filter(|&i| lock.granted_by().contains(&addr(i)))
+        .map(|i| i + 3)
+        .collect();
+    assert!(counted.len() >= 2, "{:?}", lock.granted_by());
+    for i in counted {
         let pttl: i64 = redis::cmd("PTTL")
             .arg(&key)
             .query(&mut raw(&addr(i)))
