@@ -1,12 +1,16 @@
 //! How the lock behaves: timing allowances, retries, key naming, and how voters are chosen.
+//!
+//! The settings and their setters are here; the getters are in `getters`, the checks in
+//! `validate`.
 
 use std::time::Duration;
 
 use crate::acks::ReplicaAcks;
-use crate::error::LockError;
-use crate::input::Ttl;
-use crate::keys::{check_cluster_voters, check_prefix};
 use crate::retry::RetryPolicy;
+
+// Named by the setters' docs; the checks that return it are in `validate`.
+#[cfg(doc)]
+use crate::error::LockError;
 
 /// The longest TTL accepted: one day. A lock meant to be held longer should be kept alive
 /// with an auto-extending guard, so that a crashed holder does not block others for days.
@@ -341,195 +345,10 @@ impl LockConfig {
         self.fencing = yes;
         self
     }
-
-    /// Whether fencing tokens are on.
-    pub fn fencing_enabled(&self) -> bool {
-        self.fencing
-    }
-
-    /// The retry policy in use.
-    pub fn retry_policy(&self) -> &RetryPolicy {
-        &self.retry
-    }
-
-    /// The drift factor in use.
-    pub(crate) fn drift_factor_value(&self) -> f64 {
-        self.drift_factor
-    }
-
-    /// The per-node timeout in use.
-    pub(crate) fn node_timeout_value(&self) -> Duration {
-        self.node_timeout
-    }
-
-    /// The connect timeout in use.
-    pub(crate) fn connect_timeout_value(&self) -> Duration {
-        self.connect_timeout
-    }
-
-    /// The key prefix in use.
-    pub(crate) fn key_prefix_str(&self) -> &str {
-        &self.key_prefix
-    }
-
-    /// The number of cluster voters in use.
-    pub(crate) fn voter_count(&self) -> usize {
-        self.cluster_voters
-    }
-
-    /// The mode in use.
-    pub(crate) fn mode_value(&self) -> Mode {
-        self.mode
-    }
-
-    /// Check every value.
-    ///
-    /// # Errors
-    /// [`LockError::InvalidConfig`] naming the first value out of range.
-    pub fn validate(&self) -> Result<(), LockError> {
-        if !(self.drift_factor.is_finite() && (0.0..0.5).contains(&self.drift_factor)) {
-            return Err(LockError::InvalidConfig(format!(
-                "drift factor must be in [0, 0.5), got {}",
-                self.drift_factor
-            )));
-        }
-        if self.node_timeout.is_zero() || self.connect_timeout.is_zero() {
-            return Err(LockError::InvalidConfig(
-                "node and connect timeouts must be greater than zero".into(),
-            ));
-        }
-        if self.max_rounds_in_flight == 0 {
-            return Err(LockError::InvalidConfig(
-                "max_rounds_in_flight must be at least 1".into(),
-            ));
-        }
-        check_cluster_voters(self.cluster_voters)?;
-        if let Some(acks) = &self.replica_acks {
-            acks.validate(self.node_timeout)?;
-            if self.fencing {
-                // The fenced rounds run their own scripts, which do not wait for replicas yet.
-                return Err(LockError::InvalidConfig(
-                    "replica_acks and fencing cannot be combined yet: the fenced acquire and \
-                     commit are not acknowledged by replicas; choose one"
-                        .into(),
-                ));
-            }
-        }
-        if let Some(max_ttl) = self.delayed_restart
-            && !(Duration::from_millis(1)..=MAX_TTL).contains(&max_ttl)
-        {
-            return Err(LockError::InvalidConfig(format!(
-                "delayed_restart's longest TTL must be between 1 ms and {MAX_TTL:?}, got \
-                 {max_ttl:?}"
-            )));
-        }
-        if !(Duration::from_millis(10)..=Duration::from_secs(60))
-            .contains(&self.clock_sample_window)
-        {
-            return Err(LockError::InvalidConfig(format!(
-                "clock_sample_window must be between 10 ms and 60 s, got {:?}",
-                self.clock_sample_window
-            )));
-        }
-        #[cfg(feature = "tls")]
-        if let Some(ca) = &self.tls_root_ca {
-            ca.validate()?;
-        }
-        check_prefix(&self.key_prefix)
-    }
-
-    /// Check a TTL and round it down to whole milliseconds (the precision of `PX`).
-    ///
-    /// # Errors
-    /// [`LockError::InvalidTtl`] when the TTL is under 1 ms, over [`MAX_TTL`], or not longer
-    /// than its drift allowance (no validity could ever be left).
-    pub fn check_ttl(&self, ttl: Duration) -> Result<Duration, LockError> {
-        self.ttl(ttl).map(Ttl::get)
-    }
-
-    /// [`LockConfig::check_ttl`], as the checked type; also refuses a TTL longer than the
-    /// longest TTL of [`LockConfig::delayed_restart`], whose quarantine would not cover it.
-    pub(crate) fn ttl(&self, ttl: Duration) -> Result<Ttl, LockError> {
-        let checked = Ttl::new(ttl, self.drift_factor)?;
-        match self.delayed_restart {
-            Some(max_ttl) if checked.get() > max_ttl => Err(LockError::InvalidTtl {
-                ttl,
-                reason: format!(
-                    "longer than the longest TTL given to LockConfig::delayed_restart \
-                     ({max_ttl:?}): a voter's quarantine after a restart would not cover it; \
-                     raise that setting on every client, or use a shorter TTL"
-                ),
-            }),
-            _ => Ok(checked),
-        }
-    }
 }
+
+mod getters;
+mod validate;
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ttl_bounds() {
-        let c = LockConfig::new();
-        assert!(c.check_ttl(Duration::ZERO).is_err());
-        assert!(c.check_ttl(Duration::from_micros(999)).is_err());
-        assert!(c.check_ttl(Duration::from_millis(2)).is_err());
-        assert_eq!(
-            c.check_ttl(Duration::from_micros(10_500)).unwrap(),
-            Duration::from_millis(10)
-        );
-        assert!(c.check_ttl(MAX_TTL).is_ok());
-        assert!(c.check_ttl(MAX_TTL + Duration::from_millis(1)).is_err());
-        assert!(c.check_ttl(Duration::MAX).is_err());
-        assert!(c.check_ttl(Duration::from_millis(u64::MAX)).is_err());
-    }
-
-    #[test]
-    fn config_bounds() {
-        assert!(LockConfig::new().validate().is_ok());
-        assert!(LockConfig::new().drift_factor(0.5).validate().is_err());
-        assert!(LockConfig::new().drift_factor(-0.1).validate().is_err());
-        assert!(LockConfig::new().drift_factor(f64::NAN).validate().is_err());
-        assert!(
-            LockConfig::new()
-                .node_timeout(Duration::ZERO)
-                .validate()
-                .is_err()
-        );
-        assert!(LockConfig::new().cluster_voters(0).validate().is_err());
-        assert!(LockConfig::new().key_prefix("a{").validate().is_err());
-        let delayed = LockConfig::new().delayed_restart(Duration::from_secs(10));
-        assert!(delayed.validate().is_ok());
-        assert!(delayed.check_ttl(Duration::from_secs(10)).is_ok());
-        assert!(delayed.check_ttl(Duration::from_secs(11)).is_err());
-        assert!(
-            LockConfig::new()
-                .delayed_restart(Duration::ZERO)
-                .validate()
-                .is_err()
-        );
-        assert!(
-            LockConfig::new()
-                .clock_sample_window(Duration::from_millis(1))
-                .validate()
-                .is_err()
-        );
-        let ms = Duration::from_millis;
-        assert!(LockConfig::new().replica_acks(1, ms(50)).validate().is_ok());
-        assert!(
-            LockConfig::new()
-                .replica_acks(1, ms(100))
-                .validate()
-                .is_err()
-        );
-        assert!(
-            LockConfig::new()
-                .replica_acks(0, ms(500))
-                .validate()
-                .is_ok()
-        );
-        let both = LockConfig::new().replica_acks(1, ms(50)).fencing(true);
-        assert!(both.validate().is_err());
-    }
-}
+mod tests;

@@ -5,6 +5,8 @@
 //! in the background and hands the routine an abort signal, and etcd's `Session.Done()`, a
 //! channel that closes when the lease can no longer be kept alive. Here the signal is
 //! [`LockGuard::lost`], meant for `tokio::select!` against the critical section.
+//!
+//! The guard is here; its options are in `options`, its background task in `watchdog`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,114 +17,12 @@ use tokio::task::JoinHandle;
 use crate::error::LockError;
 use crate::lock::{Lock, LockToken};
 use crate::manager::LockManager;
-use crate::quorum::drift;
-use crate::retry::RetryPolicy;
 
-/// The default extension interval of the watchdog, as a fraction of the TTL: the lock is
-/// extended when a third of its TTL has passed, leaving two thirds for the extension (and one
-/// more try) to get through.
-pub const DEFAULT_EXTEND_FRACTION: f64 = 1.0 / 3.0;
+mod options;
+mod watchdog;
 
-/// The watchdog's step between retries of a failed extension: a retry waits one step plus a
-/// random time of up to 1, 2, 4, then 5 steps.
-const RETRY_STEP: Duration = Duration::from_millis(10);
-
-/// How a [`LockGuard`] is acquired and kept.
-///
-/// ```
-/// use std::time::Duration;
-/// use redlock_cluster::{GuardOptions, RetryPolicy};
-///
-/// let options = GuardOptions::new()
-///     .auto_extend(true)
-///     .extend_fraction(0.25)
-///     .max_hold(Duration::from_secs(60))
-///     .retry(RetryPolicy::new().max_attempts(10));
-/// assert!(options.validate().is_ok());
-/// ```
-#[derive(Debug, Clone, PartialEq)]
-pub struct GuardOptions {
-    auto_extend: bool,
-    extend_fraction: f64,
-    max_hold: Option<Duration>,
-    retry: RetryPolicy,
-}
-
-impl Default for GuardOptions {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl GuardOptions {
-    /// The defaults: no auto-extension, extension fraction 1/3, no
-    /// maximum hold time, a single acquire attempt ([`RetryPolicy::once`]).
-    pub fn new() -> Self {
-        GuardOptions {
-            auto_extend: false,
-            extend_fraction: DEFAULT_EXTEND_FRACTION,
-            max_hold: None,
-            retry: RetryPolicy::once(),
-        }
-    }
-
-    /// Whether a watchdog task extends the lock (to its TTL from the extension) every
-    /// `ttl * extend_fraction`, for as long as the guard lives. Without it the lock simply
-    /// expires at its deadline unless released first. Defaults to `false`.
-    #[must_use]
-    pub fn auto_extend(mut self, yes: bool) -> Self {
-        self.auto_extend = yes;
-        self
-    }
-
-    /// When the watchdog extends, as a fraction of the TTL after the acquisition (or the last
-    /// extension) started; in `(0, 1)`. Smaller means more traffic but more room for a slow
-    /// or failed extension before the validity runs out. Defaults to
-    /// 1/3.
-    #[must_use]
-    pub fn extend_fraction(mut self, fraction: f64) -> Self {
-        self.extend_fraction = fraction;
-        self
-    }
-
-    /// The longest the guard may hold the lock, counted from when the guard was created.
-    /// When it is reached the watchdog stops extending and the lost signal fires with
-    /// [`LostReason::MaxHold`]; the lock itself is not deleted (the holder may still be in
-    /// its critical section) and expires at its current deadline, at most one TTL later,
-    /// unless released first. Defaults to no limit.
-    #[must_use]
-    pub fn max_hold(mut self, limit: Duration) -> Self {
-        self.max_hold = Some(limit);
-        self
-    }
-
-    /// How the guard is acquired. Defaults to [`RetryPolicy::once`] (one attempt).
-    #[must_use]
-    pub fn retry(mut self, retry: RetryPolicy) -> Self {
-        self.retry = retry;
-        self
-    }
-
-    /// Check every value.
-    ///
-    /// # Errors
-    /// [`LockError::InvalidConfig`] for an extension fraction outside `(0, 1)` or a zero
-    /// maximum hold time.
-    pub fn validate(&self) -> Result<(), LockError> {
-        if !(self.extend_fraction > 0.0 && self.extend_fraction < 1.0) {
-            return Err(LockError::InvalidConfig(format!(
-                "the extension fraction must be in (0, 1), got {}",
-                self.extend_fraction
-            )));
-        }
-        if self.max_hold.is_some_and(|limit| limit.is_zero()) {
-            return Err(LockError::InvalidConfig(
-                "the maximum hold time must be greater than zero".into(),
-            ));
-        }
-        Ok(())
-    }
-}
+pub use options::GuardOptions;
+use watchdog::watchdog;
 
 /// Why a [`LockGuard`] no longer holds (or can no longer keep) its lock.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -336,148 +236,5 @@ impl Drop for LockGuard {
     }
 }
 
-/// The watchdog: sleeps until the next extension (with auto-extension), the deadline or the
-/// maximum hold time, whichever comes first, and raises the lost signal when the lock can no
-/// longer be kept.
-///
-/// An extension (with its retries) races the validity deadline and the hold end: whatever
-/// round is in flight, the lost signal fires when the deadline passes, not when the round
-/// ends. The abandoned round is dropped; a late `PEXPIRE` it sent can only lengthen our own
-/// keys, and the release that follows a loss deletes them.
-async fn watchdog(manager: LockManager, state: Arc<watch::Sender<State>>, options: GuardOptions) {
-    let hold_end = options
-        .max_hold
-        .and_then(|limit| tokio::time::Instant::now().checked_add(limit));
-    let reason = loop {
-        let lock = state.borrow().lock.duplicate();
-        let ttl = lock.ttl();
-        // The deadline is `start + ttl - drift`, so this is `start + ttl * fraction - drift`:
-        // the extension interval counted from when the last acquire or extend started.
-        let mut wake = lock.deadline;
-        if options.auto_extend {
-            let before_deadline = ttl.mul_f64(1.0 - options.extend_fraction);
-            wake = wake.checked_sub(before_deadline).unwrap_or(wake);
-        }
-        if let Some(end) = hold_end {
-            wake = wake.min(end);
-        }
-        tokio::time::sleep_until(wake).await;
-
-        if let (Some(end), Some(limit)) = (hold_end, options.max_hold)
-            && tokio::time::Instant::now() >= end
-        {
-            break LostReason::MaxHold(limit);
-        }
-        if !lock.is_valid() {
-            break LostReason::Expired;
-        }
-        if !options.auto_extend {
-            continue;
-        }
-        let cutoff = hold_end.map_or(lock.deadline, |end| end.min(lock.deadline));
-        // Cut off at the deadline (or the hold end) whatever round is in flight; the checks
-        // at the top of the loop then name the reason.
-        let Ok(kept) = tokio::time::timeout_at(cutoff, keep(&manager, &lock, ttl)).await else {
-            continue;
-        };
-        match kept {
-            Ok(extended) => state.send_modify(|s| s.lock = extended),
-            Err(reason) => break reason,
-        }
-    };
-    tracing::debug!(%reason, "guard lost its lock");
-    state.send_modify(|s| s.lost = Some(reason.clone()));
-    if matches!(reason, LostReason::MaxHold(_)) {
-        // Still valid until its deadline, and the holder may still be in its critical
-        // section: left to expire (or to an explicit release).
-        return;
-    }
-    // Lost: whatever keys are left (a late extension may even have lengthened some) are ours
-    // and no use to anyone; free them for the next holder. Still in this task, so an explicit
-    // release or a drop of the guard (which abort it) take over.
-    let lock = state.borrow().lock.duplicate();
-    match manager.release(&lock).await {
-        Ok(held) => tracing::debug!(resource = lock.resource(), held, "lost lock released"),
-        Err(error) => tracing::debug!(
-            resource = lock.resource(),
-            %error,
-            "lost lock's release failed; the keys expire with their TTL"
-        ),
-    }
-}
-
-/// Extend `lock` to `ttl`, retrying a failed extension (refused, or too few voters answered)
-/// with a short jittered backoff, on the refreshed topology when the failure asked for one,
-/// for as long as the validity left allows one more round. Returns the extended lock, or why
-/// it could not be kept.
-async fn keep(manager: &LockManager, lock: &Lock, ttl: Duration) -> Result<Lock, LostReason> {
-    let config = manager.config();
-    // The worst case of one extension round: every vote waits out the node timeout, and the
-    // result must still leave validity after the drift allowance.
-    let round = config
-        .node_timeout_value()
-        .saturating_add(drift(ttl, config.drift_factor_value()));
-    let backoff = RetryPolicy::new()
-        .base_delay(RETRY_STEP)
-        .max_delay(RETRY_STEP * 5);
-    let mut retry = 0;
-    loop {
-        let mut extended = lock.duplicate();
-        let failure = match manager.extend(&mut extended, ttl).await {
-            Ok(true) => return Ok(extended),
-            Ok(false) if !lock.is_valid() => return Err(LostReason::Expired),
-            Ok(false) => LostReason::ExtendRefused,
-            Err(error) if error.is_invalid_input() => return Err(LostReason::ExtendFailed(error)),
-            Err(error) => LostReason::ExtendFailed(error),
-        };
-        let delay = RETRY_STEP.saturating_add(backoff.delay(retry, None));
-        let Some(spare) = lock.remaining().checked_sub(delay.saturating_add(round)) else {
-            return Err(failure);
-        };
-        tracing::debug!(
-            resource = lock.resource(),
-            retry,
-            ?delay,
-            reason = %failure,
-            "extension failed; retrying while validity lasts"
-        );
-        tokio::time::sleep(delay).await;
-        // A redirect or a lost cluster voter asked for a refresh: run the retry on it.
-        manager.settle_topology(spare).await;
-        if lock.remaining() <= round {
-            return Err(failure);
-        }
-        retry = retry.saturating_add(1);
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn options_are_checked() {
-        assert!(GuardOptions::new().validate().is_ok());
-        for fraction in [0.0, 1.0, -0.5, 1.5, f64::NAN, f64::INFINITY] {
-            assert!(
-                GuardOptions::new()
-                    .extend_fraction(fraction)
-                    .validate()
-                    .is_err(),
-                "{fraction}"
-            );
-        }
-        assert!(
-            GuardOptions::new()
-                .max_hold(Duration::ZERO)
-                .validate()
-                .is_err()
-        );
-    }
-
-    #[test]
-    fn guard_is_send_and_sync() {
-        fn check<T: Send + Sync>() {}
-        check::<LockGuard>();
-    }
-}
+mod tests;

@@ -34,7 +34,8 @@
 //!   inspect.
 //! - `lock`: what a user holds ([`Lock`]) and what an info read reports ([`LockInfo`]).
 //! - `guard`: [`LockGuard`], a lock released on drop, with an optional auto-extending
-//!   watchdog and a lost-lock signal ([`GuardOptions`], [`LostReason`]).
+//!   watchdog and a lost-lock signal ([`LostReason`]); `guard::options`: [`GuardOptions`];
+//!   `guard::watchdog`: the task that extends it and raises the signal.
 //! - `distributed_lock`: [`RedisDistributedLock`], the simple one-resource facade over
 //!   [`LockManager`].
 //!
@@ -56,7 +57,9 @@
 //!
 //! Who votes:
 //! - `topology`: the voters (cluster masters or independent masters) and which key each
-//!   stores; `topology_cache`: the cached view and its background refresh.
+//!   stores, and which answers may count as votes; `topology::mode`: cluster or independent,
+//!   decided from the seeds' answers; `topology::discovery`: reading the voters from the
+//!   seeds; `topology_cache`: the cached view and its background refresh.
 //! - `keys`: the cluster key scheme (one slot window per voter), public as [`cluster`].
 //! - `node`: what the engine asks of one voter; `redis_node`: the real one, over one
 //!   multiplexed connection; `scripts`: the Lua it runs; `cluster_replies`: parsers of
@@ -71,8 +74,9 @@
 //!   one, else ring's) and the root CA given with `LockConfig::tls_root_ca`.
 //!
 //! Configuration and errors:
-//! - `config`: [`LockConfig`], timing allowances, retries, key naming, mode.
-//! - `error`: [`LockError`] and the per-node [`NodeError`].
+//! - `config`: [`LockConfig`], timing allowances, retries, key naming, mode; its getters in
+//!   `config::getters`, its checks in `config::validate`.
+//! - `error`: [`LockError`]; `error::node`: the per-node [`NodeError`] and [`NodeFailures`].
 //! - `sim` (tests only): the engine over simulated in-memory nodes, for model-based property
 //!   tests.
 //!
