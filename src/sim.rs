@@ -5,8 +5,6 @@
 //! These complement the real-Redis tests under `tests/`: they explore thousands of
 //! interleavings that real processes would take hours to hit.
 
-use std::collections::HashMap;
-use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,16 +14,16 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use tokio::time::{Instant, sleep};
 
-use crate::cluster_replies::SlotRange;
 use crate::config::LockConfig;
 use crate::error::NodeError;
 use crate::manager::LockManager;
-use crate::node::{AcquireReply, KeyState, Node, NodeResult, SharedNode, UnservedSlot};
+use crate::node::SharedNode;
 use crate::retry::RetryPolicy;
-use crate::server::ServerFacts;
-use crate::topology::Seeds;
 
 mod fencing;
+mod node;
+
+use node::{NOT_A_CLUSTER, NodeData, SimLink, SimNode, SimSeeds};
 
 /// A crash window of one node, in ms from the start of the run.
 #[derive(Debug, Clone, Copy)]
@@ -50,213 +48,6 @@ struct Scenario {
     clients: usize,
     ops_per_client: usize,
     seed: u64,
-}
-
-#[derive(Default)]
-struct NodeData {
-    keys: HashMap<Vec<u8>, (String, Instant)>,
-    wiped: Vec<bool>,
-}
-
-/// The shared state of one simulated Redis master.
-struct SimNode {
-    name: String,
-    clock_rate: f64,
-    crashes: Vec<Crash>,
-    epoch: Instant,
-    data: Mutex<NodeData>,
-}
-
-impl SimNode {
-    /// Apply `op` at `now` if the node is up, wiping the data of crashes that lose it.
-    fn apply<T>(
-        &self,
-        op: impl FnOnce(&mut HashMap<Vec<u8>, (String, Instant)>, Instant) -> T,
-    ) -> Result<T, NodeError> {
-        let now = Instant::now();
-        let since = now.duration_since(self.epoch).as_millis() as u64;
-        let mut data = self.data.lock().unwrap_or_else(|p| p.into_inner());
-        data.wiped.resize(self.crashes.len(), false);
-        for (i, crash) in self.crashes.iter().enumerate() {
-            if crash.loses_data && since >= crash.at_ms && !data.wiped[i] {
-                data.wiped[i] = true;
-                data.keys.clear();
-            }
-            if (crash.at_ms..crash.at_ms + crash.down_ms).contains(&since) {
-                return Err(NodeError::Connect("simulated node is down".into()));
-            }
-        }
-        data.keys.retain(|_, (_, expires)| *expires > now);
-        Ok(op(&mut data.keys, now))
-    }
-
-    /// What the node says about itself: a node whose crashes lose data runs without AOF
-    /// (the others with `appendfsync always`), and its uptime restarts when it comes back
-    /// from a crash, measured on its own clock.
-    fn facts(&self) -> ServerFacts {
-        let now = Instant::now();
-        let since = now.duration_since(self.epoch).as_millis() as u64;
-        let mut facts = ServerFacts::simulated(&self.name);
-        facts.read_at = now;
-        if self.crashes.iter().any(|c| c.loses_data) {
-            facts.aof_enabled = false;
-            facts.appendfsync = Some("everysec".into());
-        }
-        let back = self
-            .crashes
-            .iter()
-            .filter(|c| c.at_ms <= since)
-            .map(|c| c.at_ms + c.down_ms)
-            .max();
-        if let Some(back) = back {
-            let up = Duration::from_millis(since.saturating_sub(back));
-            facts.uptime = up.mul_f64(self.clock_rate);
-        }
-        facts
-    }
-
-    fn expiry(&self, now: Instant, ttl: Duration) -> Instant {
-        now + ttl.div_f64(self.clock_rate)
-    }
-}
-
-/// One client's ordered link to one node: requests apply in the order they were sent (as on
-/// one TCP connection), each after a random delay, and requests or replies may be lost.
-struct SimLink {
-    node: Arc<SimNode>,
-    order: tokio::sync::Mutex<()>,
-    rng: Mutex<StdRng>,
-    max_delay: Duration,
-    loss_percent: u32,
-    hung: bool,
-}
-
-impl fmt::Debug for SimLink {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SimLink({})", self.node.name)
-    }
-}
-
-impl SimLink {
-    async fn call<T: Send>(
-        &self,
-        op: impl FnOnce(&mut HashMap<Vec<u8>, (String, Instant)>, Instant) -> T + Send,
-    ) -> Result<T, NodeError> {
-        let (to_node, to_client, lose_request, lose_reply) = {
-            let mut rng = self.rng.lock().unwrap_or_else(|p| p.into_inner());
-            let max = self.max_delay.as_millis() as u64;
-            (
-                Duration::from_millis(rng.random_range(0..=max)),
-                Duration::from_millis(rng.random_range(0..=max)),
-                rng.random_ratio(self.loss_percent, 100),
-                rng.random_ratio(self.loss_percent, 100),
-            )
-        };
-        if self.hung {
-            return std::future::pending().await;
-        }
-        let order = self.order.lock().await;
-        sleep(to_node).await;
-        if lose_request {
-            drop(order);
-            return std::future::pending().await;
-        }
-        let result = self.node.apply(op);
-        drop(order);
-        sleep(to_client).await;
-        if lose_reply {
-            return std::future::pending().await;
-        }
-        result
-    }
-}
-
-impl Node for SimLink {
-    fn addr(&self) -> &str {
-        &self.node.name
-    }
-
-    fn connect(&self) -> NodeResult<'_, ()> {
-        Box::pin(async { Ok(()) })
-    }
-
-    fn acquire<'a>(
-        &'a self,
-        key: &'a [u8],
-        token: &'a str,
-        ttl: Duration,
-    ) -> NodeResult<'a, AcquireReply> {
-        Box::pin(self.call(move |keys, now| match keys.get(key) {
-            Some((_, expires)) => AcquireReply::Held(Some(expires.duration_since(now))),
-            None => {
-                keys.insert(
-                    key.to_vec(),
-                    (token.to_string(), self.node.expiry(now, ttl)),
-                );
-                AcquireReply::Granted
-            }
-        }))
-    }
-
-    fn extend<'a>(&'a self, key: &'a [u8], token: &'a str, ttl: Duration) -> NodeResult<'a, bool> {
-        Box::pin(self.call(move |keys, now| match keys.get_mut(key) {
-            Some((holder, expires)) if holder == token => {
-                *expires = self.node.expiry(now, ttl);
-                true
-            }
-            _ => false,
-        }))
-    }
-
-    fn release<'a>(&'a self, key: &'a [u8], token: &'a str) -> NodeResult<'a, bool> {
-        Box::pin(self.call(move |keys, _| {
-            if keys.get(key).is_some_and(|(holder, _)| holder == token) {
-                keys.remove(key);
-                true
-            } else {
-                false
-            }
-        }))
-    }
-
-    fn inspect<'a>(&'a self, key: &'a [u8]) -> NodeResult<'a, KeyState> {
-        Box::pin(self.call(move |keys, now| match keys.get(key) {
-            Some((holder, expires)) => (Some(holder.clone()), Some(expires.duration_since(now))),
-            None => (None, Some(Duration::ZERO)),
-        }))
-    }
-
-    fn cluster_shards(&self) -> NodeResult<'_, Vec<SlotRange>> {
-        Box::pin(async { Err(NodeError::Server(NOT_A_CLUSTER.into())) })
-    }
-
-    fn cluster_slots(&self) -> NodeResult<'_, Vec<SlotRange>> {
-        Box::pin(async { Err(NodeError::Server(NOT_A_CLUSTER.into())) })
-    }
-
-    // Discovery reads only these, answered at once outside the lossy link (the model tests
-    // the votes): each simulated node is its own standalone server.
-    fn facts(&self) -> Option<ServerFacts> {
-        Some(self.node.facts())
-    }
-}
-
-const NOT_A_CLUSTER: &str = "ERR This instance has cluster support disabled";
-
-/// One client's links, handed to its manager as the configured seeds.
-#[derive(Debug)]
-struct SimSeeds(Vec<SharedNode>);
-
-impl Seeds for SimSeeds {
-    fn seeds(&self) -> &[SharedNode] {
-        &self.0
-    }
-
-    fn master(&self, _: &dyn Node, host: &str, port: u16) -> SharedNode {
-        Arc::new(UnservedSlot {
-            label: format!("{host}:{port}"),
-        })
-    }
 }
 
 /// A hold interval: from the moment the client learned it holds the lock to the moment it
