@@ -61,7 +61,7 @@ pub(crate) trait Node: Send + Sync + fmt::Debug {
     /// What the server said about itself when the current connection opened (`run_id`,
     /// `cluster_enabled`, eviction policy...); `None` before the first connection. Who may
     /// vote is decided on these (see `server::admit`).
-    fn facts(&self) -> Option<ServerFacts>;
+    fn facts(&self) -> Option<std::sync::Arc<ServerFacts>>;
     /// Where replica-acknowledged writes go (see `acks`): connections of their own, since
     /// `WAIT` blocks the connection it is sent on. `None`: this node cannot wait for
     /// replicas, so an acknowledged vote on it always fails.
@@ -73,7 +73,9 @@ pub(crate) trait Node: Send + Sync + fmt::Debug {
     fn probe(&self) -> NodeResult<'_, ServerFacts> {
         let facts = self.facts();
         Box::pin(async move {
-            facts.ok_or_else(|| NodeError::Server("no server facts were read yet".into()))
+            facts
+                .map(|f| ServerFacts::clone(&f))
+                .ok_or_else(|| NodeError::Server("no server facts were read yet".into()))
         })
     }
     /// The server's clock (`TIME`) as time since the Unix epoch, for the health report's
@@ -169,7 +171,7 @@ impl Node for UnservedSlot {
     fn cluster_slots(&self) -> NodeResult<'_, Vec<SlotRange>> {
         self.fail()
     }
-    fn facts(&self) -> Option<ServerFacts> {
+    fn facts(&self) -> Option<std::sync::Arc<ServerFacts>> {
         None
     }
 }

@@ -397,7 +397,7 @@ impl Node for RedisNode {
         })
     }
 
-    fn facts(&self) -> Option<ServerFacts> {
+    fn facts(&self) -> Option<std::sync::Arc<ServerFacts>> {
         self.facts.get()
     }
 
@@ -418,7 +418,7 @@ impl Node for RedisNode {
             }
             let facts = facts?;
             self.facts.record(&self.addr, facts.clone());
-            Ok(self.facts.get().unwrap_or(facts))
+            Ok(self.facts.get().map_or(facts, |f| ServerFacts::clone(&f)))
         })
     }
 

@@ -29,7 +29,7 @@ use crate::quorum::{
     collect_failures, decide_acquire, decide_extend, decide_info, decide_release, drift, quorum,
     unavailable,
 };
-use crate::server::{ServerFacts, admit, refusal};
+use crate::server::{ServerFacts, admit_one, refusal};
 use crate::topology::{Voter, admit_votes, voters_share_master};
 use crate::topology_cache::TopologyCache;
 
@@ -69,8 +69,8 @@ struct Answers<T> {
     answers: Vec<Option<Result<T, NodeError>>>,
     /// Why a voter's answer does not count, when it does not.
     refused: Vec<Option<NodeError>>,
-    /// The facts of the voters whose answers counted so far.
-    admitted: Vec<Option<ServerFacts>>,
+    /// The facts of the voters whose answers counted so far (shared, not copied).
+    admitted: Vec<Arc<ServerFacts>>,
     rule: Rule,
     count: Count,
 }
@@ -92,12 +92,16 @@ impl<T> Answers<T> {
         let verdict = match &answer {
             Err(_) => None,
             Ok(_) => {
-                self.admitted.push(voter.node.facts());
-                let verdict = admit(self.rule.mode, &self.rule.config, &self.admitted)
-                    .pop()
-                    .flatten();
-                if verdict.is_some() {
-                    self.admitted.pop();
+                let facts = voter.node.facts();
+                let verdict = admit_one(
+                    self.rule.mode,
+                    &self.rule.config,
+                    self.admitted.iter().map(|f| &**f),
+                    facts.as_deref(),
+                    Instant::now(),
+                );
+                if let (None, Some(facts)) = (&verdict, facts) {
+                    self.admitted.push(facts);
                 }
                 verdict
             }
