@@ -386,17 +386,18 @@ impl Round<'_> {
         );
         match decision {
             AcquireDecision::Acquired { .. } => Attempt::Acquired(Lock {
-                resource: resource.as_str().to_string(),
+                resource: resource.as_str().into(),
                 token,
                 ttl,
                 deadline: start
                     .checked_add(ttl.saturating_sub(allowance))
                     .unwrap_or(start),
-                granted_by: granted
-                    .iter()
-                    .filter_map(|i| self.voters.get(*i))
-                    .map(|v| v.node.addr().to_string())
-                    .collect(),
+                granted_by: self.topology.granted_by(
+                    granted
+                        .iter()
+                        .filter_map(|i| self.voters.get(*i))
+                        .map(|v| v.node.addr()),
+                ),
                 fencing_token: None,
             }),
             AcquireDecision::Contended { retry_hint } => Attempt::Contended(retry_hint),
@@ -455,7 +456,7 @@ impl Round<'_> {
                     .checked_add(ttl.saturating_sub(allowance))
                     .unwrap_or(lock.deadline);
                 lock.ttl = ttl;
-                lock.granted_by = by;
+                lock.granted_by = self.topology.granted_by(by.iter().map(String::as_str));
                 Ok(true)
             }
             ExtendDecision::Refused => Ok(false),
