@@ -40,6 +40,11 @@ pub(crate) trait Node: Send + Sync + fmt::Debug {
     /// Make sure a connection is open (used when a manager connects eagerly; a round's calls
     /// open one themselves, under the round's deadline).
     fn connect(&self) -> NodeResult<'_, ()>;
+    /// Whether a connection is open now (a call would be queued on it at once). By default:
+    /// not known, so callers go through [`Node::connect`].
+    fn is_connected(&self) -> bool {
+        false
+    }
     /// Run the acquire script.
     fn acquire<'a>(
         &'a self,

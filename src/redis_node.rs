@@ -334,6 +334,10 @@ impl Node for RedisNode {
         Box::pin(async move { self.connection().await.map(|_| ()) })
     }
 
+    fn is_connected(&self) -> bool {
+        matches!(&*lock(&self.conn), Conn::Open(..))
+    }
+
     fn acquire<'a>(
         &'a self,
         key: &'a [u8],

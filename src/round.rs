@@ -196,20 +196,21 @@ async fn gather<T>(
 /// on an open connection is queued there at once (on its first poll) and runs before anything
 /// sent later on that connection (the lock's release or extend); one that would only be sent
 /// once a connection opens after the decision has no such order, so it is not sent at all.
-fn unless_decided<'v, T: Send + 'v>(
-    voter: &'v Voter,
-    decided: &'v AtomicBool,
-    call: BoxFuture<'v, Result<T, NodeError>>,
-) -> BoxFuture<'v, Result<T, NodeError>> {
-    Box::pin(async move {
+/// An open connection is taken as it is (no connect pass); the decision is checked either way.
+async fn unless_decided<T>(
+    voter: &Voter,
+    decided: &AtomicBool,
+    call: impl Future<Output = Result<T, NodeError>>,
+) -> Result<T, NodeError> {
+    if !voter.node.is_connected() {
         voter.node.connect().await?;
-        if decided.load(Ordering::Acquire) {
-            return Err(NodeError::Connect(
-                "the connection opened after the round was decided; not sent".into(),
-            ));
-        }
-        call.await
-    })
+    }
+    if decided.load(Ordering::Acquire) {
+        return Err(NodeError::Connect(
+            "the connection opened after the round was decided; not sent".into(),
+        ));
+    }
+    call.await
 }
 
 /// Whether a failed call may still have written: its request may have reached the node
@@ -367,10 +368,7 @@ impl Round<'_> {
                         &shared.config,
                         limit,
                     );
-                    (
-                        i,
-                        unless_decided(voter, &shared.decided, Box::pin(vote)).await,
-                    )
+                    (i, unless_decided(voter, &shared.decided, vote).await)
                 }) as Call<'static, AcquireReply>
             })
             .collect();
@@ -733,7 +731,7 @@ async fn extend_round(round: ExtendRound) {
     let mut calls = send(&voters, |voter| {
         // Acknowledged by replicas when configured (see `acks`).
         let vote = acks::extend(&voter.node, &voter.key, token.as_str(), ttl, config, limit);
-        unless_decided(voter, &decided, Box::pin(vote))
+        Box::pin(unless_decided(voter, &decided, vote))
     });
     gather(&voters, &mut calls, &mut answers, start + limit, |yes| *yes).await;
     decided.store(true, Ordering::Release);
