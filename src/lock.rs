@@ -2,6 +2,7 @@
 //! lock-info read reports.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::Mode;
@@ -9,29 +10,35 @@ use crate::error::NodeError;
 
 /// The random value that identifies one acquisition: 128 random bits (UUID v4). Every write
 /// to a lock key is conditional on it, so nobody else's release or extend can touch our keys.
+///
+/// Kept inline as its 32 lowercase hex digits (the value stored in Redis): no heap
+/// allocation per lock.
 #[derive(Clone, PartialEq, Eq, Hash)]
-pub struct LockToken(String);
+pub struct LockToken([u8; uuid::fmt::Simple::LENGTH]);
 
 impl LockToken {
     pub(crate) fn new() -> Self {
-        LockToken(uuid::Uuid::new_v4().simple().to_string())
+        let mut hex = [0u8; uuid::fmt::Simple::LENGTH];
+        uuid::Uuid::new_v4().simple().encode_lower(&mut hex);
+        LockToken(hex)
     }
 
     /// The token as stored in Redis.
     pub fn as_str(&self) -> &str {
-        &self.0
+        // Always ASCII hex (written by `encode_lower` only).
+        std::str::from_utf8(&self.0).unwrap_or_default()
     }
 }
 
 impl fmt::Display for LockToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
 impl fmt::Debug for LockToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "LockToken({})", self.0)
+        write!(f, "LockToken({})", self.as_str())
     }
 }
 
@@ -51,11 +58,12 @@ impl fmt::Debug for LockToken {
 /// # }
 /// ```
 pub struct Lock {
-    pub(crate) resource: String,
+    pub(crate) resource: Box<str>,
     pub(crate) token: LockToken,
     pub(crate) ttl: Duration,
     pub(crate) deadline: tokio::time::Instant,
-    pub(crate) granted_by: Vec<String>,
+    /// Shared with every lock granted by the same voters (see `GrantedSets`).
+    pub(crate) granted_by: Arc<[String]>,
     /// The fencing token, when the manager has fencing on (see `fencing`).
     pub(crate) fencing_token: Option<u64>,
     /// The id of the manager that made it (see `LockManager::check_owner`); 0 until the
@@ -184,4 +192,71 @@ pub struct LockInfo {
     /// carries a token no greater. `None` with fencing off, or when fewer than a quorum of
     /// voters answered the counter read.
     pub fencing_token: Option<u64>,
+}
+
+/// The voter lists of granted locks, shared: the locks granted by the same voters hold one
+/// `Arc<[String]>` between them instead of a list of strings each. Bounded: past
+/// [`GrantedSets::LIMIT`] distinct lists, new ones are handed out unshared.
+#[derive(Debug, Default)]
+pub(crate) struct GrantedSets {
+    /// A std mutex: never held across an `.await`, only for a short scan.
+    sets: std::sync::Mutex<Vec<Arc<[String]>>>,
+}
+
+impl GrantedSets {
+    /// How many distinct lists are kept.
+    const LIMIT: usize = 64;
+
+    /// The shared list of `addrs`, in order.
+    pub(crate) fn get<'a, I>(&self, addrs: I) -> Arc<[String]>
+    where
+        I: IntoIterator<Item = &'a str>,
+        I::IntoIter: Clone,
+    {
+        let addrs = addrs.into_iter();
+        let mut sets = match self.sets.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some(found) = sets
+            .iter()
+            .find(|set| set.iter().map(String::as_str).eq(addrs.clone()))
+        {
+            return found.clone();
+        }
+        let set: Arc<[String]> = addrs.map(str::to_string).collect();
+        if sets.len() < Self::LIMIT {
+            sets.push(set.clone());
+        }
+        set
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_32_lowercase_hex_digits_inline() {
+        let (a, b) = (LockToken::new(), LockToken::new());
+        assert_eq!(a.as_str().len(), 32);
+        assert!(
+            a.as_str()
+                .bytes()
+                .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
+        );
+        assert_ne!(a, b);
+        assert_eq!(a.to_string(), a.as_str());
+        assert_eq!(std::mem::size_of::<LockToken>(), 32);
+    }
+
+    #[test]
+    fn granted_lists_are_shared() {
+        let sets = GrantedSets::default();
+        let one = sets.get(["a:1", "b:2"]);
+        let two = sets.get(["a:1", "b:2"]);
+        assert!(Arc::ptr_eq(&one, &two));
+        assert_eq!(&*one, ["a:1", "b:2"]);
+        assert!(!Arc::ptr_eq(&one, &sets.get(["a:1", "c:3"])));
+    }
 }

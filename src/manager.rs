@@ -153,7 +153,7 @@ impl LockManager {
             Ok(())
         } else {
             Err(LockError::ForeignLock {
-                resource: lock.resource.clone(),
+                resource: lock.resource.to_string(),
             })
         }
     }

@@ -40,6 +40,11 @@ pub(crate) trait Node: Send + Sync + fmt::Debug {
     /// Make sure a connection is open (used when a manager connects eagerly; a round's calls
     /// open one themselves, under the round's deadline).
     fn connect(&self) -> NodeResult<'_, ()>;
+    /// Whether a connection is open now (a call would be queued on it at once). By default:
+    /// not known, so callers go through [`Node::connect`].
+    fn is_connected(&self) -> bool {
+        false
+    }
     /// Run the acquire script.
     fn acquire<'a>(
         &'a self,
@@ -61,7 +66,7 @@ pub(crate) trait Node: Send + Sync + fmt::Debug {
     /// What the server said about itself when the current connection opened (`run_id`,
     /// `cluster_enabled`, eviction policy...); `None` before the first connection. Who may
     /// vote is decided on these (see `server::admit`).
-    fn facts(&self) -> Option<ServerFacts>;
+    fn facts(&self) -> Option<std::sync::Arc<ServerFacts>>;
     /// Where replica-acknowledged writes go (see `acks`): connections of their own, since
     /// `WAIT` blocks the connection it is sent on. `None`: this node cannot wait for
     /// replicas, so an acknowledged vote on it always fails.
@@ -73,7 +78,9 @@ pub(crate) trait Node: Send + Sync + fmt::Debug {
     fn probe(&self) -> NodeResult<'_, ServerFacts> {
         let facts = self.facts();
         Box::pin(async move {
-            facts.ok_or_else(|| NodeError::Server("no server facts were read yet".into()))
+            facts
+                .map(|f| ServerFacts::clone(&f))
+                .ok_or_else(|| NodeError::Server("no server facts were read yet".into()))
         })
     }
     /// The server's clock (`TIME`) as time since the Unix epoch, for the health report's
@@ -169,7 +176,7 @@ impl Node for UnservedSlot {
     fn cluster_slots(&self) -> NodeResult<'_, Vec<SlotRange>> {
         self.fail()
     }
-    fn facts(&self) -> Option<ServerFacts> {
+    fn facts(&self) -> Option<std::sync::Arc<ServerFacts>> {
         None
     }
 }

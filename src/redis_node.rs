@@ -334,6 +334,10 @@ impl Node for RedisNode {
         Box::pin(async move { self.connection().await.map(|_| ()) })
     }
 
+    fn is_connected(&self) -> bool {
+        matches!(&*lock(&self.conn), Conn::Open(..))
+    }
+
     fn acquire<'a>(
         &'a self,
         key: &'a [u8],
@@ -397,7 +401,7 @@ impl Node for RedisNode {
         })
     }
 
-    fn facts(&self) -> Option<ServerFacts> {
+    fn facts(&self) -> Option<std::sync::Arc<ServerFacts>> {
         self.facts.get()
     }
 
@@ -418,7 +422,7 @@ impl Node for RedisNode {
             }
             let facts = facts?;
             self.facts.record(&self.addr, facts.clone());
-            Ok(self.facts.get().unwrap_or(facts))
+            Ok(self.facts.get().map_or(facts, |f| ServerFacts::clone(&f)))
         })
     }
 

@@ -29,7 +29,7 @@ use crate::quorum::{
     collect_failures, decide_acquire, decide_extend, decide_info, decide_release, drift, quorum,
     unavailable,
 };
-use crate::server::{ServerFacts, admit, refusal};
+use crate::server::{ServerFacts, admit_one, refusal};
 use crate::topology::{Voter, admit_votes, voters_share_master};
 use crate::topology_cache::TopologyCache;
 
@@ -69,8 +69,8 @@ struct Answers<T> {
     answers: Vec<Option<Result<T, NodeError>>>,
     /// Why a voter's answer does not count, when it does not.
     refused: Vec<Option<NodeError>>,
-    /// The facts of the voters whose answers counted so far.
-    admitted: Vec<Option<ServerFacts>>,
+    /// The facts of the voters whose answers counted so far (shared, not copied).
+    admitted: Vec<Arc<ServerFacts>>,
     rule: Rule,
     count: Count,
 }
@@ -92,12 +92,16 @@ impl<T> Answers<T> {
         let verdict = match &answer {
             Err(_) => None,
             Ok(_) => {
-                self.admitted.push(voter.node.facts());
-                let verdict = admit(self.rule.mode, &self.rule.config, &self.admitted)
-                    .pop()
-                    .flatten();
-                if verdict.is_some() {
-                    self.admitted.pop();
+                let facts = voter.node.facts();
+                let verdict = admit_one(
+                    self.rule.mode,
+                    &self.rule.config,
+                    self.admitted.iter().map(|f| &**f),
+                    facts.as_deref(),
+                    Instant::now(),
+                );
+                if let (None, Some(facts)) = (&verdict, facts) {
+                    self.admitted.push(facts);
                 }
                 verdict
             }
@@ -192,20 +196,21 @@ async fn gather<T>(
 /// on an open connection is queued there at once (on its first poll) and runs before anything
 /// sent later on that connection (the lock's release or extend); one that would only be sent
 /// once a connection opens after the decision has no such order, so it is not sent at all.
-fn unless_decided<'v, T: Send + 'v>(
-    voter: &'v Voter,
-    decided: &'v AtomicBool,
-    call: BoxFuture<'v, Result<T, NodeError>>,
-) -> BoxFuture<'v, Result<T, NodeError>> {
-    Box::pin(async move {
+/// An open connection is taken as it is (no connect pass); the decision is checked either way.
+async fn unless_decided<T>(
+    voter: &Voter,
+    decided: &AtomicBool,
+    call: impl Future<Output = Result<T, NodeError>>,
+) -> Result<T, NodeError> {
+    if !voter.node.is_connected() {
         voter.node.connect().await?;
-        if decided.load(Ordering::Acquire) {
-            return Err(NodeError::Connect(
-                "the connection opened after the round was decided; not sent".into(),
-            ));
-        }
-        call.await
-    })
+    }
+    if decided.load(Ordering::Acquire) {
+        return Err(NodeError::Connect(
+            "the connection opened after the round was decided; not sent".into(),
+        ));
+    }
+    call.await
 }
 
 /// Whether a failed call may still have written: its request may have reached the node
@@ -231,40 +236,49 @@ async fn release_where(voters: &[Voter], targets: &[usize], token: &LockToken, p
     .await;
 }
 
-/// What an acquire round's task tells its caller.
-struct AcquireReport {
-    decision: AcquireDecision,
-    elapsed: Duration,
-    granted: Vec<usize>,
-    failures_seen: bool,
-    redirected: bool,
-}
-
-/// The caller's end of an acquire round. Dropped before it took the decision (the caller was
-/// cancelled), it closes the channel, and the round's task releases whatever it wrote; a won
-/// decision that was already sent is released here.
-struct Pending {
-    decision: Option<oneshot::Receiver<AcquireReport>>,
+/// What the calls of one round share: they own it, so that what is left of them when the
+/// round is decided can go on in a task of its own.
+struct Shared {
     voters: Arc<[Voter]>,
     token: LockToken,
-    ttl: Duration,
+    config: Arc<LockConfig>,
+    /// Set when the round is decided (or abandoned): see [`unless_decided`].
+    decided: AtomicBool,
+}
+
+/// What is left of a round once its caller stops polling it (decided, or cancelled): its
+/// calls still in flight, and which voters to release after dropping them. Dropped, it hands
+/// them to a background task counted by the manager's [`InFlight`] (so `close()` waits for
+/// it): with `release` set, the calls are dropped (a request not yet written is never sent;
+/// one already written runs first on its connection) and our token is compare-and-deleted
+/// on those voters, each awaited up to `patience`; without, the calls are awaited up to
+/// `patience`. Without a tokio runtime nothing can run, and the keys expire with their TTL.
+struct Rest<T: Send + 'static> {
+    calls: FuturesUnordered<Call<'static, T>>,
+    release: Option<Vec<usize>>,
+    shared: Arc<Shared>,
+    patience: Duration,
     flight: Arc<InFlight>,
 }
 
-impl Drop for Pending {
+impl<T: Send + 'static> Drop for Rest<T> {
     fn drop(&mut self) {
-        let Some(mut rx) = self.decision.take() else {
-            return;
+        self.shared.decided.store(true, Ordering::Release);
+        let calls = std::mem::take(&mut self.calls);
+        let (shared, patience) = (self.shared.clone(), self.patience);
+        let task: BoxFuture<'static, ()> = match self.release.take() {
+            Some(targets) if targets.is_empty() => return,
+            Some(targets) => Box::pin(async move {
+                drop(calls);
+                release_where(&shared.voters, &targets, &shared.token, patience).await;
+            }),
+            None if calls.is_empty() => return,
+            None => Box::pin(async move {
+                let _ = tokio::time::timeout(patience, calls.count()).await;
+            }),
         };
-        if let Ok(report) = rx.try_recv()
-            && matches!(report.decision, AcquireDecision::Acquired { .. })
-        {
-            let (voters, token, ttl) = (self.voters.clone(), self.token.clone(), self.ttl);
-            let every: Vec<usize> = (0..voters.len()).collect();
-            // Without a runtime nothing can run; the keys expire with their TTL.
-            let _ = self.flight.spawn(async move {
-                release_where(&voters, &every, &token, ttl).await;
-            });
+        if self.flight.spawn(task).is_err() {
+            tracing::debug!("no tokio runtime to finish a round; its keys expire with their TTL");
         }
     }
 }
@@ -320,79 +334,123 @@ impl Round<'_> {
         decision.await.ok()
     }
 
-    /// One acquire round under a fresh token. It is decided as soon as a quorum granted
-    /// (validity measured then) or a quorum no longer can; the keys of a failed round, or of a
-    /// round whose caller was cancelled, are released where they may have been written.
+    /// One acquire round under a fresh token, decided in the caller's task as soon as a
+    /// quorum granted (validity measured then) or a quorum no longer can. What is left then
+    /// goes to a background task (see [`Rest`]): a won round's slower votes, or the release
+    /// of a failed round's keys wherever they may have been written; a cancelled caller's
+    /// [`Rest`] releases every key the round may have written.
     pub(crate) async fn acquire(&self, resource: Resource<'_>, ttl: Ttl) -> Attempt {
         let ttl = ttl.get();
         let allowance = drift(ttl, self.config.drift_factor_value());
-        let per_call = self.per_call(ttl, allowance);
+        let limit = self.per_call(ttl, allowance);
         // Queueing for a turn happens before the clock starts: it never eats validity.
         let permit = self.flight.permit().await;
-        let token = LockToken::new();
-        let start = Instant::now();
-        let (tx, rx) = oneshot::channel();
-        let task = acquire_round(AcquireRound {
-            rule: self.rule(),
+        let shared = Arc::new(Shared {
             voters: self.voters.clone(),
-            token: token.clone(),
-            ttl,
-            allowance,
-            start,
-            limit: per_call,
-            permit,
-            report: tx,
+            token: LockToken::new(),
+            config: self.config.clone(),
+            decided: AtomicBool::new(false),
         });
-        let mut pending = Pending {
-            decision: None,
-            voters: self.voters.clone(),
-            token: token.clone(),
-            ttl,
+        let start = Instant::now();
+        let calls = (0..shared.voters.len())
+            .map(|i| {
+                let shared = shared.clone();
+                Box::pin(async move {
+                    let Some(voter) = shared.voters.get(i) else {
+                        return (i, Err(NodeError::Protocol("no such voter".into())));
+                    };
+                    // Acknowledged by replicas when configured (see `acks`).
+                    let vote = acks::acquire(
+                        &voter.node,
+                        &voter.key,
+                        shared.token.as_str(),
+                        ttl,
+                        &shared.config,
+                        limit,
+                    );
+                    (i, unless_decided(voter, &shared.decided, vote).await)
+                }) as Call<'static, AcquireReply>
+            })
+            .collect();
+        // Until the decision, a cancelled caller's `Rest` releases the keys on every voter.
+        let mut rest = Rest {
+            calls,
+            release: Some((0..self.voters.len()).collect()),
+            shared: shared.clone(),
+            patience: ttl,
             flight: self.flight.clone(),
         };
-        let report = match self.flight.spawn(task) {
-            Err(task) => {
-                task.await;
-                rx.await.ok()
-            }
-            Ok(()) => {
-                // Until the decision is taken, a cancelled caller's `Pending` cleans up.
-                let report = pending.decision.insert(rx).await.ok();
-                pending.decision = None;
-                report
-            }
+        let mut answers = Answers::new(self.voters.len(), self.rule());
+        gather(
+            &self.voters,
+            &mut rest.calls,
+            &mut answers,
+            start + limit,
+            |reply| *reply == AcquireReply::Granted,
+        )
+        .await;
+        shared.decided.store(true, Ordering::Release);
+        let elapsed = start.elapsed();
+        drop(permit);
+        let voters = &*self.voters;
+        let (failures_seen, redirected) = failure_signs(answers.answers.iter().flatten());
+        let granted: Vec<usize> = (0..voters.len())
+            .filter(|i| answers.counted(*i, |r| *r == AcquireReply::Granted))
+            .collect();
+        let cleanup = which(&answers.answers, |a| {
+            matches!(a, Some(Ok(AcquireReply::Granted))) || may_have_written(a)
+        });
+        let answers_pending = unasked(voters, &answers, Instant::now() < start + limit);
+        let votes: Vec<(&str, AcquireVote)> = answers
+            .named(voters, limit)
+            .into_iter()
+            .map(|(node, answer)| {
+                let vote = match answer {
+                    Ok(AcquireReply::Granted) => AcquireVote::Granted,
+                    Ok(AcquireReply::Held(left)) => AcquireVote::Held(left),
+                    Err(error) => AcquireVote::Failed(error),
+                };
+                (node, vote)
+            })
+            .collect();
+        let mut decision = decide_acquire(&votes, ttl, elapsed, allowance);
+        if let AcquireDecision::Unavailable { failures, .. } = &mut decision {
+            drop_unasked(&mut failures.0, &answers_pending);
+        }
+        drop(votes);
+        // A won round's slower votes go on: each was queued on its connection when first
+        // polled, so it runs before the lock's own release or extend there; a late grant
+        // belongs to the lock and goes with it. A failed round's calls are dropped before
+        // the release is queued behind them: a request not yet written is never sent, and
+        // one already written runs before the release on the same connection.
+        rest.release = match decision {
+            AcquireDecision::Acquired { .. } => None,
+            _ => Some(cleanup),
         };
-        let Some(report) = report else {
-            return Attempt::Failed(unavailable(self.voters.len(), 0, Default::default()));
-        };
-        self.note_failures(report.failures_seen, report.redirected);
-        let AcquireReport {
-            decision,
-            elapsed,
-            granted,
-            ..
-        } = report;
+        drop(rest);
+        self.note_failures(failures_seen, redirected);
         tracing::debug!(
             resource = resource.as_str(),
             votes = granted.len(),
-            voters = self.voters.len(),
+            voters = voters.len(),
             ?elapsed,
             ?decision,
             "acquire round"
         );
         match decision {
             AcquireDecision::Acquired { .. } => Attempt::Acquired(Lock {
-                resource: resource.as_str().to_string(),
-                token,
+                resource: resource.as_str().into(),
+                token: shared.token.clone(),
                 ttl,
                 deadline: start
                     .checked_add(ttl.saturating_sub(allowance))
                     .unwrap_or(start),
-                granted_by: granted
-                    .iter()
-                    .filter_map(|i| self.voters.get(*i))
-                    .map(|v| v.node.addr().to_string())
-                    .collect(),
+                granted_by: self.topology.granted_by(
+                    granted
+                        .iter()
+                        .filter_map(|i| voters.get(*i))
+                        .map(|v| v.node.addr()),
+                ),
                 fencing_token: None,
                 owner: 0,
             }),
@@ -401,7 +459,7 @@ impl Round<'_> {
                 Attempt::Failed(LockError::ValidityExpired { elapsed, ttl })
             }
             AcquireDecision::Unavailable { answered, failures } => {
-                Attempt::Failed(unavailable(self.voters.len(), answered, failures))
+                Attempt::Failed(unavailable(voters.len(), answered, failures))
             }
         }
     }
@@ -452,7 +510,7 @@ impl Round<'_> {
                     .checked_add(ttl.saturating_sub(allowance))
                     .unwrap_or(lock.deadline);
                 lock.ttl = ttl;
-                lock.granted_by = by;
+                lock.granted_by = self.topology.granted_by(by.iter().map(String::as_str));
                 Ok(true)
             }
             ExtendDecision::Refused => Ok(false),
@@ -464,31 +522,64 @@ impl Round<'_> {
 
     /// One release round (compare-and-delete); `true` when a quorum still held the lock. It
     /// returns as soon as that is known; the deletes still in flight are awaited in the
-    /// background (never dropped: a dropped request may never be sent).
+    /// background (never dropped: a dropped request may never be sent), also when the caller
+    /// is cancelled.
     pub(crate) async fn release(&self, lock: &Lock) -> Result<bool, LockError> {
         let permit = self.flight.permit().await;
         let limit = self.config.node_timeout_value();
-        let (tx, mut rx) = oneshot::channel();
-        let task = release_round(ReleaseRound {
-            rule: self.rule(),
+        let deadline = Instant::now() + limit;
+        let shared = Arc::new(Shared {
             voters: self.voters.clone(),
             token: lock.token.clone(),
-            deadline: Instant::now() + limit,
-            limit,
-            patience: lock.ttl,
-            permit,
-            report: tx,
+            config: self.config.clone(),
+            decided: AtomicBool::new(false),
         });
-        let Some((decision, failures_seen, redirected)) = self.run(task, &mut rx).await else {
-            return Err(unavailable(self.voters.len(), 0, Default::default()));
+        let calls = (0..shared.voters.len())
+            .map(|i| {
+                let shared = shared.clone();
+                Box::pin(async move {
+                    let Some(voter) = shared.voters.get(i) else {
+                        return (i, Err(NodeError::Protocol("no such voter".into())));
+                    };
+                    let answer = voter.node.release(&voter.key, shared.token.as_str()).await;
+                    (i, answer)
+                }) as Call<'static, bool>
+            })
+            .collect();
+        // The deletes still in flight are awaited until the lock's TTL (after it the keys
+        // are gone anyway), whenever the caller stops waiting.
+        let mut rest = Rest {
+            calls,
+            release: None,
+            shared,
+            patience: lock.ttl,
+            flight: self.flight.clone(),
         };
+        let mut answers = Answers::new(self.voters.len(), self.rule());
+        gather(
+            &self.voters,
+            &mut rest.calls,
+            &mut answers,
+            deadline,
+            |yes| *yes,
+        )
+        .await;
+        drop(permit);
+        drop(rest);
+        let voters = &*self.voters;
+        let (failures_seen, redirected) = failure_signs(answers.answers.iter().flatten());
+        let unanswered = unasked(voters, &answers, Instant::now() < deadline);
+        let mut decision = decide_release(&answers.named(voters, limit));
+        if let ReleaseDecision::Unavailable { failures, .. } = &mut decision {
+            drop_unasked(&mut failures.0, &unanswered);
+        }
         self.note_failures(failures_seen, redirected);
-        tracing::debug!(resource = lock.resource, ?decision, "release round");
+        tracing::debug!(resource = &*lock.resource, ?decision, "release round");
         match decision {
             ReleaseDecision::Released => Ok(true),
             ReleaseDecision::NotHeld => Ok(false),
             ReleaseDecision::Unavailable { answered, failures } => {
-                Err(unavailable(self.voters.len(), answered, failures))
+                Err(unavailable(voters.len(), answered, failures))
             }
         }
     }
@@ -602,103 +693,6 @@ fn which<T>(answers: &[Option<T>], keep: impl Fn(&Option<T>) -> bool) -> Vec<usi
         .collect()
 }
 
-/// Everything an acquire round's task owns.
-struct AcquireRound {
-    rule: Rule,
-    voters: Arc<[Voter]>,
-    token: LockToken,
-    ttl: Duration,
-    allowance: Duration,
-    start: Instant,
-    limit: Duration,
-    permit: Option<OwnedSemaphorePermit>,
-    report: oneshot::Sender<AcquireReport>,
-}
-
-/// The task of one acquire round: vote, report the decision the moment it is known, then
-/// deal with the rest. A won round's calls still in flight are dropped: a request not yet
-/// written is never sent, and one already written runs before the lock's own release or
-/// extend on the same connection, so a late grant belongs to the lock and goes with it. A
-/// failed round (or one whose caller is gone) releases its keys wherever they may have
-/// landed: on the voters that granted, timed out, or lost their connection, but not on
-/// those that answered that someone else holds the key.
-async fn acquire_round(round: AcquireRound) {
-    let AcquireRound {
-        rule,
-        voters,
-        token,
-        ttl,
-        allowance,
-        start,
-        limit,
-        permit,
-        report,
-    } = round;
-    let config = rule.config.clone();
-    let config = config.as_ref();
-    let mut answers = Answers::new(voters.len(), rule);
-    let token = &token;
-    let decided = AtomicBool::new(false);
-    let mut calls = send(&voters, |voter| {
-        // Acknowledged by replicas when configured (see `acks`).
-        let vote = acks::acquire(&voter.node, &voter.key, token.as_str(), ttl, config, limit);
-        unless_decided(voter, &decided, Box::pin(vote))
-    });
-    gather(&voters, &mut calls, &mut answers, start + limit, |reply| {
-        *reply == AcquireReply::Granted
-    })
-    .await;
-    decided.store(true, Ordering::Release);
-    let elapsed = start.elapsed();
-    drop(permit);
-    let (failures_seen, redirected) = failure_signs(answers.answers.iter().flatten());
-    let granted: Vec<usize> = (0..voters.len())
-        .filter(|i| answers.counted(*i, |r| *r == AcquireReply::Granted))
-        .collect();
-    let cleanup = which(&answers.answers, |a| {
-        matches!(a, Some(Ok(AcquireReply::Granted))) || may_have_written(a)
-    });
-    let answers_pending = unasked(&voters, &answers, Instant::now() < start + limit);
-    let votes: Vec<(&str, AcquireVote)> = answers
-        .named(&voters, limit)
-        .into_iter()
-        .map(|(node, answer)| {
-            let vote = match answer {
-                Ok(AcquireReply::Granted) => AcquireVote::Granted,
-                Ok(AcquireReply::Held(left)) => AcquireVote::Held(left),
-                Err(error) => AcquireVote::Failed(error),
-            };
-            (node, vote)
-        })
-        .collect();
-    let mut decision = decide_acquire(&votes, ttl, elapsed, allowance);
-    if let AcquireDecision::Unavailable { failures, .. } = &mut decision {
-        drop_unasked(&mut failures.0, &answers_pending);
-    }
-    drop(votes);
-    let won = matches!(decision, AcquireDecision::Acquired { .. });
-    let delivered = report
-        .send(AcquireReport {
-            decision,
-            elapsed,
-            granted,
-            failures_seen,
-            redirected,
-        })
-        .is_ok();
-    if won && delivered {
-        // The slower votes go on: each was queued on its connection when first polled, so
-        // it runs before the lock's own release or extend there; a late grant belongs to
-        // the lock and goes with it.
-        let _ = tokio::time::timeout(ttl, calls.count()).await;
-        return;
-    }
-    // Dropped before the release is queued behind them: a request not yet written is never
-    // sent, and one already written runs before the release on the same connection.
-    drop(calls);
-    release_where(&voters, &cleanup, token, ttl).await;
-}
-
 /// Everything an extend round's task owns.
 struct ExtendRound {
     rule: Rule,
@@ -738,7 +732,7 @@ async fn extend_round(round: ExtendRound) {
     let mut calls = send(&voters, |voter| {
         // Acknowledged by replicas when configured (see `acks`).
         let vote = acks::extend(&voter.node, &voter.key, token.as_str(), ttl, config, limit);
-        unless_decided(voter, &decided, Box::pin(vote))
+        Box::pin(unless_decided(voter, &decided, vote))
     });
     gather(&voters, &mut calls, &mut answers, start + limit, |yes| *yes).await;
     decided.store(true, Ordering::Release);
@@ -778,50 +772,6 @@ async fn extend_round(round: ExtendRound) {
         drop(calls);
         release_where(&voters, &lengthened, token, ttl).await;
     }
-}
-
-/// Everything a release round's task owns.
-struct ReleaseRound {
-    rule: Rule,
-    voters: Arc<[Voter]>,
-    token: LockToken,
-    deadline: Instant,
-    limit: Duration,
-    /// How long the deletes still in flight after the decision are awaited: the lock's TTL
-    /// (after it the keys are gone anyway).
-    patience: Duration,
-    permit: Option<OwnedSemaphorePermit>,
-    report: oneshot::Sender<(ReleaseDecision, bool, bool)>,
-}
-
-/// The task of one release round: report as soon as the outcome is known, then await the
-/// deletes still in flight.
-async fn release_round(round: ReleaseRound) {
-    let ReleaseRound {
-        rule,
-        voters,
-        token,
-        deadline,
-        limit,
-        patience,
-        permit,
-        report,
-    } = round;
-    let token = &token;
-    let mut answers = Answers::new(voters.len(), rule);
-    let mut calls = send(&voters, |voter| {
-        voter.node.release(&voter.key, token.as_str())
-    });
-    gather(&voters, &mut calls, &mut answers, deadline, |yes| *yes).await;
-    drop(permit);
-    let (failures_seen, redirected) = failure_signs(answers.answers.iter().flatten());
-    let unanswered = unasked(&voters, &answers, Instant::now() < deadline);
-    let mut decision = decide_release(&answers.named(&voters, limit));
-    if let ReleaseDecision::Unavailable { failures, .. } = &mut decision {
-        drop_unasked(&mut failures.0, &unanswered);
-    }
-    let _ = report.send((decision, failures_seen, redirected));
-    let _ = tokio::time::timeout(patience, calls.count()).await;
 }
 
 /// Start `release` in a task on the current tokio runtime, counted by the manager's

@@ -9,7 +9,8 @@
 //! reopened, so a restart (a new `run_id`) is noticed. [`admit`] turns them into the rule of
 //! who may vote in a round.
 
-use std::sync::Mutex;
+use std::borrow::Borrow;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
@@ -224,14 +225,15 @@ pub(crate) struct FactsCell {
 
 #[derive(Debug, Default)]
 struct FactsState {
-    facts: Option<ServerFacts>,
+    /// Shared, never copied: every round's admission check reads it.
+    facts: Option<Arc<ServerFacts>>,
     warned_evicting: bool,
     warned_volatile: bool,
 }
 
 impl FactsCell {
     /// The facts read when the current connection opened; `None` before the first one.
-    pub(crate) fn get(&self) -> Option<ServerFacts> {
+    pub(crate) fn get(&self) -> Option<Arc<ServerFacts>> {
         self.lock().facts.clone()
     }
 
@@ -286,7 +288,7 @@ impl FactsCell {
                  the client enforce that with LockConfig::delayed_restart"
             );
         }
-        state.facts = Some(facts);
+        state.facts = Some(Arc::new(facts));
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, FactsState> {
@@ -306,52 +308,62 @@ impl FactsCell {
 ///   was seen to restart or change role, less than the longest TTL ago, and may have lost keys,
 /// - when an earlier voter is the same server (same `run_id`): one server never votes twice,
 ///   whether it was listed under two names or two voter keys moved onto one master.
-pub(crate) fn admit(
+pub(crate) fn admit<F: Borrow<ServerFacts>>(
     mode: Mode,
     config: &LockConfig,
-    facts: &[Option<ServerFacts>],
+    facts: &[Option<F>],
 ) -> Vec<Option<NodeError>> {
     admit_at(mode, config, facts, Instant::now())
 }
 
 /// [`admit`] at `now`.
-pub(crate) fn admit_at(
+pub(crate) fn admit_at<F: Borrow<ServerFacts>>(
     mode: Mode,
     config: &LockConfig,
-    facts: &[Option<ServerFacts>],
+    facts: &[Option<F>],
     now: Instant,
 ) -> Vec<Option<NodeError>> {
     facts
         .iter()
         .enumerate()
         .map(|(i, own)| {
-            let Some(own) = own else {
-                return Some(NodeError::Refused(
-                    "its server facts (INFO) were not read yet, so it cannot vote".into(),
-                ));
-            };
-            if let Some(reason) = refusal(mode, config, own) {
-                return Some(reason);
-            }
-            if let Some(quarantined) = quarantine(config, own, now) {
-                return Some(quarantined);
-            }
-            let same_server = facts[..i]
-                .iter()
-                .flatten()
-                .any(|earlier| earlier.run_id == own.run_id);
-            if same_server {
-                return Some(NodeError::Refused(format!(
-                    "it is the same server (run_id {}) as an earlier voter, and one server never \
-                     votes twice: in independent mode list each master once, by one name; in \
-                     cluster mode keep cluster_voters at most the number of masters and the slot \
-                     layout of `redis-cli --cluster create`",
-                    own.run_id
-                )));
-            }
-            None
+            let earlier = facts[..i].iter().flatten().map(Borrow::borrow);
+            admit_one(mode, config, earlier, own.as_ref().map(Borrow::borrow), now)
         })
         .collect()
+}
+
+/// The verdict of [`admit`] on one voter's facts (`own`), given the facts of the voters
+/// admitted before it (`earlier`), at `now`.
+pub(crate) fn admit_one<'f>(
+    mode: Mode,
+    config: &LockConfig,
+    mut earlier: impl Iterator<Item = &'f ServerFacts>,
+    own: Option<&ServerFacts>,
+    now: Instant,
+) -> Option<NodeError> {
+    let Some(own) = own else {
+        return Some(NodeError::Refused(
+            "its server facts (INFO) were not read yet, so it cannot vote".into(),
+        ));
+    };
+    if let Some(reason) = refusal(mode, config, own) {
+        return Some(reason);
+    }
+    if let Some(quarantined) = quarantine(config, own, now) {
+        return Some(quarantined);
+    }
+    let same_server = earlier.any(|earlier| earlier.run_id == own.run_id);
+    if same_server {
+        return Some(NodeError::Refused(format!(
+            "it is the same server (run_id {}) as an earlier voter, and one server never \
+             votes twice: in independent mode list each master once, by one name; in \
+             cluster mode keep cluster_voters at most the number of masters and the slot \
+             layout of `redis-cli --cluster create`",
+            own.run_id
+        )));
+    }
+    None
 }
 
 /// [`NodeError::Quarantined`] when delayed restarts are on and `facts` are quarantined at

@@ -102,13 +102,11 @@ impl Topology {
 /// moved), or one server reached under two names (same `run_id`). Safety holds (a round counts
 /// one vote per server) but one node failure can now cost two votes.
 pub(crate) fn voters_share_master(voters: &[Voter]) -> bool {
-    let run_ids: Vec<Option<String>> = voters
-        .iter()
-        .map(|v| v.node.facts().map(|f| f.run_id))
-        .collect();
+    let facts: Vec<Option<Arc<ServerFacts>>> = voters.iter().map(|v| v.node.facts()).collect();
     voters.iter().enumerate().any(|(i, a)| {
         voters.iter().enumerate().skip(i + 1).any(|(j, b)| {
-            Arc::ptr_eq(&a.node, &b.node) || (run_ids[i].is_some() && run_ids[i] == run_ids[j])
+            Arc::ptr_eq(&a.node, &b.node)
+                || matches!((&facts[i], &facts[j]), (Some(x), Some(y)) if x.run_id == y.run_id)
         })
     })
 }
@@ -132,7 +130,7 @@ pub(crate) fn admit_votes<T>(
     voters: &[Voter],
     answers: Vec<Result<T, NodeError>>,
 ) -> Vec<Result<T, NodeError>> {
-    let facts: Vec<Option<ServerFacts>> = voters
+    let facts: Vec<Option<Arc<ServerFacts>>> = voters
         .iter()
         .zip(&answers)
         .map(|(voter, answer)| answer.as_ref().ok().and_then(|_| voter.node.facts()))

@@ -62,6 +62,8 @@ pub(crate) struct TopologyCache {
     reads: Mutex<Reads>,
     /// When the last read finished. A std mutex, never held across an `.await`.
     last_refresh: Mutex<Option<Instant>>,
+    /// The voter lists of granted locks, shared between locks.
+    granted: crate::lock::GrantedSets,
 }
 
 /// Lock a std mutex whose data stays consistent even if a holder panicked (every critical
@@ -81,7 +83,17 @@ impl TopologyCache {
             stale: AtomicBool::new(false),
             reads: Mutex::new(Reads::default()),
             last_refresh: Mutex::new(None),
+            granted: crate::lock::GrantedSets::default(),
         }
+    }
+
+    /// The shared list of the voters at `addrs` (for [`Lock::granted_by`](crate::Lock)).
+    pub(crate) fn granted_by<'a, I>(&self, addrs: I) -> std::sync::Arc<[String]>
+    where
+        I: IntoIterator<Item = &'a str>,
+        I::IntoIter: Clone,
+    {
+        self.granted.get(addrs)
     }
 
     /// The configured seed nodes.

@@ -208,13 +208,13 @@ impl Round<'_> {
             CommitDecision::Acquired { by, .. } => {
                 cleanup.disarm();
                 Attempt::Acquired(Lock {
-                    resource: resource.as_str().to_string(),
+                    resource: resource.as_str().into(),
                     token,
                     ttl,
                     deadline: start
                         .checked_add(ttl.saturating_sub(allowance))
                         .unwrap_or(start),
-                    granted_by: by,
+                    granted_by: self.topology.granted_by(by.iter().map(String::as_str)),
                     fencing_token: Some(fencing_token),
                     owner: 0,
                 })

@@ -203,8 +203,8 @@ impl Node for SimLink {
 
     // Discovery reads only these, answered at once outside the lossy link (the model tests
     // the votes): each simulated node is its own standalone server.
-    fn facts(&self) -> Option<ServerFacts> {
-        Some(self.node.facts())
+    fn facts(&self) -> Option<std::sync::Arc<ServerFacts>> {
+        Some(std::sync::Arc::new(self.node.facts()))
     }
 }
 

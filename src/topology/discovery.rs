@@ -144,7 +144,7 @@ pub(crate) async fn discover(
     let answers: Vec<Result<ServerFacts, NodeError>> = join_all(nodes.iter().map(|node| {
         with_deadline(timeout, async move {
             node.connect().await?;
-            node.facts().ok_or_else(|| {
+            node.facts().map(|f| ServerFacts::clone(&f)).ok_or_else(|| {
                 NodeError::Protocol("connected, but the server facts were not read".into())
             })
         })

@@ -51,8 +51,8 @@ impl Node for SlowSeed {
     fn cluster_slots(&self) -> NodeResult<'_, Vec<SlotRange>> {
         Box::pin(async { Err(NodeError::Server("standalone".into())) })
     }
-    fn facts(&self) -> Option<ServerFacts> {
-        Some(ServerFacts::simulated("slow-seed"))
+    fn facts(&self) -> Option<std::sync::Arc<ServerFacts>> {
+        Some(std::sync::Arc::new(ServerFacts::simulated("slow-seed")))
     }
 }
 

@@ -185,8 +185,8 @@ impl Node for FencedLink {
         Box::pin(async { Err(NodeError::Server(NOT_A_CLUSTER.into())) })
     }
 
-    fn facts(&self) -> Option<ServerFacts> {
-        Some(ServerFacts::simulated(&self.node.name))
+    fn facts(&self) -> Option<std::sync::Arc<ServerFacts>> {
+        Some(std::sync::Arc::new(ServerFacts::simulated(&self.node.name)))
     }
 
     /// `acquire_fenced.lua`.
