@@ -62,7 +62,9 @@
 //!   seeds; `topology_cache`: the cached view and its background refresh.
 //! - `keys`: the cluster key scheme (one slot window per voter), public as [`cluster`].
 //! - `node`: what the engine asks of one voter; `redis_node`: the real one, over one
-//!   multiplexed connection; `scripts`: the Lua it runs; `cluster_replies`: parsers of
+//!   multiplexed connection (`redis_node::connection`: opening it; `redis_node::replies`: the
+//!   parsers of the scripts' replies; `redis_node::seeds`: the nodes kept by address, the
+//!   seeds of discovery); `scripts`: the Lua it runs; `cluster_replies`: parsers of
 //!   `CLUSTER SHARDS` / `CLUSTER SLOTS`; `info`: the parser of `INFO`; `server`: what a
 //!   voter's server says about itself (`run_id`, `cluster_enabled`, eviction policy), read once
 //!   per connection, and the rule of who may vote on it (one vote per server).
