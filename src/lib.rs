@@ -67,7 +67,8 @@
 //!   seeds of discovery); `scripts`: the Lua it runs; `cluster_replies`: parsers of
 //!   `CLUSTER SHARDS` / `CLUSTER SLOTS`; `info`: the parser of `INFO`; `server`: what a
 //!   voter's server says about itself (`run_id`, `cluster_enabled`, eviction policy), read once
-//!   per connection, and the rule of who may vote on it (one vote per server).
+//!   per connection; `server::admit`: the rule of who may vote on it (one vote per server);
+//!   `server::cell`: a node's current facts and what changed at its address before.
 //! - `quarantine`: delayed restarts, enforced (`LockConfig::delayed_restart`): the pure rule
 //!   that keeps a voter that may have lost its keys from voting until the longest TTL passed.
 //! - `health`: [`HealthReport`], every voter probed at once (facts, round trip, clock rate)
