@@ -43,7 +43,10 @@
 //! - `input`: every check of user input, done once per call (URLs, resource names, TTLs).
 //! - `round`: one round (acquire, extend, release, inspect) on all voters under one deadline,
 //!   decided as soon as the outcome is known, in a task of its own that goes on with the
-//!   slower answers and the cleanup of a failed round, so a cancelled caller cannot stop it.
+//!   slower answers and the cleanup of a failed round, so a cancelled caller cannot stop it;
+//!   `round::answers`: who may vote and the gathering of answers; `round::acquire`,
+//!   `round::extend`, `round::release`, `round::inspect`: one kind of round each;
+//!   `round::cleanup`: what is left of a round, finished in the background.
 //! - `flight`: a manager's bound on rounds in flight, and its background tasks, which
 //!   [`LockManager::close`] waits for ([`CloseReport`]).
 //! - `quorum`: how a round is decided (quorum, drift, validity), pure and property-tested.
