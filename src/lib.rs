@@ -31,7 +31,8 @@
 //! # Layout
 //! What a user holds:
 //! - `manager`: [`LockManager`], the API: acquire (with the retry loop), extend, release,
-//!   inspect.
+//!   inspect; `manager::acquire`: one attempt or the retry loop; `manager::operations`:
+//!   extend, release, inspect; `manager::admin`: voters, close, health, mode.
 //! - `lock`: what a user holds ([`Lock`]) and what an info read reports ([`LockInfo`]).
 //! - `guard`: [`LockGuard`], a lock released on drop, with an optional auto-extending
 //!   watchdog and a lost-lock signal ([`LostReason`]); `guard::options`: [`GuardOptions`];
