@@ -31,7 +31,8 @@
 //! # Layout
 //! What a user holds:
 //! - `manager`: [`LockManager`], the API: acquire (with the retry loop), extend, release,
-//!   inspect.
+//!   inspect; `manager::acquire`: one attempt or the retry loop; `manager::operations`:
+//!   extend, release, inspect; `manager::admin`: voters, close, health, mode.
 //! - `lock`: what a user holds ([`Lock`]) and what an info read reports ([`LockInfo`]).
 //! - `guard`: [`LockGuard`], a lock released on drop, with an optional auto-extending
 //!   watchdog and a lost-lock signal ([`LostReason`]); `guard::options`: [`GuardOptions`];
@@ -43,7 +44,10 @@
 //! - `input`: every check of user input, done once per call (URLs, resource names, TTLs).
 //! - `round`: one round (acquire, extend, release, inspect) on all voters under one deadline,
 //!   decided as soon as the outcome is known, in a task of its own that goes on with the
-//!   slower answers and the cleanup of a failed round, so a cancelled caller cannot stop it.
+//!   slower answers and the cleanup of a failed round, so a cancelled caller cannot stop it;
+//!   `round::answers`: who may vote and the gathering of answers; `round::acquire`,
+//!   `round::extend`, `round::release`, `round::inspect`: one kind of round each;
+//!   `round::cleanup`: what is left of a round, finished in the background.
 //! - `flight`: a manager's bound on rounds in flight, and its background tasks, which
 //!   [`LockManager::close`] waits for ([`CloseReport`]).
 //! - `quorum`: how a round is decided (quorum, drift, validity), pure and property-tested.

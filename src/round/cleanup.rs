@@ -1,0 +1,92 @@
+//! The cleanup of a round: what is left of it once decided or cancelled ([`Rest`]), handed
+//! to a background task, and the releases started from synchronous code ([`spawn_release`]).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use futures::future::{BoxFuture, join_all};
+use futures::stream::{FuturesUnordered, StreamExt};
+
+use crate::flight::InFlight;
+use crate::lock::LockToken;
+use crate::node::with_deadline;
+use crate::topology::Voter;
+
+use super::Shared;
+use super::answers::Call;
+
+/// Compare-and-delete `token` on the voters at `targets`, each awaited until `patience`
+/// passes: long enough that the request is always sent (redis-rs drops a request whose caller
+/// gave up before it was written), and it runs after any write of ours that went before it on
+/// the same connection.
+pub(super) async fn release_where(
+    voters: &[Voter],
+    targets: &[usize],
+    token: &LockToken,
+    patience: Duration,
+) {
+    join_all(
+        targets
+            .iter()
+            .filter_map(|i| voters.get(*i))
+            .map(|voter| with_deadline(patience, voter.node.release(&voter.key, token.as_str()))),
+    )
+    .await;
+}
+
+/// What is left of a round once its caller stops polling it (decided, or cancelled): its
+/// calls still in flight, and which voters to release after dropping them. Dropped, it hands
+/// them to a background task counted by the manager's [`InFlight`] (so `close()` waits for
+/// it): with `release` set, the calls are dropped (a request not yet written is never sent;
+/// one already written runs first on its connection) and our token is compare-and-deleted
+/// on those voters, each awaited up to `patience`; without, the calls are awaited up to
+/// `patience`. Without a tokio runtime nothing can run, and the keys expire with their TTL.
+pub(super) struct Rest<T: Send + 'static> {
+    pub(super) calls: FuturesUnordered<Call<'static, T>>,
+    pub(super) release: Option<Vec<usize>>,
+    pub(super) shared: Arc<Shared>,
+    pub(super) patience: Duration,
+    pub(super) flight: Arc<InFlight>,
+}
+
+impl<T: Send + 'static> Drop for Rest<T> {
+    fn drop(&mut self) {
+        self.shared.decided.store(true, Ordering::Release);
+        let calls = std::mem::take(&mut self.calls);
+        let (shared, patience) = (self.shared.clone(), self.patience);
+        let task: BoxFuture<'static, ()> = match self.release.take() {
+            Some(targets) if targets.is_empty() => return,
+            Some(targets) => Box::pin(async move {
+                drop(calls);
+                release_where(&shared.voters, &targets, &shared.token, patience).await;
+            }),
+            None if calls.is_empty() => return,
+            None => Box::pin(async move {
+                let _ = tokio::time::timeout(patience, calls.count()).await;
+            }),
+        };
+        if self.flight.spawn(task).is_err() {
+            tracing::debug!("no tokio runtime to finish a round; its keys expire with their TTL");
+        }
+    }
+}
+
+/// Start `release` in a task on the current tokio runtime, counted by the manager's
+/// [`InFlight`] so that `close()` waits for it, and return at once: a synchronous `Drop` can
+/// start it without blocking (never `block_on`), and a cancelled caller cannot cancel it.
+/// Without a runtime nothing runs and the keys expire with their TTL; `what` names them in
+/// the debug log.
+pub(crate) fn spawn_release(
+    flight: &Arc<InFlight>,
+    resource: &str,
+    what: &str,
+    release: impl Future<Output = ()> + Send + 'static,
+) {
+    if flight.spawn(release).is_err() {
+        tracing::debug!(
+            resource,
+            "no tokio runtime to release {what}; the keys expire with their TTL"
+        );
+    }
+}
