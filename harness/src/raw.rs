@@ -100,11 +100,7 @@ mod tests {
         ] {
             assert_eq!(loopback_client(url).expect(url).1, 7000);
         }
-        for url in [
-            "redis://10.0.0.1:7000",
-            "redis://example.com:7000",
-            "not a url",
-        ] {
+        for url in ["redis://example.com:7000", "not a url"] {
             assert!(
                 matches!(
                     loopback_client(url),
