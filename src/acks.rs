@@ -86,15 +86,8 @@ pub(crate) async fn acquire(
         return node.acquire(key, token, ttl).await;
     };
     let writer = writer_of(node.as_ref(), acks)?;
-    let ttl = ttl_millis(ttl);
     let (reply, acked) = writer
-        .write(
-            &SCRIPTS.acquire,
-            key,
-            &[token.as_bytes(), &ttl],
-            acks,
-            per_call,
-        )
+        .write_token_ttl(&SCRIPTS.acquire, key, token, ttl, acks, per_call)
         .await?;
     let reply = parse_acquire(&reply)?;
     if reply != AcquireReply::Granted {
@@ -121,15 +114,8 @@ pub(crate) async fn extend(
         return node.extend(key, token, ttl).await;
     };
     let writer = writer_of(node.as_ref(), acks)?;
-    let ttl = ttl_millis(ttl);
     let (reply, acked) = writer
-        .write(
-            &SCRIPTS.extend,
-            key,
-            &[token.as_bytes(), &ttl],
-            acks,
-            per_call,
-        )
+        .write_token_ttl(&SCRIPTS.extend, key, token, ttl, acks, per_call)
         .await?;
     match parse_flag(&reply)? {
         true => judged(true, acked, acks.replicas),
@@ -293,6 +279,22 @@ pub(crate) struct AckedWriter<'a> {
 }
 
 impl AckedWriter<'_> {
+    /// [`write`](Self::write) of a script whose arguments are the token and the TTL in
+    /// milliseconds (acquire and extend).
+    async fn write_token_ttl(
+        &self,
+        script: &redis::Script,
+        key: &[u8],
+        token: &str,
+        ttl: Duration,
+        acks: &ReplicaAcks,
+        per_call: Duration,
+    ) -> Result<(Value, i64), NodeError> {
+        let ttl = ttl_millis(ttl);
+        self.write(script, key, &[token.as_bytes(), &ttl], acks, per_call)
+            .await
+    }
+
     /// `EVALSHA script` then `WAIT n limit`, pipelined on a connection of the pool; returns the
     /// script's reply and the number of replicas that acknowledged. A missing script
     /// (`NOSCRIPT`, after a `SCRIPT FLUSH`) is loaded and the pair sent once more.
