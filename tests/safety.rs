@@ -114,7 +114,7 @@ async fn mixed_seeds_never_decide_the_mode_by_timing() {
     let mode = manager.mode().await;
     cluster_node.resume().expect("resume");
     assert_eq!(mode.expect("forced mode"), Mode::Independent);
-    let lock = manager
+    let mut lock = manager
         .try_acquire("forced", Duration::from_secs(10))
         .await
         .expect("acquire")
@@ -133,7 +133,7 @@ async fn mixed_seeds_never_decide_the_mode_by_timing() {
         matches!(&refused.error, Some(NodeError::Refused(why)) if why.contains("cluster_enabled:1")),
         "{refused:?}"
     );
-    assert!(manager.release(&lock).await.expect("release"));
+    assert!(manager.release(&mut lock).await.expect("release"));
 }
 
 /// Items 5 and 3(b), independent mode. Before: `localhost:P/1`, `127.0.0.1:P/2` and a third
@@ -221,7 +221,7 @@ async fn two_voter_keys_on_one_master_count_once() {
     assert!(info.voters_share_master);
 
     // Both masters up: one vote each, 2 of 3, granted by two distinct masters.
-    let lock = manager
+    let mut lock = manager
         .try_acquire(resource, Duration::from_secs(10))
         .await
         .expect("acquire")
@@ -229,7 +229,7 @@ async fn two_voter_keys_on_one_master_count_once() {
     let mut granted = lock.granted_by().to_vec();
     granted.dedup();
     assert_eq!(granted.len(), 2, "{:?}", lock.granted_by());
-    assert!(manager.release(&lock).await.expect("release"));
+    assert!(manager.release(&mut lock).await.expect("release"));
 
     let other = cluster
         .nodes()
@@ -256,13 +256,13 @@ async fn a_one_node_cluster_votes_at_the_address_it_was_reached_at() {
     let voters = manager.voters_of("solo").await.expect("voters");
     assert_eq!(voters.len(), 1);
     assert_eq!(voters[0].0, node);
-    let lock = manager
+    let mut lock = manager
         .try_acquire("solo", Duration::from_secs(10))
         .await
         .expect("acquire")
         .expect("granted");
     assert_eq!(lock.granted_by(), std::slice::from_ref(&node));
-    assert!(manager.release(&lock).await.expect("release"));
+    assert!(manager.release(&mut lock).await.expect("release"));
 
     // With three voter keys on its one master, one server cannot make a quorum: a clear error.
     let manager = LockManager::connect(&[cluster.seed_url()], config())
@@ -332,12 +332,12 @@ async fn evicting_voters_are_warned_about_and_refusable() {
 
     let warning = LockManager::new(&servers.urls(), config()).expect("manager");
     for _ in 0..2 {
-        let lock = warning
+        let mut lock = warning
             .try_acquire("evict", Duration::from_secs(10))
             .await
             .expect("acquire")
             .expect("an evicting voter still votes by default");
-        assert!(warning.release(&lock).await.expect("release"));
+        assert!(warning.release(&mut lock).await.expect("release"));
     }
     let text = log.text();
     let warned = text.matches("can evict lock keys").count();

@@ -377,7 +377,7 @@ async fn cycle(
         match imp {
             Impl::Raw => raw_cycle(resource, value, ttl).await,
             Impl::Ours => match setup.ours.try_acquire(&resource.name, ttl).await {
-                Ok(Some(lock)) => match setup.ours.release(&lock).await {
+                Ok(Some(lock)) => match setup.ours.release(&mut lock).await {
                     Ok(_) => Outcome::Done,
                     Err(_) => Outcome::Failed,
                 },
@@ -592,7 +592,7 @@ async fn held_memory(setup: &Setup, imp: Impl, n: usize) -> Held {
             };
             stream::iter(held)
                 .for_each_concurrent(64, |lock| async move {
-                    let _ = timeout(OP_LIMIT, setup.ours.release(&lock)).await;
+                    let _ = timeout(OP_LIMIT, setup.ours.release(&mut lock)).await;
                 })
                 .await;
             result
@@ -683,7 +683,7 @@ async fn contention(setup: &Arc<Setup>, s: &Settings) -> HashMap<Impl, Contentio
                                     mine.waits.push(t.elapsed());
                                     mine.acquisitions += 1;
                                     tokio::time::sleep(HOLD).await;
-                                    let _ = timeout(OP_LIMIT, manager.release(&lock)).await;
+                                    let _ = timeout(OP_LIMIT, manager.release(&mut lock)).await;
                                 }
                                 _ => {
                                     let rs = setup.rslock();
