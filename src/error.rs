@@ -91,6 +91,19 @@ pub enum LockError {
         /// The server's message.
         detail: String,
     },
+    /// Our ACL user may not access the lock keys (`NOPERM` on keys): its key patterns
+    /// (`~pattern`) do not cover them. Not retried.
+    #[error(
+        "{node} does not let our ACL user access the lock key {key:?} ({detail}); grant the lock          keys' pattern, for example `ACL SETUSER <user> ~redlock:*` for the default key prefix          (`~<prefix>*` with LockConfig::key_prefix), or `%RW~<prefix>*` at the least"
+    )]
+    KeyPermission {
+        /// The node that refused.
+        node: String,
+        /// The lock key it refused (lossy UTF-8), when known.
+        key: String,
+        /// The server's message.
+        detail: String,
+    },
     /// A lock key holds a value that is not a string (`WRONGTYPE`): something other than the
     /// lock wrote it. Not retried.
     #[error(
@@ -177,7 +190,8 @@ impl LockError {
 
     /// An [`LockError::Unavailable`] whose every failure needs a change before a retry can
     /// help (see [`NodeError::is_configuration`]) becomes the error that says which change:
-    /// [`LockError::Auth`] first, then [`LockError::Permission`], [`LockError::WrongType`]
+    /// [`LockError::Auth`] first, then [`LockError::Permission`], [`LockError::KeyPermission`],
+    /// [`LockError::WrongType`]
     /// (`key_of` names the key a node stores) and [`LockError::VoterRefused`]. Anything else
     /// is returned as it is: with one node merely down, the round may succeed later.
     pub(crate) fn explained(self, key_of: impl Fn(&str) -> Option<String>) -> LockError {
@@ -190,8 +204,9 @@ impl LockError {
         let rank = |e: &NodeError| match e {
             NodeError::Auth(_) => 0,
             NodeError::Permission { .. } => 1,
-            NodeError::WrongType(_) => 2,
-            _ => 3,
+            NodeError::KeyPermission(_) => 2,
+            NodeError::WrongType(_) => 3,
+            _ => 4,
         };
         let Some(first) = failures.iter().min_by_key(|f| rank(&f.error)) else {
             return self;
@@ -205,6 +220,11 @@ impl LockError {
             NodeError::Permission { command, detail } => LockError::Permission {
                 node,
                 command: command.clone(),
+                detail: detail.clone(),
+            },
+            NodeError::KeyPermission(detail) => LockError::KeyPermission {
+                key: key_of(&node).unwrap_or_default(),
+                node,
                 detail: detail.clone(),
             },
             NodeError::WrongType(_) => LockError::WrongType {
