@@ -53,7 +53,7 @@ pub enum LockError {
     /// granted; keys written on the nodes that did answer have been released.
     #[error(
         "only {answered} of {voters} voters answered, {quorum} needed ({failures}); \
-         check that a majority of the Redis masters is up and reachable"
+         check that a majority of the voting Redis masters is up and reachable"
     )]
     Unavailable {
         /// Voters that gave a usable answer.
@@ -63,6 +63,24 @@ pub enum LockError {
         /// Votes needed for a decision.
         quorum: usize,
         /// The failed voters and why.
+        failures: NodeFailures,
+    },
+    /// Fewer than a majority of the configured nodes (the seeds) answered, so neither the mode
+    /// (cluster or independent) nor the voters could be decided yet. Seeds are not voters: this
+    /// says nothing yet about the masters that vote. Retryable.
+    #[error(
+        "only {answered} of {seeds} seeds answered, {needed} needed to decide the mode and the \
+         voters ({failures}); check that most of the configured nodes are up and reachable (a \
+         minority of dead seeds costs nothing), or list more nodes of the cluster"
+    )]
+    SeedsUnavailable {
+        /// Seeds that gave a usable answer.
+        answered: usize,
+        /// Number of configured seeds.
+        seeds: usize,
+        /// Answers needed: more than half of the seeds.
+        needed: usize,
+        /// The seeds that failed and why (a seed still silent at the deadline timed out).
         failures: NodeFailures,
     },
     /// A node refused our credentials (`NOAUTH`, `WRONGPASS`). Not retried.
@@ -153,9 +171,14 @@ pub enum LockError {
 }
 
 impl LockError {
-    /// Whether this is an infrastructure failure (not enough voters answered).
+    /// Whether this is an infrastructure failure: not enough voters answered
+    /// ([`LockError::Unavailable`]), or not enough seeds to decide who votes
+    /// ([`LockError::SeedsUnavailable`]).
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, LockError::Unavailable { .. })
+        matches!(
+            self,
+            LockError::Unavailable { .. } | LockError::SeedsUnavailable { .. }
+        )
     }
 
     /// Whether the caller's input (resource, TTL, URL, configuration) was rejected.
@@ -171,10 +194,12 @@ impl LockError {
         )
     }
 
-    /// The per-node failures behind an [`LockError::Unavailable`], empty otherwise.
+    /// The per-node failures behind an [`LockError::Unavailable`] or
+    /// [`LockError::SeedsUnavailable`], empty otherwise.
     pub fn failures(&self) -> &[NodeFailure] {
         match self {
-            LockError::Unavailable { failures, .. } => &failures.0,
+            LockError::Unavailable { failures, .. }
+            | LockError::SeedsUnavailable { failures, .. } => &failures.0,
             _ => &[],
         }
     }
@@ -184,7 +209,9 @@ impl LockError {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            LockError::Unavailable { .. } | LockError::ValidityExpired { .. }
+            LockError::Unavailable { .. }
+                | LockError::SeedsUnavailable { .. }
+                | LockError::ValidityExpired { .. }
         )
     }
 
@@ -195,7 +222,9 @@ impl LockError {
     /// (`key_of` names the key a node stores) and [`LockError::VoterRefused`]. Anything else
     /// is returned as it is: with one node merely down, the round may succeed later.
     pub(crate) fn explained(self, key_of: impl Fn(&str) -> Option<String>) -> LockError {
-        let LockError::Unavailable { failures, .. } = &self else {
+        let (LockError::Unavailable { failures, .. }
+        | LockError::SeedsUnavailable { failures, .. }) = &self
+        else {
             return self;
         };
         if failures.is_empty() || !failures.iter().all(|f| f.error.is_configuration()) {
