@@ -57,6 +57,32 @@ pub struct NodeArgs {
     /// How long one node may take to answer one request
     #[arg(long, global = true, default_value = "100ms", value_name = "DURATION", value_parser = duration)]
     pub node_timeout: Duration,
+    /// Who votes: auto decides from the nodes' answers and needs every listed node to answer
+    /// first; independent (standalone masters) or cluster (a cluster's masters) start with a
+    /// majority, as a cron job should
+    #[arg(long, global = true, env = "REDLOCK_MODE", value_enum, default_value_t = ModeArg::Auto)]
+    pub mode: ModeArg,
+}
+
+/// `--mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ModeArg {
+    /// Decided from the nodes' answers (every listed node must answer).
+    Auto,
+    /// Standalone masters, classic Redlock.
+    Independent,
+    /// The masters of one Redis Cluster.
+    Cluster,
+}
+
+impl From<ModeArg> for redlock_cluster::Mode {
+    fn from(mode: ModeArg) -> Self {
+        match mode {
+            ModeArg::Auto => redlock_cluster::Mode::Auto,
+            ModeArg::Independent => redlock_cluster::Mode::Independent,
+            ModeArg::Cluster => redlock_cluster::Mode::Cluster,
+        }
+    }
 }
 
 /// The commands.

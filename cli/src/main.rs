@@ -108,6 +108,7 @@ fn manager(nodes: &NodeArgs, fencing: bool) -> Result<LockManager, Exit> {
     let config = LockConfig::new()
         .key_prefix(nodes.key_prefix.clone())
         .node_timeout(nodes.node_timeout)
+        .mode(nodes.mode.into())
         .fencing(fencing);
     LockManager::new(&urls, config).map_err(|e| Exit::from_lock_error(&e))
 }
