@@ -96,11 +96,17 @@ pub enum Command {
     /// holder's). SIGINT and SIGTERM sent to redlock are passed on to CMD. CMD runs in a process
     /// group of its own: when the lock is lost (extensions fail, or the validity runs out) or
     /// --max-hold is reached, the whole group gets SIGTERM, then SIGKILL after --kill-after, and
-    /// redlock exits 76 (lost) or 124 (max hold). A terminal's Ctrl-C reaches CMD through redlock
-    /// only, and CMD cannot read from the terminal (it is not in the foreground group).
-    #[command(after_help = "Example (crontab):\n    \
-        */5 * * * * REDLOCK_NODES=redis://10.0.0.1:6379,redis://10.0.0.2:6379,redis://10.0.0.3:6379 \
-        redlock run --no-wait --ttl 30s reports/hourly -- /usr/local/bin/make-report")]
+    /// redlock exits 76 (lost) or 124 (max hold). SIGHUP is passed on too. Every signal sent to
+    /// CMD is followed by SIGCONT (as timeout(1) does). A terminal's Ctrl-C reaches CMD through
+    /// redlock only. CMD is not in the terminal's foreground group, so it cannot read from the
+    /// terminal: when stdin is a terminal, CMD's stdin is /dev/null (pipe or redirect input to
+    /// give it some).
+    #[command(
+        after_help = "Example (crontab: at most one machine makes the report; the others \
+        exit 75 at once):\n    \
+        */5 * * * * REDLOCK_NODES=redis://redis-1:6379,redis://redis-2:6379,redis://redis-3:6379 \
+        redlock run --mode independent --no-wait --ttl 30s reports/hourly -- /usr/local/bin/make-report"
+    )]
     Run(RunArgs),
     /// Who holds RESOURCE, decided by a quorum of voters: free or held, the validity left, each
     /// voter's view

@@ -4,11 +4,15 @@
 //!
 //! Why a process group of its own: a lost lock must stop the whole job, not only its first
 //! process (`sh -c 'a; b'` would leave `b` running), and a terminal's Ctrl-C must reach the
-//! command once (through redlock), not twice (from the terminal and from redlock).
+//! command once (through redlock), not twice (from the terminal and from redlock). The price:
+//! the group is not the terminal's foreground group, so a read from the terminal would stop it
+//! (SIGTTIN) and redlock would wait for it forever. So a terminal on stdin is not passed on
+//! (the command reads `/dev/null`), and every signal sent is followed by SIGCONT, as
+//! `timeout(1)` does, so that a stopped command still gets it.
 
 use std::ffi::OsString;
-use std::io::ErrorKind;
-use std::process::ExitStatus;
+use std::io::{ErrorKind, IsTerminal};
+use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
 use nix::sys::signal::{Signal, killpg};
@@ -129,6 +133,9 @@ fn spawn(guard: &LockGuard, args: &RunArgs) -> Result<Child, Exit> {
         return Err(Exit::fail(exit::USAGE, "no command given after `--`"));
     };
     let mut command = Command::new(program);
+    if std::io::stdin().is_terminal() {
+        command.stdin(Stdio::null());
+    }
     command
         .args(rest)
         .env("REDLOCK_RESOURCE", &args.resource)
@@ -168,15 +175,19 @@ async fn stop(child: &mut Child, group: Pid, grace: Duration, signals: &mut Sign
     }
 }
 
-/// Send `signal` to the command's process group. A group that is gone already is fine.
+/// Send `signal` to the command's process group, then SIGCONT so that a stopped group gets it
+/// too. A group that is gone already is fine.
 fn send(group: Pid, signal: i32) {
     let Ok(signal) = Signal::try_from(signal) else {
         return;
     };
-    if let Err(error) = killpg(group, signal)
-        && error != nix::errno::Errno::ESRCH
-    {
-        eprintln!("redlock: cannot send {signal} to the command: {error}");
+    let follow_up = (signal != Signal::SIGKILL).then_some(Signal::SIGCONT);
+    for signal in std::iter::once(signal).chain(follow_up) {
+        if let Err(error) = killpg(group, signal)
+            && error != nix::errno::Errno::ESRCH
+        {
+            eprintln!("redlock: cannot send {signal} to the command: {error}");
+        }
     }
 }
 
