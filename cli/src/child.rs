@@ -112,13 +112,19 @@ pub async fn run_under(guard: LockGuard, args: &RunArgs, signals: &mut Signals) 
                 LostReason::MaxHold(_) => (exit::MAX_HOLD, "--max-hold reached"),
                 _ => (exit::LOST, "lock lost"),
             };
-            eprintln!(
-                "redlock: {what} on {:?} ({reason}); stopping the command: SIGTERM, SIGKILL after {}",
+            exit::say(&format!(
+                "{what} on {:?} ({reason}); stopping the command: SIGTERM, SIGKILL after {}",
                 args.resource,
                 humantime::format_duration(args.kill_after)
-            );
+            ));
             stop(&mut child, group, args.kill_after, signals).await;
-            release(guard).await;
+            // After a loss the keys are gone or unreachable: a failed release says nothing
+            // new. After --max-hold the lock is still held, and a failure is worth a line.
+            if code == exit::MAX_HOLD {
+                release(guard).await;
+            } else {
+                let _ = guard.release().await;
+            }
             Exit::fail(
                 code,
                 format!("{what} on {:?}; the command was stopped", args.resource),
@@ -171,7 +177,9 @@ async fn stop(child: &mut Child, group: Pid, grace: Duration, signals: &mut Sign
         .await
         .is_err()
     {
-        eprintln!("redlock: the command did not end {REAP_TIMEOUT:?} after SIGKILL");
+        exit::say(&format!(
+            "the command did not end {REAP_TIMEOUT:?} after SIGKILL"
+        ));
     }
 }
 
@@ -186,7 +194,7 @@ fn send(group: Pid, signal: i32) {
         if let Err(error) = killpg(group, signal)
             && error != nix::errno::Errno::ESRCH
         {
-            eprintln!("redlock: cannot send {signal} to the command: {error}");
+            exit::say(&format!("cannot send {signal} to the command: {error}"));
         }
     }
 }
@@ -197,10 +205,10 @@ async fn release(guard: LockGuard) {
     let resource = guard.resource();
     match guard.release().await {
         Ok(_) => {}
-        Err(error) => eprintln!(
-            "redlock: releasing {resource:?} failed, its keys expire with their TTL: {}",
+        Err(error) => exit::say(&format!(
+            "releasing {resource:?} failed, its keys expire with their TTL: {}",
             one_line(&error.to_string())
-        ),
+        )),
     }
 }
 

@@ -1,6 +1,7 @@
 //! The documented exit statuses (see `redlock --help`), and the one line printed with each
 //! failure.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use redlock_cluster::LockError;
@@ -108,10 +109,24 @@ impl Exit {
     /// The process's exit code, after printing the message.
     pub fn report(self) -> ExitCode {
         if let Some(message) = &self.message {
-            eprintln!("redlock: {message}");
+            say(message);
         }
         ExitCode::from(self.code)
     }
+}
+
+/// `redlock: {line}` on stderr. A closed or broken stderr is ignored (`eprintln!` would panic).
+pub fn say(line: &str) {
+    let mut stderr = std::io::stderr().lock();
+    let _ = writeln!(stderr, "redlock: {line}");
+}
+
+/// `text` on stdout. A closed pipe (`redlock status | head -1`) is ignored (`print!` would
+/// panic).
+pub fn print(text: &str) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(text.as_bytes());
+    let _ = stdout.flush();
 }
 
 /// `text` on one line: line breaks become `; `.

@@ -18,9 +18,9 @@ pub async fn health(manager: &LockManager, args: &HealthArgs) -> Exit {
         Err(error) => return Exit::from_lock_error(&error),
     };
     if args.json {
-        println!("{}", to_json(&report));
+        exit::print(&format!("{}\n", to_json(&report)));
     } else {
-        print!("{report}");
+        exit::print(&report.to_string());
     }
     verdict(&report)
 }

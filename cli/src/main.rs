@@ -84,10 +84,10 @@ async fn dispatch(cli: Cli) -> Exit {
     // would otherwise be dropped with the runtime, leaving their keys until the TTL.
     let report = manager.close(CLOSE_TIMEOUT).await;
     if !report.is_complete() {
-        eprintln!(
-            "redlock: {} background releases still pending at exit; their keys expire with their TTL",
+        exit::say(&format!(
+            "{} background releases still pending at exit; their keys expire with their TTL",
             report.pending
-        );
+        ));
     }
     exit
 }

@@ -64,7 +64,7 @@ pub fn waiting_line(
             format!("held by {}, {:.1}s left", short(holder), left.as_secs_f64())
         }
         (Some(holder), _) => format!("held by {}", short(holder)),
-        (None, _) => "held (no quorum on one holder)".to_string(),
+        (None, _) => "holder unknown (no quorum agreed on one)".to_string(),
     };
     format!(
         "redlock: waiting for {resource:?}: {held}; waited {}s of {}s",
@@ -96,6 +96,6 @@ mod tests {
             "redlock: waiting for \"jobs/x\": held by 01234567, 12.3s left; waited 4s of 10s"
         );
         let line = waiting_line("r", None, None, Duration::ZERO, Duration::from_secs(1));
-        assert!(line.contains("no quorum"), "{line}");
+        assert!(line.contains("holder unknown"), "{line}");
     }
 }

@@ -13,9 +13,9 @@ pub async fn status(manager: &LockManager, args: &StatusArgs) -> Exit {
     match manager.inspect(&args.resource, None).await {
         Ok(info) => {
             if args.json {
-                println!("{}", to_json(&info));
+                crate::exit::print(&format!("{}\n", to_json(&info)));
             } else {
-                print!("{}", to_text(&info));
+                crate::exit::print(&to_text(&info));
             }
             Exit::status(0)
         }
