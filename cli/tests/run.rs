@@ -55,6 +55,8 @@ fn a_second_run_waits_for_the_first_and_never_overlaps() {
     let second = second.wait();
     assert_eq!(first.code(), Some(0), "{first:?}");
     assert_eq!(second.code(), Some(0), "{second:?}");
+    // Not a terminal: no progress line while waiting, nothing at all on stderr.
+    assert_eq!(second.stderr, "", "{second:?}");
     let runs = intervals(&dir.read("log"));
     assert_eq!(runs.len(), 2, "both commands ran: {runs:?}");
     // Sorted by start: the second started only after the first ended.
