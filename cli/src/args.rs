@@ -57,9 +57,9 @@ pub struct NodeArgs {
     /// How long one node may take to answer one request
     #[arg(long, global = true, default_value = "100ms", value_name = "DURATION", value_parser = duration)]
     pub node_timeout: Duration,
-    /// Who votes: auto decides from the nodes' answers and needs every listed node to answer
-    /// first; independent (standalone masters) or cluster (a cluster's masters) start with a
-    /// majority, as a cron job should
+    /// Who votes: auto decides from the nodes' answers, once more than half of the listed nodes
+    /// answered and agree; independent (standalone masters) or cluster (a cluster's masters)
+    /// follow the same majority rule and also refuse nodes of the other kind
     #[arg(long, global = true, env = "REDLOCK_MODE", value_enum, default_value_t = ModeArg::Auto)]
     pub mode: ModeArg,
 }
@@ -67,7 +67,7 @@ pub struct NodeArgs {
 /// `--mode`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ModeArg {
-    /// Decided from the nodes' answers (every listed node must answer).
+    /// Decided from the nodes' answers (more than half of the listed nodes must answer).
     Auto,
     /// Standalone masters, classic Redlock.
     Independent,
@@ -105,7 +105,7 @@ pub enum Command {
         after_help = "Example (crontab: at most one machine makes the report; the others \
         exit 75 at once):\n    \
         */5 * * * * REDLOCK_NODES=redis://redis-1:6379,redis://redis-2:6379,redis://redis-3:6379 \
-        redlock run --mode independent --no-wait --ttl 30s reports/hourly -- /usr/local/bin/make-report"
+        redlock run --no-wait --ttl 30s reports/hourly -- /usr/local/bin/make-report"
     )]
     Run(RunArgs),
     /// Who holds RESOURCE, decided by a quorum of voters: free or held, the validity left, each

@@ -47,9 +47,9 @@ fn bad_input_is_one_line_and_a_documented_status() {
             &["run", "--wait", "5s", "r", "--", "true"],
             Some(&closed),
             69,
-            "voters answered",
+            "seeds answered",
         ),
-        (&["health"], Some(&closed), 69, "voters answered"),
+        (&["health"], Some(&closed), 69, "seeds answered"),
     ];
     for (args, nodes, code, says) in cases {
         let ended = Redlock::spawn(&dir, args, nodes).wait();
