@@ -92,6 +92,8 @@ pub(crate) struct LateVotes {
     ended: std::sync::atomic::AtomicBool,
     /// Set by a successful extend: [`Lock::granted_by`] then names the voters that extended.
     superseded: std::sync::atomic::AtomicBool,
+    /// Wakes the task awaiting the late votes when the lock is released.
+    released: tokio::sync::Notify,
 }
 
 impl LateVotes {
@@ -108,6 +110,20 @@ impl LateVotes {
         }
         granted.push(voter.to_string());
         true
+    }
+
+    /// Resolves once the lock's release started: the late votes not sent by then need not be
+    /// sent at all (the release is queued behind any that were).
+    pub(crate) async fn until_ended(&self) {
+        use std::sync::atomic::Ordering;
+        loop {
+            let mut notified = std::pin::pin!(self.released.notified());
+            notified.as_mut().enable();
+            if self.ended.load(Ordering::SeqCst) {
+                return;
+            }
+            notified.await;
+        }
     }
 
     fn granted(&self) -> Vec<String> {
@@ -152,6 +168,7 @@ impl Lock {
     pub(crate) fn end_late_votes(&self) {
         if let Some(late) = &self.late {
             late.ended.store(true, std::sync::atomic::Ordering::SeqCst);
+            late.released.notify_waiters();
         }
     }
 

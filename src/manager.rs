@@ -36,7 +36,7 @@ use crate::topology_cache::TopologyCache;
 ///
 /// # async fn demo() -> Result<(), redlock_cluster::LockError> {
 /// let manager = LockManager::new(&["redis://127.0.0.1:7000"], LockConfig::new())?;
-/// if let Some(lock) = manager.acquire("orders/42", Duration::from_secs(10)).await? {
+/// if let Some(mut lock) = manager.acquire("orders/42", Duration::from_secs(10)).await? {
 ///     // ... critical section, while lock.is_valid() ...
 ///     manager.release(&mut lock).await?;
 /// }

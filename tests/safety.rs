@@ -102,8 +102,10 @@ async fn mixed_seeds_never_decide_the_mode_by_timing() {
     );
     assert_eq!(cluster_manager.mode().await.expect("mode"), Mode::Cluster);
 
-    // Forced independent with the cluster node silent at discovery: it is tolerated then, but
-    // its connection later shows cluster_enabled:1 and it never votes.
+    // Forced independent with the cluster node silent at discovery: the two standalone
+    // masters are a majority of the seeds and decide, but the cluster node never votes (its
+    // connection shows cluster_enabled:1 before its first vote counts), and once it answers,
+    // the late check turns the manager's calls into the configuration error naming it.
     let seeds = [
         solo.urls()[0].clone(),
         solo.urls()[1].clone(),
@@ -114,26 +116,33 @@ async fn mixed_seeds_never_decide_the_mode_by_timing() {
     let mode = manager.mode().await;
     cluster_node.resume().expect("resume");
     assert_eq!(mode.expect("forced mode"), Mode::Independent);
-    let mut lock = manager
-        .try_acquire("forced", Duration::from_secs(10))
-        .await
-        .expect("acquire")
-        .expect("the two standalone masters grant");
-    assert_eq!(
-        lock.granted_by(),
-        [addr(&solo.nodes()[0]), addr(&solo.nodes()[1])]
-    );
-    let info = manager
-        .inspect("forced", Some(lock.token()))
-        .await
-        .expect("inspect");
-    assert!(info.held_by_caller);
-    let refused = &info.nodes[2];
-    assert!(
-        matches!(&refused.error, Some(NodeError::Refused(why)) if why.contains("cluster_enabled:1")),
-        "{refused:?}"
-    );
-    assert!(manager.release(&mut lock).await.expect("release"));
+    match manager.try_acquire("forced", Duration::from_secs(10)).await {
+        // Before the late check has run: the standalone masters grant, the cluster node's
+        // vote is refused.
+        Ok(Some(lock)) => assert_eq!(
+            lock.granted_by(),
+            [addr(&solo.nodes()[0]), addr(&solo.nodes()[1])]
+        ),
+        Err(err) => assert!(invalid_config_naming(&err, &addr(cluster_node)), "{err}"),
+        other => panic!("{other:?}"),
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let err = loop {
+        match manager.inspect("forced", None).await {
+            Err(err @ LockError::InvalidConfig(_)) => break err,
+            Ok(info) => {
+                let refused = &info.nodes[2];
+                assert!(
+                    matches!(&refused.error, Some(NodeError::Refused(why)) if why.contains("cluster_enabled:1")),
+                    "{refused:?}"
+                );
+            }
+            Err(other) => panic!("{other}"),
+        }
+        assert!(std::time::Instant::now() < deadline, "no late check");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(invalid_config_naming(&err, &addr(cluster_node)), "{err}");
 }
 
 /// Items 5 and 3(b), independent mode. Before: `localhost:P/1`, `127.0.0.1:P/2` and a third
@@ -172,19 +181,25 @@ async fn one_server_never_votes_twice() {
         }
     }
 
-    // Defence in depth: P silent at discovery (so the list check cannot see the alias), then
-    // back, with the third node stopped: P's two names are one vote, not a quorum.
-    let urls = [
+    // Defence in depth: P silent at discovery (so the list check cannot see the alias; the
+    // other three of five seeds are a majority and decide), then back, with two of the
+    // others stopped: P's two names are one vote, not a quorum (3 of 5 would be).
+    drop(servers);
+    let mut servers = Standalone::start(4).expect("4 masters");
+    let p = servers.nodes()[0].port();
+    let others: Vec<String> = servers.urls()[1..].to_vec();
+    let mut urls = vec![
         format!("redis://localhost:{p}/1"),
         format!("redis://127.0.0.1:{p}/2"),
-        third,
     ];
+    urls.extend(others);
     servers.nodes()[0].pause().expect("pause");
     let manager = LockManager::new(&urls, config().mode(Mode::Independent)).expect("manager");
     let mode = manager.mode().await;
     servers.nodes()[0].resume().expect("resume");
     assert_eq!(mode.expect("forced mode"), Mode::Independent);
-    servers.node_mut(1).kill().expect("kill the third");
+    servers.node_mut(2).kill().expect("kill a third");
+    servers.node_mut(3).kill().expect("kill a fourth");
     let outcome = manager.try_acquire("alias", Duration::from_secs(10)).await;
     let err = outcome.expect_err("one server alone must not grant the lock");
     assert!(err.is_unavailable(), "{err}");
@@ -199,6 +214,19 @@ async fn one_server_never_votes_twice() {
         matches!(duplicate, Some(f) if matches!(&f.error, NodeError::Refused(why) if why.contains("same server"))),
         "{err}"
     );
+    // And the seeds that were silent at discovery are checked once they answer: the alias
+    // turns the manager's later calls into the configuration error (bounded wait).
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let refused = loop {
+        match manager.mode().await {
+            Err(LockError::InvalidConfig(why)) => break why,
+            other => {
+                assert!(std::time::Instant::now() < deadline, "still {other:?}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    assert!(refused.contains("same Redis server"), "{refused}");
 }
 
 /// Item 3(b), cluster mode. Three voter keys on a two-master cluster: two keys share a master.

@@ -72,7 +72,12 @@ impl Rest<AcquireReply> {
                     }
                 }
             };
-            let _ = tokio::time::timeout(patience, answers).await;
+            // Once the lock's release started, the votes not sent yet are dropped (never
+            // sent), and those already written run before the release queued behind them on
+            // their connection: nothing is left to wait for (`close()` does not wait on a
+            // released lock's hung voter).
+            let (answers, ended) = (std::pin::pin!(answers), std::pin::pin!(late.until_ended()));
+            let _ = tokio::time::timeout(patience, futures::future::select(answers, ended)).await;
         };
         if self.flight.spawn(task).is_err() {
             tracing::debug!(

@@ -166,9 +166,10 @@ pub(crate) struct Discovered {
 /// known masters are asked, all at once, the first good view winning: after a failover the
 /// configured seed may be the dead node. Otherwise every seed is asked at once (each bounded
 /// by `timeout`, connection and `CLUSTER SHARDS` included) and the mode is decided by
-/// [`decide_mode`] as soon as more than half of the seeds answered and agree; the seeds not
-/// in by then are returned as unchecked. In cluster mode the answering seeds must see one
-/// cluster; in independent mode they must be distinct servers.
+/// [`decide_mode`] once every seed answered or the deadline passed, provided more than half
+/// of the seeds answered and agree; the seeds without an answer are returned as unchecked.
+/// In cluster mode the answering seeds must see one cluster; in independent mode they must be
+/// distinct servers.
 pub(crate) async fn discover(
     seeds: &dyn Seeds,
     previous: Option<&Topology>,
@@ -215,21 +216,20 @@ pub(crate) async fn discover(
             .map(|(node, a)| (node.addr().to_string(), kind_of(a)))
             .collect::<Vec<_>>()
     };
-    let decided = loop {
-        let Some((i, answer)) = asks.next().await else {
-            // Every ask ended (each is bounded by `timeout`): decide on what came in.
-            break decide_mode(mode, &kinds(&answers))?;
-        };
+    // Every seed is waited for, up to the deadline (each ask is bounded by `timeout`), so
+    // that a healthy list is always checked whole (aliases, mixed kinds, two clusters); a
+    // definitive answer (a mixed list, or too few seeds left to make a majority) ends it
+    // sooner. At the deadline a majority decides, and the seeds still silent are checked
+    // when they answer (see `TopologyCache`).
+    while let Some((i, answer)) = asks.next().await {
         if let Some(slot) = answers.get_mut(i) {
             *slot = Some(answer);
         }
-        if let Some(decided) = decide_mode(mode, &kinds(&answers))? {
-            break Some(decided);
-        }
-    };
-    // The asks still running are dropped: their connections go on opening in the
-    // background, and those seeds are checked when they answer.
-    drop(asks);
+        decide_mode(mode, &kinds(&answers))?;
+    }
+    let decided = decide_mode(mode, &kinds(&answers))?;
+    // A seed that timed out goes on opening its connection in the background, and is
+    // checked when it answers.
     let unchecked: Vec<SharedNode> = nodes
         .iter()
         .zip(&answers)

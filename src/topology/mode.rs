@@ -27,9 +27,10 @@ pub(crate) fn seeds_needed(seeds: usize) -> usize {
 ///   forced [`Mode::Cluster`] that only standalone masters answered is
 ///   [`LockError::NotACluster`]; a forced [`Mode::Independent`] that only cluster nodes
 ///   answered is `InvalidConfig`): no later answer can make such a list valid.
-/// - Once more than half of the seeds ([`seeds_needed`]) answered and all agree, the mode is
-///   decided (`Ok(Some(mode))`), in every mode, forced or not: the answer never depends on
-///   which seeds happened to be fast, and a dead minority never stops it.
+/// - Once more than half of the seeds ([`seeds_needed`]) answered and all agree, the mode can
+///   be decided (`Ok(Some(mode))`), in every mode, forced or not: the answer never depends on
+///   which seeds happened to be fast, and a dead minority never stops it. (Discovery still
+///   waits for the rest up to its deadline, so that a healthy list is checked whole.)
 /// - While that many can still answer, `Ok(None)`: wait for more.
 /// - Otherwise [`LockError::SeedsUnavailable`], retryable, naming the silent seeds.
 pub(crate) fn decide_mode(
@@ -59,6 +60,14 @@ pub(crate) fn decide_mode(
     const CLUSTER: &str = "a Redis Cluster node, cluster_enabled:1";
     const STANDALONE: &str = "a standalone master, cluster_enabled:0";
     match configured {
+        // One kind so far, the wrong one for the forced mode: wait for the rest, which may
+        // make it a mixed list (the more telling error).
+        Mode::Cluster if cluster.is_empty() && !standalone.is_empty() && pending > 0 => {
+            return Ok(None);
+        }
+        Mode::Independent if standalone.is_empty() && !cluster.is_empty() && pending > 0 => {
+            return Ok(None);
+        }
         Mode::Cluster if !standalone.is_empty() && cluster.is_empty() => {
             return Err(LockError::NotACluster {
                 node: standalone[0].to_string(),
