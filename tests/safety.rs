@@ -149,7 +149,7 @@ async fn mixed_seeds_never_decide_the_mode_by_timing() {
 /// node were three voters, and with the third stopped, P alone granted the lock (two votes).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_server_never_votes_twice() {
-    let mut servers = Standalone::start(2).expect("2 masters");
+    let servers = Standalone::start(2).expect("2 masters");
     let (p, q) = (servers.nodes()[0].port(), servers.nodes()[1].port());
     let third = format!("redis://127.0.0.1:{q}");
     for aliases in [

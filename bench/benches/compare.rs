@@ -377,7 +377,7 @@ async fn cycle(
         match imp {
             Impl::Raw => raw_cycle(resource, value, ttl).await,
             Impl::Ours => match setup.ours.try_acquire(&resource.name, ttl).await {
-                Ok(Some(lock)) => match setup.ours.release(&mut lock).await {
+                Ok(Some(mut lock)) => match setup.ours.release(&mut lock).await {
                     Ok(_) => Outcome::Done,
                     Err(_) => Outcome::Failed,
                 },
@@ -591,7 +591,7 @@ async fn held_memory(setup: &Setup, imp: Impl, n: usize) -> Held {
                 bytes_per_lock: (after - before) as f64 / held.len().max(1) as f64,
             };
             stream::iter(held)
-                .for_each_concurrent(64, |lock| async move {
+                .for_each_concurrent(64, |mut lock| async move {
                     let _ = timeout(OP_LIMIT, setup.ours.release(&mut lock)).await;
                 })
                 .await;
@@ -676,7 +676,7 @@ async fn contention(setup: &Arc<Setup>, s: &Settings) -> HashMap<Impl, Contentio
                                             }
                                         }
                                     };
-                                    let Ok(lock) = timeout(OP_LIMIT, wait).await else {
+                                    let Ok(mut lock) = timeout(OP_LIMIT, wait).await else {
                                         mine.gave_up += 1;
                                         continue;
                                     };
