@@ -217,15 +217,19 @@ pub(crate) async fn discover(
             .collect::<Vec<_>>()
     };
     // Every seed is waited for, up to the deadline (each ask is bounded by `timeout`), so
-    // that a healthy list is always checked whole (aliases, mixed kinds, two clusters); a
-    // definitive answer (a mixed list, or too few seeds left to make a majority) ends it
-    // sooner. At the deadline a majority decides, and the seeds still silent are checked
+    // that a healthy list is always checked whole (aliases, mixed kinds, two clusters) and a
+    // failure names every seed that failed; a mixed list ends it sooner. At the deadline a majority decides, and the seeds still silent are checked
     // when they answer (see `TopologyCache`).
     while let Some((i, answer)) = asks.next().await {
         if let Some(slot) = answers.get_mut(i) {
             *slot = Some(answer);
         }
-        decide_mode(mode, &kinds(&answers))?;
+        match decide_mode(mode, &kinds(&answers)) {
+            // Too few seeds left for a majority: the error waits for the rest, so that it
+            // names every seed that failed.
+            Err(LockError::SeedsUnavailable { .. }) | Ok(_) => {}
+            Err(error) => return Err(error),
+        }
     }
     let decided = decide_mode(mode, &kinds(&answers))?;
     // A seed that timed out goes on opening its connection in the background, and is

@@ -113,6 +113,26 @@ pub async fn kill_two<T: Target>(target: T) -> Report {
             _ => None,
         })
         .collect();
+    if unavailable.is_empty() {
+        let overlapping: Vec<String> = run
+            .attempts
+            .iter()
+            .filter(|a| a.returned >= down_from && a.requested <= down_until)
+            .take(20)
+            .map(|a| {
+                format!(
+                    "{:?}..{:?} {:?}",
+                    a.requested.saturating_duration_since(down_from),
+                    a.returned.saturating_duration_since(down_from),
+                    a.outcome
+                )
+            })
+            .collect();
+        eprintln!(
+            "window {:?}; attempts overlapping it: {overlapping:#?}",
+            down_until - down_from
+        );
+    }
     assert!(
         !unavailable.is_empty(),
         "{report}\nno Unavailable error while 2 of 3 masters were down"
