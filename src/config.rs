@@ -73,6 +73,7 @@ pub struct LockConfig {
     #[cfg(feature = "tls")]
     tls_root_ca: Option<crate::tls::RootCa>,
     fencing: bool,
+    fencing_retention: Duration,
 }
 
 impl Default for LockConfig {
@@ -103,6 +104,7 @@ impl LockConfig {
             #[cfg(feature = "tls")]
             tls_root_ca: None,
             fencing: false,
+            fencing_retention: DEFAULT_FENCING_RETENTION,
         }
     }
 
@@ -345,7 +347,21 @@ impl LockConfig {
         self.fencing = yes;
         self
     }
+
+    /// How long a resource's fencing counter is kept on a voter after the last acquisition
+    /// that wrote it: counter keys expire, so their number is bounded by the resources locked
+    /// within this time. Safe because every token also carries the granting voters' server
+    /// time: it must be longer than the largest clock offset between voters (see the
+    /// `fencing` section of `docs/design.md`). At least 1 s. Defaults to 60 seconds.
+    #[must_use]
+    pub fn fencing_retention(mut self, retention: Duration) -> Self {
+        self.fencing_retention = retention;
+        self
+    }
 }
+
+/// The default of [`LockConfig::fencing_retention`].
+const DEFAULT_FENCING_RETENTION: Duration = Duration::from_secs(60);
 
 mod getters;
 mod validate;

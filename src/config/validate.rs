@@ -31,6 +31,13 @@ impl LockConfig {
             ));
         }
         check_cluster_voters(self.cluster_voters)?;
+        if self.fencing_retention < Duration::from_secs(1) {
+            return Err(LockError::InvalidConfig(format!(
+                "fencing_retention must be at least 1 s (longer than any clock offset between \
+                 voters), got {:?}",
+                self.fencing_retention
+            )));
+        }
         if let Some(acks) = &self.replica_acks {
             acks.validate(self.node_timeout)?;
             if self.fencing {
