@@ -5,7 +5,9 @@
 
 use std::time::Duration;
 
-use redlock_cluster::{GuardOptions, LockConfig, LockManager, RedisDistributedLock, RetryPolicy};
+use redlock_cluster::{
+    GuardOptions, Lock, LockConfig, LockManager, Mode, RedisDistributedLock, RetryPolicy,
+};
 use redlock_harness::{Cluster, ClusterOptions, Standalone};
 
 /// The protected store's write: refused when the token is lower than the highest seen.
@@ -146,4 +148,338 @@ async fn no_token_without_fencing() {
     let info = manager.inspect("plain", None).await.expect("info");
     assert_eq!(info.fencing_token, None);
     manager.release(&lock).await.expect("release");
+}
+
+// Issue 16: the three sequences in which the counter-only token went backwards, on real
+// servers. Each asserts: no token repeats, no token regresses, every stale write after a later
+// holder's write is refused, and the next holder's writes are accepted.
+
+/// The TTL of the sequences, as in the issue.
+const SEQUENCE_TTL: Duration = Duration::from_millis(400);
+/// `delayed_restart`'s longest TTL, and how long a test waits for a quarantine to end.
+const QUARANTINE: Duration = Duration::from_millis(500);
+const QUARANTINE_WAIT: Duration = Duration::from_millis(700);
+
+/// One holder's manager for the sequences: fenced, independent or cluster mode.
+fn sequence_config(mode: Mode, delayed_restart: bool) -> LockConfig {
+    let config = LockConfig::new()
+        .mode(mode)
+        .node_timeout(Duration::from_millis(200))
+        .connect_timeout(Duration::from_secs(2))
+        .retry(RetryPolicy::new().max_attempts(30))
+        .fencing(true);
+    if delayed_restart {
+        config.delayed_restart(QUARANTINE)
+    } else {
+        config
+    }
+}
+
+/// Acquire with bounded patience (a voter may still hold a late key of an earlier holder, or
+/// be quarantined for a moment): the lock and its token.
+async fn take(manager: &LockManager, resource: &str) -> (Lock, u64) {
+    let mut seen = Vec::new();
+    for _ in 0..10 {
+        match manager.acquire(resource, SEQUENCE_TTL).await {
+            Ok(Some(lock)) => {
+                let token = lock.fencing_token().expect("fencing is on");
+                return (lock, token);
+            }
+            other => seen.push(format!("{other:?}")),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{resource} was not granted in 10 tries: {seen:?}");
+}
+
+/// The checks every sequence ends with: tokens strictly increasing in the order the holders
+/// acquired (so none repeats or regresses).
+fn assert_increasing(tokens: &[u64]) {
+    assert!(
+        tokens.windows(2).all(|w| w[0] < w[1]),
+        "fencing tokens out of order: {tokens:?}"
+    );
+}
+
+/// Sequence 1, a lost voter (three masters without persistence): X writes with token 1;
+/// C stops; X writes with token 2, takes token 3 and stalls past its validity; B is killed
+/// and restarted empty (its quarantine waited out when `delayed_restart` is on); C resumes
+/// and A stops; Y is granted by B and C and writes; X wakes and writes with token 3.
+async fn lost_voter(delayed_restart: bool) {
+    let mut masters = Standalone::start_with_appendonly(3, false).expect("3 masters");
+    let store = Standalone::start(1).expect("store");
+    let store = &store.urls()[0];
+    let urls = masters.urls();
+    let config = sequence_config(Mode::Independent, delayed_restart);
+    let x = LockManager::connect(&urls, config.clone())
+        .await
+        .expect("X");
+    let y = LockManager::connect(&urls, config).await.expect("Y");
+    if delayed_restart {
+        // Fresh servers are quarantined too.
+        tokio::time::sleep(QUARANTINE_WAIT).await;
+    }
+    let resource = "seq1";
+
+    let (lock, t1) = take(&x, resource).await;
+    assert!(fenced_write(store, t1, "X1").await, "X's first write");
+    x.release(&lock).await.expect("release");
+
+    masters.nodes()[2].pause().expect("stop C");
+    let (lock, t2) = take(&x, resource).await;
+    assert!(fenced_write(store, t2, "X2").await, "X's second write");
+    x.release(&lock).await.expect("release");
+    let (stalled, t3) = take(&x, resource).await;
+    tokio::time::sleep(stalled.remaining() + Duration::from_millis(100)).await;
+    assert!(!stalled.is_valid());
+
+    masters
+        .node_mut(1)
+        .restart_empty()
+        .expect("B restarts empty");
+    if delayed_restart {
+        tokio::time::sleep(QUARANTINE_WAIT).await;
+    }
+    masters.nodes()[2].resume().expect("resume C");
+    masters.nodes()[0].pause().expect("stop A");
+
+    let (lock, ty) = take(&y, resource).await;
+    eprintln!(
+        "lost voter (delayed_restart {delayed_restart}): X {t1} {t2} {t3}, Y {ty} granted by {:?}",
+        lock.granted_by()
+    );
+    assert_increasing(&[t1, t2, t3, ty]);
+    assert!(fenced_write(store, ty, "Y1").await, "Y's write");
+    assert!(
+        !fenced_write(store, t3, "X3").await,
+        "X's stale write with token {t3} was accepted after Y's with {ty}"
+    );
+    assert_eq!(stored(store).await.as_deref(), Some("Y1"));
+    masters.nodes()[0].resume().expect("resume A");
+    let _ = y.release(&lock).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_voter_does_not_repeat_a_token_with_delayed_restart() {
+    lost_voter(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_voter_does_not_repeat_a_token_without_delayed_restart() {
+    lost_voter(false).await;
+}
+
+/// Sequence 2, a rolling restart by the book on an idle resource: five holders write; each
+/// voter in turn is restarted empty and its quarantine waited out; the next holder's token is
+/// above all five, and its writes are accepted.
+async fn rolling_restart(delayed_restart: bool) {
+    let mut masters = Standalone::start_with_appendonly(3, false).expect("3 masters");
+    let store = Standalone::start(1).expect("store");
+    let store = &store.urls()[0];
+    let urls = masters.urls();
+    let config = sequence_config(Mode::Independent, delayed_restart);
+    let x = LockManager::connect(&urls, config.clone())
+        .await
+        .expect("X");
+    if delayed_restart {
+        tokio::time::sleep(QUARANTINE_WAIT).await;
+    }
+    let resource = "seq2";
+    let mut tokens = Vec::new();
+    for i in 0..5 {
+        let (lock, token) = take(&x, resource).await;
+        assert!(fenced_write(store, token, &format!("X{i}")).await);
+        x.release(&lock).await.expect("release");
+        tokens.push(token);
+    }
+    for i in 0..3 {
+        masters.node_mut(i).restart_empty().expect("restart empty");
+        tokio::time::sleep(QUARANTINE_WAIT).await;
+    }
+    let y = LockManager::connect(&urls, config).await.expect("Y");
+    for i in 0..2 {
+        let (lock, token) = take(&y, resource).await;
+        tokens.push(token);
+        assert!(
+            fenced_write(store, token, &format!("Y{i}")).await,
+            "after a rolling restart, Y's write with {token} was refused ({tokens:?})"
+        );
+        y.release(&lock).await.expect("release");
+    }
+    eprintln!("rolling restart (delayed_restart {delayed_restart}): tokens {tokens:?}");
+    assert_increasing(&tokens);
+    assert_eq!(stored(store).await.as_deref(), Some("Y1"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_keeps_tokens_increasing_with_delayed_restart() {
+    rolling_restart(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_keeps_tokens_increasing_without_delayed_restart() {
+    rolling_restart(false).await;
+}
+
+fn raw(addr: &str) -> redis::Connection {
+    redlock_harness::raw_connection(&format!("redis://{addr}")).expect("raw connection")
+}
+
+fn addr_of(cluster: &Cluster, node: usize) -> String {
+    format!("127.0.0.1:{}", cluster.nodes()[node].port())
+}
+
+/// The index of the node at `addr` (`127.0.0.1:port`).
+fn index_of(cluster: &Cluster, addr: &str) -> usize {
+    cluster
+        .nodes()
+        .iter()
+        .position(|n| addr.ends_with(&format!(":{}", n.port())))
+        .expect("a voter is one of the cluster's nodes")
+}
+
+/// Make a voter refuse every holder for `ttl`: a foreign value in its lock key (as a vote
+/// lost to a third party would), so that the others decide.
+fn block_voter(addr: &str, key: &[u8], ttl: Duration) {
+    let _: () = redis::cmd("SET")
+        .arg(key)
+        .arg("someone-else")
+        .arg("PX")
+        .arg(ttl.as_millis() as u64)
+        .query(&mut raw(addr))
+        .expect("SET");
+}
+
+fn unblock_voter(addr: &str, key: &[u8]) {
+    let _: i64 = redis::cmd("DEL")
+        .arg(key)
+        .query(&mut raw(addr))
+        .expect("DEL");
+}
+
+/// A voter's fencing counter key for its lock key (see `fencing::fence_key`): the default
+/// prefix, `0xFF "fence:"`, then the lock key after the prefix.
+fn counter_key(lock_key: &[u8]) -> Vec<u8> {
+    let prefix = b"redlock:";
+    [&prefix[..], b"\xfffence:", &lock_key[prefix.len()..]].concat()
+}
+
+fn counter(addr: &str, lock_key: &[u8]) -> Option<u64> {
+    let value: Option<String> = redis::cmd("GET")
+        .arg(counter_key(lock_key))
+        .query(&mut raw(addr))
+        .expect("GET counter");
+    value.map(|v| v.parse().expect("a decimal counter"))
+}
+
+fn role(addr: &str) -> Option<String> {
+    let info: String = redis::cmd("INFO")
+        .arg("replication")
+        .query(&mut raw(addr))
+        .ok()?;
+    redlock_harness::info_field(&info, "role").map(str::to_string)
+}
+
+/// How long a failover and the return to health may take on a loaded machine.
+const FAILOVER_TIMEOUT: Duration = Duration::from_secs(45);
+
+/// Sequence 3, a failover to a lagging replica (3+3 cluster): X writes with token 1; B's
+/// replica is cut off (paused, its link dropped with `CLIENT KILL TYPE replica`); C refuses
+/// for a while (a foreign key); X writes with token 2 and takes token 3 on A and B, then
+/// stalls; B's master is killed and the cut-off replica, which lacks both counters, is
+/// promoted; A refuses (a foreign key); Y is granted by the promoted replica and C, writes;
+/// X wakes and writes with token 3. Without `replica_acks`: the promoted replica comes
+/// `cluster-node-timeout` (1 s) or more after X's commit, longer than any clock offset here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failover_to_a_lagging_replica_does_not_repeat_a_token() {
+    let cluster = Cluster::start(ClusterOptions::fast_failover()).expect("3+3 cluster");
+    let store = Standalone::start(1).expect("store");
+    let store = store.urls()[0].clone();
+    let config = sequence_config(Mode::Cluster, false);
+    let x = LockManager::connect(&cluster.urls(), config.clone())
+        .await
+        .expect("X");
+    let resource = "seq3";
+    let voters = x.voters_of(resource).await.expect("voters");
+    let (a, b, c) = (&voters[0], &voters[1], &voters[2]);
+
+    let (lock, t1) = take(&x, resource).await;
+    assert!(fenced_write(&store, t1, "X1").await, "X's first write");
+    x.release(&lock).await.expect("release");
+    // Let token 1's counter reach B's replica before the cut.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let master_b = index_of(&cluster, &b.0);
+    let replica_b = cluster.replica_of(master_b).expect("B has a replica");
+    cluster.nodes()[replica_b]
+        .pause()
+        .expect("pause B's replica");
+    let dropped: i64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("replica")
+        .query(&mut raw(&b.0))
+        .expect("CLIENT KILL TYPE replica");
+    assert!(dropped >= 1, "B's master had no replica link to drop");
+    block_voter(&c.0, &c.1, Duration::from_secs(30));
+
+    let (lock, t2) = take(&x, resource).await;
+    assert!(fenced_write(&store, t2, "X2").await, "X's second write");
+    x.release(&lock).await.expect("release");
+    let (stalled, t3) = take(&x, resource).await;
+    assert!(!stalled.granted_by().contains(&c.0), "C was blocked");
+
+    let (cluster, promoted) = tokio::task::spawn_blocking(move || {
+        let mut cluster = cluster;
+        cluster.node_mut(master_b).kill().expect("kill B's master");
+        cluster.nodes()[replica_b]
+            .resume()
+            .expect("resume B's replica");
+        let addr = addr_of(&cluster, replica_b);
+        let deadline = std::time::Instant::now() + FAILOVER_TIMEOUT;
+        while role(&addr).as_deref() != Some("master") {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "B's replica was not promoted in time"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        cluster.wait_healthy(FAILOVER_TIMEOUT).expect("healthy");
+        (cluster, addr)
+    })
+    .await
+    .expect("failover thread");
+    let lagging = counter(&promoted, &b.1);
+    assert!(
+        lagging.is_none_or(|value| value < t2),
+        "the promoted replica got X's counter after all: {lagging:?}"
+    );
+    assert!(!stalled.is_valid());
+
+    unblock_voter(&c.0, &c.1);
+    block_voter(&a.0, &a.1, Duration::from_secs(30));
+    let y = LockManager::connect(&cluster.urls(), config)
+        .await
+        .expect("Y");
+    let (lock, ty) = take(&y, resource).await;
+    eprintln!(
+        "lagging failover: X {t1} {t2} {t3}; promoted replica's counter {lagging:?}; Y {ty} \
+         granted by {:?}",
+        lock.granted_by()
+    );
+    assert!(!lock.granted_by().contains(&a.0), "A was blocked");
+    assert!(
+        lock.granted_by().contains(&promoted),
+        "the promoted replica voted"
+    );
+    assert_increasing(&[t1, t2, t3, ty]);
+    assert!(fenced_write(&store, ty, "Y1").await, "Y's write");
+    assert!(
+        !fenced_write(&store, t3, "X3").await,
+        "X's stale write with token {t3} was accepted after Y's with {ty}"
+    );
+    assert_eq!(stored(&store).await.as_deref(), Some("Y1"));
+    let _ = y.release(&lock).await;
+    unblock_voter(&a.0, &a.1);
+    drop(cluster);
 }
