@@ -483,3 +483,89 @@ async fn a_failover_to_a_lagging_replica_does_not_repeat_a_token() {
     unblock_voter(&a.0, &a.1);
     drop(cluster);
 }
+
+/// Put `value` (a string, or a list when `None`) at a voter's counter key.
+fn spoil_counter(addr: &str, lock_key: &[u8], value: Option<&str>) {
+    let key = counter_key(lock_key);
+    let _: i64 = redis::cmd("DEL")
+        .arg(&key)
+        .query(&mut raw(addr))
+        .expect("DEL");
+    let _: () = match value {
+        Some(value) => redis::cmd("SET").arg(&key).arg(value).query(&mut raw(addr)),
+        None => redis::cmd("RPUSH")
+            .arg(&key)
+            .arg("x")
+            .query::<i64>(&mut raw(addr))
+            .map(|_| ()),
+    }
+    .expect("spoil the counter");
+}
+
+/// Counter values the commit script never writes (issue 16, item 6): on one voter they fail
+/// that voter's vote only, so the others still grant, with increasing tokens; on a majority
+/// the error names the counter key and the repair.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn odd_counter_values_fail_one_vote_with_a_clear_error() {
+    let masters = Standalone::start_with_appendonly(3, false).expect("3 masters");
+    let urls = masters.urls();
+    let manager = LockManager::connect(&urls, sequence_config(Mode::Independent, false))
+        .await
+        .expect("manager");
+    let resource = "odd";
+    let voters = manager.voters_of(resource).await.expect("voters");
+    let odd = [
+        Some("00000000000099"),
+        Some("-5"),
+        Some(" 7"),
+        Some("18446744073709551616"),
+        Some("18446744073709551615"),
+        None,
+    ];
+    let mut last = 0;
+    for value in odd {
+        spoil_counter(&voters[0].0, &voters[0].1, value);
+        for _ in 0..2 {
+            let (lock, token) = take(&manager, resource).await;
+            assert!(
+                !lock.granted_by().contains(&voters[0].0),
+                "{value:?}: the odd counter's voter counted"
+            );
+            assert!(token > last, "{value:?}: token {token} after {last}");
+            last = token;
+            manager.release(&lock).await.expect("release");
+        }
+    }
+    // On two voters of three: no quorum, and the error says which key and what to do.
+    spoil_counter(&voters[0].0, &voters[0].1, Some("00000000000099"));
+    spoil_counter(&voters[1].0, &voters[1].1, None);
+    let refused = manager
+        .try_acquire(resource, SEQUENCE_TTL)
+        .await
+        .expect_err("a majority of odd counters");
+    let message = refused.to_string();
+    eprintln!("{message}");
+    assert!(message.contains(r"\xfffence:odd"), "{message}");
+    assert!(
+        message.contains("leading zeros") && message.contains("list"),
+        "{message}"
+    );
+    assert!(message.contains("DEL"), "{message}");
+    // The repair works.
+    for (addr, key) in &voters[..2] {
+        let _: i64 = redis::cmd("DEL")
+            .arg(counter_key(key))
+            .query(&mut raw(addr))
+            .expect("DEL");
+    }
+    let (lock, token) = take(&manager, resource).await;
+    assert!(token > last, "after the repair: {token} after {last}");
+    // Any quorum of the three holds voter 0 or voter 1: a repaired voter counted.
+    assert!(
+        lock.granted_by()
+            .iter()
+            .any(|a| *a == voters[0].0 || *a == voters[1].0),
+        "{lock:?}"
+    );
+    manager.release(&lock).await.expect("release");
+}
