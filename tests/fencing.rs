@@ -569,3 +569,78 @@ async fn odd_counter_values_fail_one_vote_with_a_clear_error() {
     );
     manager.release(&lock).await.expect("release");
 }
+
+fn dbsize(addr: &str) -> u64 {
+    redis::cmd("DBSIZE").query(&mut raw(addr)).expect("DBSIZE")
+}
+
+/// Counter keys expire `fencing_retention` after the last commit that wrote them (issue 16,
+/// item 4): 2,000 distinct fenced resources leave 2,000 counter keys per voter (no lock key:
+/// each was released), all with a TTL, and none once the retention has passed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counter_keys_expire_after_the_retention() {
+    const RESOURCES: usize = 2_000;
+    let retention = Duration::from_secs(1);
+    let masters = Standalone::start_with_appendonly(3, false).expect("3 masters");
+    let urls = masters.urls();
+    let addrs: Vec<String> = urls
+        .iter()
+        .map(|u| u.trim_start_matches("redis://").to_string())
+        .collect();
+    let manager = LockManager::connect(
+        &urls,
+        sequence_config(Mode::Independent, false).fencing_retention(retention),
+    )
+    .await
+    .expect("manager");
+    let started = std::time::Instant::now();
+    for chunk in (0..RESOURCES).collect::<Vec<_>>().chunks(50) {
+        let rounds = chunk.iter().map(|i| {
+            let manager = &manager;
+            async move {
+                let resource = format!("order-{i}");
+                let lock = manager
+                    .acquire(&resource, Duration::from_secs(5))
+                    .await
+                    .expect("acquire")
+                    .expect("a fresh resource is free");
+                assert!(lock.fencing_token().is_some());
+                manager.release(&lock).await.expect("release");
+            }
+        });
+        futures::future::join_all(rounds).await;
+    }
+    let took = started.elapsed();
+    let mut after: Vec<u64> = addrs.iter().map(|a| dbsize(a)).collect();
+    let total_after: u64 = after.iter().sum();
+    let sample = manager.voters_of("order-7").await.expect("voters");
+    let pttl: i64 = redis::cmd("PTTL")
+        .arg(counter_key(&sample[0].1))
+        .query(&mut raw(&sample[0].0))
+        .expect("PTTL");
+    assert!(
+        pttl > 0 && pttl <= retention.as_millis() as i64,
+        "a counter key's PTTL is {pttl}"
+    );
+    // Bounded wait: Redis expires keys lazily and in its active cycle (10 times a second).
+    let deadline = std::time::Instant::now() + retention + Duration::from_secs(10);
+    tokio::time::sleep(retention).await;
+    loop {
+        after = addrs.iter().map(|a| dbsize(a)).collect();
+        if after.iter().all(|n| *n == 0) || std::time::Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let waited = started.elapsed() - took;
+    eprintln!(
+        "{RESOURCES} fenced resources in {took:?}: {total_after} keys on 3 voters right after \
+         (PTTL of one counter {pttl} ms); {} left {waited:?} later (retention {retention:?})",
+        after.iter().sum::<u64>()
+    );
+    assert!(
+        total_after >= 3 * RESOURCES as u64 * 9 / 10,
+        "{total_after}"
+    );
+    assert_eq!(after, [0, 0, 0], "counter keys left after the retention");
+}
