@@ -234,8 +234,8 @@ impl LockConfig {
     /// see `docs/operations.md`. In independent mode [`crate::LockManager::connect`] fails
     /// naming any master that reports fewer connected replicas than `replicas` (in cluster mode
     /// it logs a warning: a master lacks its replica for a while after every failover).
-    /// Not combinable with [`LockConfig::fencing`] yet ([`LockConfig::validate`] refuses
-    /// both). Defaults to off.
+    /// With [`LockConfig::fencing`], the fenced acquire and its commit are acknowledged the
+    /// same way. Defaults to off.
     ///
     /// ```
     /// use std::time::Duration;

@@ -79,6 +79,7 @@ use crate::error::NodeError;
 use crate::node::NodeResult;
 
 mod accessors;
+mod acked;
 mod decide;
 mod round;
 mod scripts;

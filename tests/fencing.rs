@@ -644,3 +644,113 @@ async fn counter_keys_expire_after_the_retention() {
     );
     assert_eq!(after, [0, 0, 0], "counter keys left after the retention");
 }
+
+/// Fencing with replica acks on a 3+3 cluster (issue 16, item 5): the fenced acquire and its
+/// commit wait for a replica like the plain votes. A voter whose replica is cut off does not
+/// count; a voter that counted keeps the counter through a failover to its replica, so the
+/// counter alone orders the next token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fencing_with_replica_acks_keeps_the_counter_through_a_failover() {
+    let ttl = Duration::from_secs(2);
+    let cluster = Cluster::start(ClusterOptions::fast_failover()).expect("3+3 cluster");
+    let store = Standalone::start(1).expect("store");
+    let store = store.urls()[0].clone();
+    let config = sequence_config(Mode::Cluster, false)
+        .node_timeout(Duration::from_millis(1000))
+        .replica_acks(1, Duration::from_millis(500));
+    let x = LockManager::connect(&cluster.urls(), config.clone())
+        .await
+        .expect("X");
+    let resource = "acked";
+    let voters = x.voters_of(resource).await.expect("voters");
+
+    // A cut-off replica: its master's fenced votes are not acknowledged, so they do not count.
+    let master = index_of(&cluster, &voters[0].0);
+    let replica = cluster.replica_of(master).expect("a replica");
+    cluster.nodes()[replica].pause().expect("pause replica");
+    let _: i64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("replica")
+        .query(&mut raw(&voters[0].0))
+        .expect("CLIENT KILL TYPE replica");
+    let lock = x
+        .acquire(resource, ttl)
+        .await
+        .expect("acquire")
+        .expect("voters 1 and 2 grant");
+    cluster.nodes()[replica].resume().expect("resume replica");
+    assert!(
+        !lock.granted_by().contains(&voters[0].0),
+        "an unacknowledged fenced vote counted: {lock:?}"
+    );
+    let t1 = lock.fencing_token().expect("token");
+    assert!(fenced_write(&store, t1, "X1").await);
+    x.release(&lock).await.expect("release");
+    let cluster = tokio::task::spawn_blocking(move || {
+        cluster.wait_healthy(FAILOVER_TIMEOUT).expect("healthy");
+        cluster
+    })
+    .await
+    .expect("wait thread");
+
+    // A counted voter fails over: its replica acknowledged the counter.
+    let mut stalled = None;
+    for _ in 0..10 {
+        match x.acquire(resource, ttl).await {
+            Ok(Some(lock)) => {
+                stalled = Some(lock);
+                break;
+            }
+            _ => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+    let stalled = stalled.expect("X acquires again");
+    let t2 = stalled.fencing_token().expect("token");
+    assert!(t2 > t1);
+    assert!(fenced_write(&store, t2, "X2").await);
+    let counted = voters
+        .iter()
+        .position(|(addr, _)| stalled.granted_by().contains(addr))
+        .expect("a counted voter");
+    let victim = index_of(&cluster, &voters[counted].0);
+    let (cluster, promoted) = tokio::task::spawn_blocking(move || {
+        let mut cluster = cluster;
+        let promoted = cluster
+            .kill_and_fail_over(victim, FAILOVER_TIMEOUT)
+            .expect("failover");
+        (cluster, promoted)
+    })
+    .await
+    .expect("failover thread");
+    let promoted = addr_of(&cluster, promoted);
+    let kept = counter(&promoted, &voters[counted].1);
+    assert_eq!(kept, Some(t2), "the acknowledging replica lost the counter");
+
+    tokio::time::sleep(stalled.remaining() + Duration::from_millis(100)).await;
+    let y = LockManager::connect(&cluster.urls(), config)
+        .await
+        .expect("Y");
+    let mut next = None;
+    for _ in 0..10 {
+        match y.acquire(resource, ttl).await {
+            Ok(Some(lock)) => {
+                next = Some(lock);
+                break;
+            }
+            _ => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+    let next = next.expect("Y acquires after the failover");
+    let ty = next.fencing_token().expect("token");
+    eprintln!(
+        "replica acks + fencing: X {t1} {t2}; promoted replica's counter {kept:?}; Y {ty} granted \
+         by {:?}",
+        next.granted_by()
+    );
+    assert!(ty > t2, "Y's token {ty} after X's {t2}");
+    assert!(fenced_write(&store, ty, "Y1").await);
+    assert!(!fenced_write(&store, t2, "X3").await, "X's stale write");
+    let _ = y.release(&next).await;
+    drop(cluster);
+}

@@ -19,6 +19,7 @@ use crate::quorum::{
 use crate::round::{Attempt, Round, spawn_release};
 use crate::topology::{Voter, admit_votes};
 
+use super::acked;
 use super::decide::{CommitDecision, decide_commit, next_token, quorum_floor};
 use super::{FencedReply, fence_key};
 
@@ -121,9 +122,15 @@ impl Round<'_> {
                     connected?;
                     with_deadline(
                         per_call,
-                        voter
-                            .node
-                            .acquire_fenced(&voter.key, counter, token.as_str(), ttl),
+                        acked::acquire_fenced(
+                            &voter.node,
+                            &voter.key,
+                            counter,
+                            token.as_str(),
+                            ttl,
+                            config,
+                            per_call,
+                        ),
                     )
                     .await
                 }
@@ -183,14 +190,18 @@ impl Round<'_> {
         let acks = join_all(granted.iter().map(|(i, _)| {
             let (voter, counter, token) = (&voters[*i], &counters[*i], &token);
             async move {
+                let limit = per_call.min(left);
                 let ack = with_deadline(
-                    per_call.min(left),
-                    voter.node.fence_commit(
+                    limit,
+                    acked::fence_commit(
+                        &voter.node,
                         &voter.key,
                         counter,
                         token.as_str(),
                         fencing_token,
                         retention,
+                        config,
+                        limit,
                     ),
                 )
                 .await;

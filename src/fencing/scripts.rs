@@ -24,6 +24,16 @@ static SCRIPTS: std::sync::LazyLock<FencingScripts> = std::sync::LazyLock::new(|
     read: redis::Script::new(include_str!("../scripts/fence_read.lua")),
 });
 
+/// The fenced acquire script, for an acknowledged write (`fencing::acked`).
+pub(super) fn acquire_script() -> &'static redis::Script {
+    &SCRIPTS.acquire
+}
+
+/// The commit script, for an acknowledged write (`fencing::acked`).
+pub(super) fn commit_script() -> &'static redis::Script {
+    &SCRIPTS.commit
+}
+
 /// A counter value as stored, parsed as the commit script writes it: canonical decimal
 /// digits (`0`, or no leading zero), within `u64`. A missing counter reads as 0. Anything
 /// else is [`NodeError::FencingCounter`] naming `key`, so that the vote fails with a repair
