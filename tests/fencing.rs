@@ -576,11 +576,11 @@ fn dbsize(addr: &str) -> u64 {
 
 /// Counter keys expire `fencing_retention` after the last commit that wrote them (issue 16,
 /// item 4): 2,000 distinct fenced resources leave 2,000 counter keys per voter (no lock key:
-/// each was released), all with a TTL, and none once the retention has passed.
+/// each was released), with a TTL, and none once the retention (2 s here) has passed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn counter_keys_expire_after_the_retention() {
     const RESOURCES: usize = 2_000;
-    let retention = Duration::from_secs(1);
+    let retention = Duration::from_secs(2);
     let masters = Standalone::start_with_appendonly(3, false).expect("3 masters");
     let urls = masters.urls();
     let addrs: Vec<String> = urls
@@ -613,7 +613,9 @@ async fn counter_keys_expire_after_the_retention() {
     let took = started.elapsed();
     let mut after: Vec<u64> = addrs.iter().map(|a| dbsize(a)).collect();
     let total_after: u64 = after.iter().sum();
-    let sample = manager.voters_of("order-7").await.expect("voters");
+    // The last resource's counter: the earliest ones may have expired already on a slow run.
+    let last = format!("order-{}", RESOURCES - 1);
+    let sample = manager.voters_of(&last).await.expect("voters");
     let pttl: i64 = redis::cmd("PTTL")
         .arg(counter_key(&sample[0].1))
         .query(&mut raw(&sample[0].0))
@@ -638,10 +640,10 @@ async fn counter_keys_expire_after_the_retention() {
          (PTTL of one counter {pttl} ms); {} left {waited:?} later (retention {retention:?})",
         after.iter().sum::<u64>()
     );
-    assert!(
-        total_after >= 3 * RESOURCES as u64 * 9 / 10,
-        "{total_after}"
-    );
+    if took < retention {
+        // Nothing expired yet: one counter key per resource and voter, no lock key left.
+        assert_eq!(total_after, 3 * RESOURCES as u64);
+    }
     assert_eq!(after, [0, 0, 0], "counter keys left after the retention");
 }
 
