@@ -756,3 +756,30 @@ async fn fencing_with_replica_acks_keeps_the_counter_through_a_failover() {
     let _ = y.release(&next).await;
     drop(cluster);
 }
+
+/// The health report gives each voter's clock offset and the spread between voters, which
+/// fencing tokens rely on after a lost counter; voters on one host agree within milliseconds,
+/// so there is no spread finding.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_health_report_measures_the_clock_spread() {
+    let masters = Standalone::start(3).expect("3 masters");
+    let manager = LockManager::connect(&masters.urls(), sequence_config(Mode::Independent, true))
+        .await
+        .expect("manager");
+    let report = manager.health().await.expect("health");
+    eprintln!("{report}");
+    let spread = report.clock_spread.expect("three clocks read");
+    assert!(spread < Duration::from_millis(100), "{spread:?}");
+    for voter in &report.voters {
+        let offset = voter.clock_offset.expect("an offset");
+        assert!(offset.seconds.abs() < 0.1, "{voter:?}");
+        assert!(
+            !voter
+                .findings
+                .iter()
+                .any(|f| f.message.contains("clocks are up to")),
+            "{:?}",
+            voter.findings
+        );
+    }
+}
