@@ -85,7 +85,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // A stalls (a GC pause, a SIGSTOP...) past its validity, without knowing it.
     tokio::time::sleep(old.remaining() + Duration::from_millis(200)).await;
 
-    let Some(new) = b.acquire("fencing-example", ttl).await? else {
+    let Some(mut new) = b.acquire("fencing-example", ttl).await? else {
         return Err("B could not take the expired lock".into());
     };
     let new_token = new
@@ -101,7 +101,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Ok(value) => println!("A's stale write went through (counter = {value}): not fenced!"),
         Err(refused) => println!("A's stale write was refused: {refused}"),
     }
-    b.release(&new).await?;
+    b.release(&mut new).await?;
     // Wait (bounded) for background releases before the process exits.
     a.close(Duration::from_secs(2)).await;
     b.close(Duration::from_secs(2)).await;

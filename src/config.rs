@@ -97,7 +97,7 @@ impl LockConfig {
             mode: Mode::Auto,
             max_rounds_in_flight: DEFAULT_MAX_ROUNDS_IN_FLIGHT,
             notify_on_release: true,
-            refuse_evicting_voters: false,
+            refuse_evicting_voters: true,
             replica_acks: None,
             delayed_restart: None,
             clock_sample_window: Duration::from_millis(200),
@@ -212,9 +212,12 @@ impl LockConfig {
     /// server may evict lock keys (under `volatile-ttl` they go first, having the shortest
     /// TTLs), which withdraws a vote silently and can hand one lock to two clients.
     ///
-    /// Off, such a voter is reported once with a `tracing` warning naming it and votes all the
-    /// same; on, its votes count as failed with the reason, and a round that cannot reach a
-    /// quorum without it fails with [`LockError::VoterRefused`]. Defaults to `false`.
+    /// On (the default), its votes count as failed with the reason, and a round that cannot
+    /// reach a quorum without it fails with [`LockError::VoterRefused`] saying what to change.
+    /// Off accepts the risk: such a voter is reported once with a `tracing` warning naming it
+    /// and votes all the same, and a lock then holds only as long as no lock key is evicted
+    /// (size `maxmemory` so that it is never reached, or use `noeviction`). Defaults to
+    /// `true`.
     #[must_use]
     pub fn refuse_evicting_voters(mut self, refuse: bool) -> Self {
         self.refuse_evicting_voters = refuse;

@@ -274,7 +274,7 @@ impl RedisDistributedLock {
     /// the lock, so `release` can be called again (the keys expire with their TTL anyway).
     /// The handle also keeps it if the future is dropped before it completes.
     pub async fn release(&mut self) -> Result<bool, LockError> {
-        let Some(lock) = self.held.as_ref() else {
+        let Some(lock) = self.held.as_mut() else {
             return Ok(false);
         };
         let released = self.manager.release(lock).await?;

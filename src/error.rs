@@ -53,7 +53,7 @@ pub enum LockError {
     /// granted; keys written on the nodes that did answer have been released.
     #[error(
         "only {answered} of {voters} voters answered, {quorum} needed ({failures}); \
-         check that a majority of the Redis masters is up and reachable"
+         check that a majority of the voting Redis masters is up and reachable"
     )]
     Unavailable {
         /// Voters that gave a usable answer.
@@ -63,6 +63,24 @@ pub enum LockError {
         /// Votes needed for a decision.
         quorum: usize,
         /// The failed voters and why.
+        failures: NodeFailures,
+    },
+    /// Fewer than a majority of the configured nodes (the seeds) answered, so neither the mode
+    /// (cluster or independent) nor the voters could be decided yet. Seeds are not voters: this
+    /// says nothing yet about the masters that vote. Retryable.
+    #[error(
+        "only {answered} of {seeds} seeds answered, {needed} needed to decide the mode and the \
+         voters ({failures}); check that most of the configured nodes are up and reachable (a \
+         minority of dead seeds costs nothing), or list more nodes of the cluster"
+    )]
+    SeedsUnavailable {
+        /// Seeds that gave a usable answer.
+        answered: usize,
+        /// Number of configured seeds.
+        seeds: usize,
+        /// Answers needed: more than half of the seeds.
+        needed: usize,
+        /// The seeds that failed and why (a seed still silent at the deadline timed out).
         failures: NodeFailures,
     },
     /// A node refused our credentials (`NOAUTH`, `WRONGPASS`). Not retried.
@@ -88,6 +106,19 @@ pub enum LockError {
         node: String,
         /// The refused command (for example `EVALSHA`).
         command: String,
+        /// The server's message.
+        detail: String,
+    },
+    /// Our ACL user may not access the lock keys (`NOPERM` on keys): its key patterns
+    /// (`~pattern`) do not cover them. Not retried.
+    #[error(
+        "{node} does not let our ACL user access the lock key {key:?} ({detail}); grant the lock          keys' pattern, for example `ACL SETUSER <user> ~redlock:*` for the default key prefix          (`~<prefix>*` with LockConfig::key_prefix), or `%RW~<prefix>*` at the least"
+    )]
+    KeyPermission {
+        /// The node that refused.
+        node: String,
+        /// The lock key it refused (lossy UTF-8), when known.
+        key: String,
         /// The server's message.
         detail: String,
     },
@@ -140,9 +171,14 @@ pub enum LockError {
 }
 
 impl LockError {
-    /// Whether this is an infrastructure failure (not enough voters answered).
+    /// Whether this is an infrastructure failure: not enough voters answered
+    /// ([`LockError::Unavailable`]), or not enough seeds to decide who votes
+    /// ([`LockError::SeedsUnavailable`]).
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, LockError::Unavailable { .. })
+        matches!(
+            self,
+            LockError::Unavailable { .. } | LockError::SeedsUnavailable { .. }
+        )
     }
 
     /// Whether the caller's input (resource, TTL, URL, configuration) was rejected.
@@ -158,10 +194,12 @@ impl LockError {
         )
     }
 
-    /// The per-node failures behind an [`LockError::Unavailable`], empty otherwise.
+    /// The per-node failures behind an [`LockError::Unavailable`] or
+    /// [`LockError::SeedsUnavailable`], empty otherwise.
     pub fn failures(&self) -> &[NodeFailure] {
         match self {
-            LockError::Unavailable { failures, .. } => &failures.0,
+            LockError::Unavailable { failures, .. }
+            | LockError::SeedsUnavailable { failures, .. } => &failures.0,
             _ => &[],
         }
     }
@@ -171,17 +209,22 @@ impl LockError {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            LockError::Unavailable { .. } | LockError::ValidityExpired { .. }
+            LockError::Unavailable { .. }
+                | LockError::SeedsUnavailable { .. }
+                | LockError::ValidityExpired { .. }
         )
     }
 
     /// An [`LockError::Unavailable`] whose every failure needs a change before a retry can
     /// help (see [`NodeError::is_configuration`]) becomes the error that says which change:
-    /// [`LockError::Auth`] first, then [`LockError::Permission`], [`LockError::WrongType`]
+    /// [`LockError::Auth`] first, then [`LockError::Permission`], [`LockError::KeyPermission`],
+    /// [`LockError::WrongType`]
     /// (`key_of` names the key a node stores) and [`LockError::VoterRefused`]. Anything else
     /// is returned as it is: with one node merely down, the round may succeed later.
     pub(crate) fn explained(self, key_of: impl Fn(&str) -> Option<String>) -> LockError {
-        let LockError::Unavailable { failures, .. } = &self else {
+        let (LockError::Unavailable { failures, .. }
+        | LockError::SeedsUnavailable { failures, .. }) = &self
+        else {
             return self;
         };
         if failures.is_empty() || !failures.iter().all(|f| f.error.is_configuration()) {
@@ -190,8 +233,9 @@ impl LockError {
         let rank = |e: &NodeError| match e {
             NodeError::Auth(_) => 0,
             NodeError::Permission { .. } => 1,
-            NodeError::WrongType(_) => 2,
-            _ => 3,
+            NodeError::KeyPermission(_) => 2,
+            NodeError::WrongType(_) => 3,
+            _ => 4,
         };
         let Some(first) = failures.iter().min_by_key(|f| rank(&f.error)) else {
             return self;
@@ -205,6 +249,11 @@ impl LockError {
             NodeError::Permission { command, detail } => LockError::Permission {
                 node,
                 command: command.clone(),
+                detail: detail.clone(),
+            },
+            NodeError::KeyPermission(detail) => LockError::KeyPermission {
+                key: key_of(&node).unwrap_or_default(),
+                node,
                 detail: detail.clone(),
             },
             NodeError::WrongType(_) => LockError::WrongType {

@@ -216,8 +216,8 @@ impl LockGuard {
             // Wait for it to stop so that no extension runs after the release.
             let _ = watchdog.await;
         }
-        let lock = self.current();
-        let result = self.manager.release(&lock).await;
+        let mut lock = self.current();
+        let result = self.manager.release(&mut lock).await;
         self.released = true;
         result
     }

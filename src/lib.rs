@@ -11,9 +11,9 @@
 //!
 //! # async fn demo() -> Result<(), redlock_cluster::LockError> {
 //! let manager = LockManager::new(&["redis://127.0.0.1:7000"], LockConfig::new())?;
-//! if let Some(lock) = manager.acquire("invoice/17", Duration::from_secs(5)).await? {
+//! if let Some(mut lock) = manager.acquire("invoice/17", Duration::from_secs(5)).await? {
 //!     assert!(lock.is_valid());
-//!     manager.release(&lock).await?;
+//!     manager.release(&mut lock).await?;
 //! }
 //! # Ok(()) }
 //! ```

@@ -69,6 +69,69 @@ pub struct Lock {
     /// The id of the manager that made it (see `LockManager::check_owner`); 0 until the
     /// manager stamps it.
     pub(crate) owner: u64,
+    /// The votes of the acquire round still on their way when it was decided (see
+    /// [`LateVotes`]); `None` when every voter had answered.
+    pub(crate) late: Option<Arc<LateVotes>>,
+}
+
+/// The votes of a won acquire round that were still on their way at the decision. Each is
+/// sent as soon as its voter's connection opens (a fresh manager's connections open while
+/// the round runs), so a lock holds a key on every reachable voter, not only on the first
+/// quorum: a lock on two keys of three would lose its majority to a single lost key.
+///
+/// A late grant belongs to the lock: it is listed in [`Lock::granted_by`], and the lock's
+/// release deletes it. A release can overtake it (both wait for the same connection to open),
+/// so the release first marks the lock ended, and a grant that lands after that is deleted
+/// as soon as it lands.
+#[derive(Debug, Default)]
+pub(crate) struct LateVotes {
+    /// The voters whose grant landed after the decision, while the lock stood. A std mutex,
+    /// only for a push or a copy.
+    granted: std::sync::Mutex<Vec<String>>,
+    /// Set by the lock's release: a grant that lands later is deleted at once.
+    ended: std::sync::atomic::AtomicBool,
+    /// Set by a successful extend: [`Lock::granted_by`] then names the voters that extended.
+    superseded: std::sync::atomic::AtomicBool,
+    /// Wakes the task awaiting the late votes when the lock is released.
+    released: tokio::sync::Notify,
+}
+
+impl LateVotes {
+    /// Record a grant from `voter` that landed after the decision. Returns `false` when the
+    /// lock was released meanwhile: the caller deletes that key.
+    pub(crate) fn landed(&self, voter: &str) -> bool {
+        use std::sync::atomic::Ordering;
+        let mut granted = self.granted.lock().unwrap_or_else(|p| p.into_inner());
+        // Checked under the lock that `Lock::end_late_votes` does not take: the order that
+        // matters is this check against the release round, which starts after `ended` is
+        // set (SeqCst on both sides).
+        if self.ended.load(Ordering::SeqCst) {
+            return false;
+        }
+        granted.push(voter.to_string());
+        true
+    }
+
+    /// Resolves once the lock's release started: the late votes not sent by then need not be
+    /// sent at all (the release is queued behind any that were).
+    pub(crate) async fn until_ended(&self) {
+        use std::sync::atomic::Ordering;
+        loop {
+            let mut notified = std::pin::pin!(self.released.notified());
+            notified.as_mut().enable();
+            if self.ended.load(Ordering::SeqCst) {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    fn granted(&self) -> Vec<String> {
+        self.granted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
 }
 
 impl fmt::Debug for Lock {
@@ -96,6 +159,24 @@ impl Lock {
             granted_by: self.granted_by.clone(),
             fencing_token: self.fencing_token,
             owner: self.owner,
+            late: self.late.clone(),
+        }
+    }
+
+    /// From now on a late vote of the acquire round is deleted when it lands (the lock is
+    /// being released).
+    pub(crate) fn end_late_votes(&self) {
+        if let Some(late) = &self.late {
+            late.ended.store(true, std::sync::atomic::Ordering::SeqCst);
+            late.released.notify_waiters();
+        }
+    }
+
+    /// A successful extend replaced the list of voters that hold the lock.
+    pub(crate) fn supersede_late_votes(&self) {
+        if let Some(late) = &self.late {
+            late.superseded
+                .store(true, std::sync::atomic::Ordering::Relaxed);
         }
     }
 
@@ -130,9 +211,21 @@ impl Lock {
         tokio::time::Instant::now() < self.deadline
     }
 
-    /// The voters (`host:port`) that granted the lock or its last extension.
-    pub fn granted_by(&self) -> &[String] {
-        &self.granted_by
+    /// The voters (`host:port`) that granted the lock or its last extension, in voter order
+    /// for the voters that decided the round, followed by those whose grant landed after
+    /// the decision (a slower voter's vote is still sent and belongs to the lock).
+    pub fn granted_by(&self) -> Vec<String> {
+        let mut voters = self.granted_by.to_vec();
+        if let Some(late) = &self.late
+            && !late.superseded.load(std::sync::atomic::Ordering::Relaxed)
+        {
+            for voter in late.granted() {
+                if !voters.contains(&voter) {
+                    voters.push(voter);
+                }
+            }
+        }
+        voters
     }
 
     /// The fencing token: strictly greater than the token of every earlier holder of this

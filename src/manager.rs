@@ -36,9 +36,9 @@ use crate::topology_cache::TopologyCache;
 ///
 /// # async fn demo() -> Result<(), redlock_cluster::LockError> {
 /// let manager = LockManager::new(&["redis://127.0.0.1:7000"], LockConfig::new())?;
-/// if let Some(lock) = manager.acquire("orders/42", Duration::from_secs(10)).await? {
+/// if let Some(mut lock) = manager.acquire("orders/42", Duration::from_secs(10)).await? {
 ///     // ... critical section, while lock.is_valid() ...
-///     manager.release(&lock).await?;
+///     manager.release(&mut lock).await?;
 /// }
 /// # Ok(()) }
 /// ```
@@ -113,8 +113,9 @@ impl LockManager {
             Topology::Independent { nodes } => nodes.clone(),
             Topology::Cluster { masters, .. } => masters.clone(),
         };
-        let limit = manager.inner.config.connect_timeout_value();
-        // Connection failures are not fatal here: a minority of voters may be down.
+        // No node costs more than the node timeout; connection failures are not fatal here
+        // (a minority of voters may be down), and a slow connection goes on opening.
+        let limit = manager.inner.config.node_timeout_value();
         join_all(nodes.iter().map(|n| with_deadline(limit, n.connect()))).await;
         crate::acks::check_replicas(&manager.inner.config, topology.mode(), &nodes)?;
         Ok(manager)
@@ -125,8 +126,7 @@ impl LockManager {
     /// voter count are not checked again when keys are derived.
     pub(crate) fn with_seeds(config: LockConfig, seeds: Box<dyn Seeds>) -> Result<Self, LockError> {
         config.validate()?;
-        let topology =
-            TopologyCache::new(seeds, config.mode_value(), config.connect_timeout_value());
+        let topology = TopologyCache::new(seeds, config.mode_value(), config.node_timeout_value());
         Ok(LockManager {
             inner: Arc::new(Inner {
                 id: NEXT_MANAGER_ID.fetch_add(1, Ordering::Relaxed),

@@ -14,7 +14,6 @@ mod inspect;
 mod release;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::oneshot;
@@ -50,24 +49,18 @@ pub(crate) struct Round<'a> {
     pub(crate) flight: &'a Arc<InFlight>,
 }
 
-/// `call` on `voter`, unless the round is decided by the time the voter's connection is
-/// open: a call still waiting for its connection at the decision is never sent. A call sent
-/// on an open connection is queued there at once (on its first poll) and runs before anything
-/// sent later on that connection (the lock's release or extend); one that would only be sent
-/// once a connection opens after the decision has no such order, so it is not sent at all.
-/// An open connection is taken as it is (no connect pass); the decision is checked either way.
-async fn unless_decided<T>(
+/// `call` on `voter` once its connection is open (an open connection is taken as it is, with
+/// no connect pass). The call is sent even when the round was decided meanwhile: a fresh
+/// manager's connections open while its first rounds run, and a vote that waited for one
+/// still reaches its voter, so that a lock holds a key on every reachable voter (see
+/// `LateVotes`). A caller that gives up drops the call: a request not yet written is never
+/// sent.
+async fn on_connection<T>(
     voter: &Voter,
-    decided: &AtomicBool,
     call: impl Future<Output = Result<T, NodeError>>,
 ) -> Result<T, NodeError> {
     if !voter.node.is_connected() {
         voter.node.connect().await?;
-    }
-    if decided.load(Ordering::Acquire) {
-        return Err(NodeError::Connect(
-            "the connection opened after the round was decided; not sent".into(),
-        ));
     }
     call.await
 }
@@ -87,8 +80,6 @@ struct Shared {
     voters: Arc<[Voter]>,
     token: LockToken,
     config: Arc<LockConfig>,
-    /// Set when the round is decided (or abandoned): see [`unless_decided`].
-    decided: AtomicBool,
 }
 
 impl Round<'_> {

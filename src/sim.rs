@@ -147,7 +147,7 @@ fn run_with(scenario: &Scenario, config: LockConfig) -> Vec<Hold> {
                                 from,
                                 until,
                             });
-                            let _ = manager.release(&lock).await;
+                            let _ = manager.release(&mut lock).await;
                         }
                         // Back off about as long as a holder holds: rounds decide early, so a
                         // short backoff would spend every attempt while one holder holds.

@@ -97,8 +97,8 @@ fn counterexample(config: LockConfig) -> Outcome {
                 .find(|f| f.node == "C")
                 .map(|f| f.error.clone()),
         };
-        if let Ok(Some(lock)) = got {
-            let _ = second.release(&lock).await;
+        if let Ok(Some(mut lock)) = got {
+            let _ = second.release(&mut lock).await;
         }
         // After the first lock's TTL and C's quarantine (1.1 s + 5 s).
         tokio::time::sleep_until(epoch + Duration::from_millis(6200)).await;

@@ -21,7 +21,7 @@ use crate::server::{ServerFacts, admit, refusal};
 mod discovery;
 mod mode;
 
-pub(crate) use discovery::{Seeds, discover};
+pub(crate) use discovery::{Discovered, Seeds, check_late_seed, discover};
 use mode::decide_mode;
 
 // Named by the module docs.

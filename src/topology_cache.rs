@@ -17,7 +17,8 @@ use tokio::time::Instant;
 
 use crate::config::Mode;
 use crate::error::LockError;
-use crate::topology::{Seeds, Topology, discover};
+use crate::node::SharedNode;
+use crate::topology::{Discovered, Seeds, Topology, check_late_seed, discover};
 
 /// The least time between two background topology refreshes.
 pub const REFRESH_INTERVAL: Duration = Duration::from_millis(100);
@@ -50,7 +51,8 @@ pub(crate) struct TopologyCache {
     seeds: Box<dyn Seeds>,
     /// The configured mode (forced or detected).
     mode: Mode,
-    /// The bound of each node read during discovery (the connect timeout).
+    /// The bound of each node read during discovery (the node timeout: no caller waits
+    /// longer for any one seed).
     timeout: Duration,
     /// The current view of the voters; `None` until a read succeeded. A std mutex: it is
     /// never held across an `.await`.
@@ -64,7 +66,32 @@ pub(crate) struct TopologyCache {
     last_refresh: Mutex<Option<Instant>>,
     /// The voter lists of granted locks, shared between locks.
     granted: crate::lock::GrantedSets,
+    /// The seeds whose answer was not in when the mode was decided: checked in the
+    /// background when they answer (see [`TopologyCache::check_late_seeds`]).
+    late: LateSeeds,
 }
+
+/// Seeds still to be checked against the decided mode, and what such a check found.
+#[derive(Debug, Default)]
+struct LateSeeds {
+    /// Set while `unchecked` is not empty: the hot path reads only this.
+    any: AtomicBool,
+    /// Set while a check runs (one at a time).
+    checking: AtomicBool,
+    /// The seeds not checked yet. A std mutex, never held across an `.await`.
+    unchecked: Mutex<Vec<SharedNode>>,
+    /// When the last check started: a seed that stays silent is asked at most every
+    /// [`LATE_SEED_INTERVAL`].
+    last_check: Mutex<Option<Instant>>,
+    /// A late seed that disagreed with the decided mode or cluster: every later call fails
+    /// with this configuration error.
+    invalid: Mutex<Option<LockError>>,
+    /// Set with `invalid`: the hot path reads only this.
+    is_invalid: AtomicBool,
+}
+
+/// The least time between two checks of the seeds that did not answer at discovery.
+const LATE_SEED_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Lock a std mutex whose data stays consistent even if a holder panicked (every critical
 /// section here is a single read or write).
@@ -84,6 +111,7 @@ impl TopologyCache {
             reads: Mutex::new(Reads::default()),
             last_refresh: Mutex::new(None),
             granted: crate::lock::GrantedSets::default(),
+            late: LateSeeds::default(),
         }
     }
 
@@ -116,6 +144,7 @@ impl TopologyCache {
     /// rounds go on with the last good view, so that a paused or dead node never stalls a
     /// round on a refresh.
     pub(crate) async fn get(self: &Arc<Self>) -> Result<Arc<Topology>, LockError> {
+        self.check_late_seeds()?;
         if let Some(current) = self.current() {
             if self.stale.load(Ordering::Acquire) && !self.refreshed_recently() {
                 // Background: the read runs in its own task whether or not anyone awaits it.
@@ -161,6 +190,78 @@ impl TopologyCache {
             Some(current) if !self.stale.load(Ordering::Acquire) => Ok(current),
             _ => self.read_shared().await,
         }
+    }
+
+    /// The configuration error a late seed revealed, if any; otherwise, when seeds are still
+    /// unchecked, a background check of them (at most one at a time, at most every
+    /// [`LATE_SEED_INTERVAL`]): each is asked within the node timeout, and one that
+    /// disagrees with the decided mode or cluster (or is an alias of another seed) turns
+    /// every later call into that [`LockError::InvalidConfig`], with a warning.
+    fn check_late_seeds(self: &Arc<Self>) -> Result<(), LockError> {
+        if self.late.is_invalid.load(Ordering::Acquire)
+            && let Some(error) = locked(&self.late.invalid).clone()
+        {
+            return Err(error);
+        }
+        if !self.late.any.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        {
+            let mut last = locked(&self.late.last_check);
+            if last.is_some_and(|at| at.elapsed() < LATE_SEED_INTERVAL) {
+                return Ok(());
+            }
+            if self.late.checking.swap(true, Ordering::AcqRel) {
+                return Ok(());
+            }
+            *last = Some(Instant::now());
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.late.checking.store(false, Ordering::Release);
+            return Ok(());
+        };
+        let cache = self.clone();
+        runtime.spawn(async move {
+            cache.check_unchecked().await;
+            cache.late.checking.store(false, Ordering::Release);
+        });
+        Ok(())
+    }
+
+    /// One check of every unchecked seed, all at once.
+    async fn check_unchecked(&self) {
+        let Some(current) = self.current() else {
+            return;
+        };
+        let unchecked = locked(&self.late.unchecked).clone();
+        let checks =
+            futures::future::join_all(unchecked.iter().map(|node| {
+                check_late_seed(self.seeds(), node, &current, self.mode, self.timeout)
+            }))
+            .await;
+        let mut agreed = Vec::new();
+        for (node, check) in unchecked.iter().zip(checks) {
+            match check {
+                Ok(true) => agreed.push(node.clone()),
+                Ok(false) => {}
+                Err(error) => {
+                    tracing::warn!(
+                        node = node.addr(),
+                        %error,
+                        "a seed that answered late disagrees with the decided voters; every \
+                         call of this manager fails until the node list is fixed"
+                    );
+                    *locked(&self.late.invalid) = Some(error);
+                    self.late.is_invalid.store(true, Ordering::Release);
+                    return;
+                }
+            }
+        }
+        let mut unchecked = locked(&self.late.unchecked);
+        unchecked.retain(|node| !agreed.iter().any(|a| Arc::ptr_eq(a, node)));
+        self.late
+            .any
+            .store(!unchecked.is_empty(), Ordering::Release);
     }
 
     fn in_flight(&self) -> Option<SharedRead> {
@@ -226,7 +327,21 @@ impl TopologyCache {
         let previous = self.current();
         let result = discover(self.seeds(), previous.as_deref(), self.mode, self.timeout)
             .await
-            .map(Arc::new);
+            .map(
+                |Discovered {
+                     topology,
+                     unchecked,
+                 }| {
+                    // A refresh through the known masters asks no seed: keep the list as it is.
+                    if !matches!(previous.as_deref(), Some(Topology::Cluster { .. })) {
+                        self.late
+                            .any
+                            .store(!unchecked.is_empty(), Ordering::Release);
+                        *locked(&self.late.unchecked) = unchecked;
+                    }
+                    Arc::new(topology)
+                },
+            );
         match &result {
             Ok(fresh) => {
                 tracing::debug!(mode = ?fresh.mode(), refresh = previous.is_some(), "topology read");

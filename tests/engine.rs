@@ -64,7 +64,7 @@ async fn two_managers_exclude_each_other(urls: &[String]) {
         .await
         .expect("manager b");
     let ttl = Duration::from_secs(10);
-    let lock = a
+    let mut lock = a
         .try_acquire("exclusive", ttl)
         .await
         .expect("a")
@@ -81,16 +81,16 @@ async fn two_managers_exclude_each_other(urls: &[String]) {
             .expect("info")
             .held_by_caller
     );
-    assert!(a.release(&lock).await.expect("release"));
-    let again = b
+    assert!(a.release(&mut lock).await.expect("release"));
+    let mut again = b
         .try_acquire("exclusive", ttl)
         .await
         .expect("b")
         .expect("b after release");
     assert!(!a.is_locked("other").await.expect("is_locked"));
     assert!(b.is_locked("exclusive").await.expect("is_locked"));
-    assert!(b.release(&again).await.expect("release"));
-    assert!(!a.release(&lock).await.expect("second release is a no"));
+    assert!(b.release(&mut again).await.expect("release"));
+    assert!(!a.release(&mut lock).await.expect("second release is a no"));
 }
 
 /// For every subset of voters already holding the resource under a foreign token, acquire
@@ -112,7 +112,7 @@ async fn subsets_decide_by_majority(urls: &[String]) {
         let free = held.iter().filter(|h| !**h).count();
         let outcome = manager.try_acquire("subset", Duration::from_secs(10)).await;
         match outcome {
-            Ok(Some(lock)) => {
+            Ok(Some(mut lock)) => {
                 assert!(free >= majority(n), "granted with only {free} of {n} free");
                 for (i, (addr, key)) in voters.iter().enumerate() {
                     let want = if held[i] {
@@ -122,7 +122,7 @@ async fn subsets_decide_by_majority(urls: &[String]) {
                     };
                     assert_eq!(get(addr, key).as_deref(), Some(want));
                 }
-                assert!(manager.release(&lock).await.expect("release"));
+                assert!(manager.release(&mut lock).await.expect("release"));
             }
             Ok(None) => {
                 assert!(free < majority(n), "refused with {free} of {n} free");
@@ -184,7 +184,7 @@ async fn extend_and_release_rules(urls: &[String]) {
             .await
             .expect("extend")
     );
-    assert!(!manager.release(&lock).await.expect("release"));
+    assert!(!manager.release(&mut lock).await.expect("release"));
     for (addr, key) in &voters {
         assert_eq!(get(addr, key).as_deref(), Some("intruder"));
         let pttl: i64 = redis::cmd("PTTL")
@@ -198,7 +198,7 @@ async fn extend_and_release_rules(urls: &[String]) {
 
 async fn script_flush_does_not_break_locking(urls: &[String], all_nodes: &[String]) {
     let manager = LockManager::connect(urls, config()).await.expect("manager");
-    let lock = manager
+    let mut lock = manager
         .try_acquire("flushed", Duration::from_secs(5))
         .await
         .expect("acquire")
@@ -210,13 +210,18 @@ async fn script_flush_does_not_break_locking(urls: &[String], all_nodes: &[Strin
             .query(&mut raw(addr))
             .expect("flush");
     }
-    assert!(manager.release(&lock).await.expect("release after flush"));
-    let again = manager
+    assert!(
+        manager
+            .release(&mut lock)
+            .await
+            .expect("release after flush")
+    );
+    let mut again = manager
         .try_acquire("flushed", Duration::from_secs(5))
         .await
         .expect("acquire after flush")
         .expect("granted after flush");
-    assert!(manager.release(&again).await.expect("release"));
+    assert!(manager.release(&mut again).await.expect("release"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -318,13 +323,13 @@ async fn one_voter_down_still_locks_two_down_is_unavailable() {
         .await
         .expect("manager");
     servers.node_mut(2).kill().expect("kill");
-    let lock = manager
+    let mut lock = manager
         .try_acquire("degraded", Duration::from_secs(5))
         .await
         .expect("acquire with one voter down")
         .expect("granted by 2 of 3");
     assert_eq!(lock.granted_by().len(), 2);
-    assert!(manager.release(&lock).await.expect("release"));
+    assert!(manager.release(&mut lock).await.expect("release"));
 
     servers.node_mut(1).kill().expect("kill");
     let started = Instant::now();
@@ -362,7 +367,7 @@ async fn a_paused_voter_costs_at_most_the_node_timeout() {
     let manager = LockManager::connect(&urls, config).await.expect("manager");
     servers.nodes()[0].pause().expect("pause");
     let started = Instant::now();
-    let lock = manager
+    let mut lock = manager
         .try_acquire("paused", Duration::from_secs(5))
         .await
         .expect("acquire")
@@ -371,7 +376,7 @@ async fn a_paused_voter_costs_at_most_the_node_timeout() {
     servers.nodes()[0].resume().expect("resume");
     assert!(took < Duration::from_secs(3), "took {took:?}");
     assert!(lock.remaining() < Duration::from_secs(5));
-    assert!(manager.release(&lock).await.expect("release"));
+    assert!(manager.release(&mut lock).await.expect("release"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -435,12 +440,12 @@ async fn bad_input_is_a_clear_error() {
     );
     // Odd names are fine.
     for name in ["{", "}", "{}", "a b\tc\n", "ключ", "\u{0}"] {
-        let lock = manager
+        let mut lock = manager
             .try_acquire(name, ttl)
             .await
             .expect(name)
             .expect(name);
-        assert!(manager.release(&lock).await.expect(name));
+        assert!(manager.release(&mut lock).await.expect(name));
     }
 
     for url in [
@@ -521,12 +526,12 @@ async fn cluster_failover_is_followed_by_the_voters() {
     // re-read the topology in the background until voter 0 is the promoted replica.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let lock = manager
+        let mut lock = manager
             .try_acquire("failover", Duration::from_secs(5))
             .await
             .expect("acquire during failover")
             .expect("granted");
-        assert!(manager.release(&lock).await.expect("release"));
+        assert!(manager.release(&mut lock).await.expect("release"));
         assert!(
             !lock.granted_by().contains(&dead_addr),
             "the dead master cannot have voted: {:?}",
@@ -579,14 +584,14 @@ async fn acl_user_and_password_in_urls() {
     let manager = LockManager::connect(&urls, config())
         .await
         .expect("manager");
-    let lock = manager
+    let mut lock = manager
         .try_acquire("acl", Duration::from_secs(5))
         .await
         .expect("acquire as locker")
         .expect("granted");
     // Decided by the first two grants (the round does not wait for the third).
     assert!(lock.granted_by().len() >= 2);
-    assert!(manager.release(&lock).await.expect("release"));
+    assert!(manager.release(&mut lock).await.expect("release"));
 
     let wrong: Vec<String> = urls.iter().map(|u| u.replace("s3cret", "wrong")).collect();
     let manager = LockManager::new(&wrong, config()).expect("valid URLs");
@@ -620,11 +625,11 @@ async fn a_node_down_at_first_use_is_retried_until_it_answers() {
         .max_attempts(40)
         .base_delay(Duration::from_millis(100))
         .max_delay(Duration::from_millis(200));
-    let lock = manager
+    let mut lock = manager
         .acquire_with("late", Duration::from_secs(5), &retry)
         .await
         .expect("retried until the node answered")
         .expect("granted");
     let _servers = restarter.join().expect("restarter");
-    assert!(manager.release(&lock).await.expect("release"));
+    assert!(manager.release(&mut lock).await.expect("release"));
 }

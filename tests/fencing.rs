@@ -77,7 +77,7 @@ async fn stalled_holder_is_fenced_off(urls: &[String], store: &str) {
     tokio::time::sleep(lock_a.remaining() + Duration::from_millis(300)).await;
     assert!(!lock_a.is_valid());
 
-    let lock_b = b
+    let mut lock_b = b
         .acquire("ledger", ttl)
         .await
         .expect("B acquires")
@@ -98,7 +98,7 @@ async fn stalled_holder_is_fenced_off(urls: &[String], store: &str) {
     assert!(info.held_by_caller);
     let floor = info.fencing_token.expect("a quorum read the counters");
     assert!(floor >= token_b, "floor {floor} below B's token {token_b}");
-    assert!(b.release(&lock_b).await.expect("release"));
+    assert!(b.release(&mut lock_b).await.expect("release"));
 
     // The guard and the facade carry the token too, and it keeps growing.
     let guard = a
@@ -139,7 +139,7 @@ async fn no_token_without_fencing() {
     let manager = LockManager::connect(&masters.urls(), config().fencing(false))
         .await
         .expect("manager");
-    let lock = manager
+    let mut lock = manager
         .acquire("plain", Duration::from_secs(2))
         .await
         .expect("acquire")
@@ -147,7 +147,7 @@ async fn no_token_without_fencing() {
     assert_eq!(lock.fencing_token(), None);
     let info = manager.inspect("plain", None).await.expect("info");
     assert_eq!(info.fencing_token, None);
-    manager.release(&lock).await.expect("release");
+    manager.release(&mut lock).await.expect("release");
 }
 
 // Issue 16: the three sequences in which the counter-only token went backwards, on real

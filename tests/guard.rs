@@ -23,12 +23,12 @@ fn manager(urls: &[String]) -> LockManager {
 async fn time_until_free(manager: &LockManager, resource: &str, limit: Duration) -> Duration {
     let start = Instant::now();
     loop {
-        if let Some(lock) = manager
+        if let Some(mut lock) = manager
             .try_acquire(resource, Duration::from_secs(5))
             .await
             .expect("probe")
         {
-            manager.release(&lock).await.expect("release probe");
+            manager.release(&mut lock).await.expect("release probe");
             return start.elapsed();
         }
         assert!(
@@ -556,7 +556,12 @@ async fn extensions_follow_a_reshard_of_the_voter_slots() {
         "extended on masters that are no longer voters: {:?} vs {now_voters:?}",
         plain.granted_by()
     );
-    assert!(plain_manager.release(&plain).await.expect("release plain"));
+    assert!(
+        plain_manager
+            .release(&mut plain)
+            .await
+            .expect("release plain")
+    );
 
     // The guard outlives its first TTL: its extensions went to the new masters.
     let done = tokio::select! {

@@ -79,7 +79,7 @@ async fn until_subscribed(manager: &LockManager, resource: &str, count: i64) {
 async fn waiter_is_notified(urls: &[String]) {
     let holder = LockManager::connect(urls, config()).await.expect("holder");
     let waiting = LockManager::connect(urls, config()).await.expect("waiter");
-    let lock = holder
+    let mut lock = holder
         .acquire("notify/prompt", Duration::from_secs(60))
         .await
         .expect("acquire")
@@ -95,13 +95,13 @@ async fn waiter_is_notified(urls: &[String]) {
     };
     // The waiter subscribes once its first attempt found the resource held.
     until_subscribed(&waiting, "notify/prompt", 1).await;
-    assert!(holder.release(&lock).await.expect("release"));
+    assert!(holder.release(&mut lock).await.expect("release"));
     let released = Instant::now();
     let (acquired, at) = tokio::time::timeout(Duration::from_secs(90), waiter)
         .await
         .expect("the waiter returns")
         .expect("waiter task");
-    let acquired = acquired
+    let mut acquired = acquired
         .expect("no error")
         .expect("the waiter took the lock");
     let after = at.saturating_duration_since(released);
@@ -111,7 +111,7 @@ async fn waiter_is_notified(urls: &[String]) {
     );
     // The last waiter out unsubscribes.
     until_subscribed(&waiting, "notify/prompt", 0).await;
-    waiting.release(&acquired).await.expect("release");
+    waiting.release(&mut acquired).await.expect("release");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -134,7 +134,7 @@ async fn killed_subscriber_degrades_to_polling() {
     let urls = servers.urls();
     let holder = LockManager::connect(&urls, config()).await.expect("holder");
     let waiting = LockManager::connect(&urls, config()).await.expect("waiter");
-    let lock = holder
+    let mut lock = holder
         .acquire("notify/killed", Duration::from_secs(60))
         .await
         .expect("acquire")
@@ -166,14 +166,14 @@ async fn killed_subscriber_degrades_to_polling() {
         !waiter.is_finished(),
         "the waiter gave up while the lock was held"
     );
-    assert!(holder.release(&lock).await.expect("release"));
-    let acquired = tokio::time::timeout(Duration::from_secs(60), waiter)
+    assert!(holder.release(&mut lock).await.expect("release"));
+    let mut acquired = tokio::time::timeout(Duration::from_secs(60), waiter)
         .await
         .expect("the waiter returns")
         .expect("waiter task")
         .expect("no error")
         .expect("the waiter took the lock");
-    waiting.release(&acquired).await.expect("release");
+    waiting.release(&mut acquired).await.expect("release");
 }
 
 /// 16 tasks (4 managers of 4 tasks, so both the in-process queue and the notices between
@@ -202,7 +202,7 @@ async fn sixteen_waiters_all_finish_without_overlap() {
                 let mut longest = Duration::ZERO;
                 for _ in 0..ROUNDS {
                     let start = Instant::now();
-                    let lock = manager
+                    let mut lock = manager
                         .acquire("notify/contended", Duration::from_secs(10))
                         .await
                         .expect("no error")
@@ -211,7 +211,7 @@ async fn sixteen_waiters_all_finish_without_overlap() {
                     assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0, "two holders");
                     tokio::time::sleep(Duration::from_millis(1)).await;
                     inside.fetch_sub(1, Ordering::SeqCst);
-                    assert!(manager.release(&lock).await.expect("release"));
+                    assert!(manager.release(&mut lock).await.expect("release"));
                 }
                 longest
             }));

@@ -120,9 +120,9 @@ async fn acquire_with_votes(manager: &LockManager, resource: &str, want: usize) 
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 return lock;
             }
-            Ok(Some(lock)) => {
+            Ok(Some(mut lock)) => {
                 seen.push(format!("granted by {:?}", lock.granted_by()));
-                let _ = manager.release(&lock).await;
+                let _ = manager.release(&mut lock).await;
             }
             other => seen.push(format!("{other:?}")),
         }
@@ -138,7 +138,7 @@ async fn fail_over_voter_0(cluster: Cluster, config: LockConfig, round: usize) -
     let urls = cluster.urls();
     let manager = LockManager::connect(&urls, config).await.expect("manager");
     let resource = format!("acks/held-{round}");
-    let lock = acquire_with_votes(&manager, &resource, 3).await;
+    let mut lock = acquire_with_votes(&manager, &resource, 3).await;
     let voters = manager.voters_of(&resource).await.expect("voters");
     // The first voter whose vote decided the round (acknowledged when acks are on).
     let decided = voters
@@ -157,7 +157,7 @@ async fn fail_over_voter_0(cluster: Cluster, config: LockConfig, round: usize) -
     .expect("failover thread");
     let kept = get(&addr_of(&cluster, promoted), &voters[decided].1).as_deref()
         == Some(lock.token().as_str());
-    let _ = manager.release(&lock).await;
+    let _ = manager.release(&mut lock).await;
     let cluster = tokio::task::spawn_blocking(move || {
         cluster.node_mut(victim).restart().expect("restart");
         cluster
@@ -302,7 +302,7 @@ async fn a_failover_plus_one_lost_vote_no_longer_breaks_an_acknowledged_lock() {
     let replica = cut_off_replica(&cluster, master);
     let outcome = first.try_acquire(resource, HELD_TTL).await;
     cluster.nodes()[replica].resume().expect("resume replica");
-    let lock = outcome.expect("acquire").expect("voters 1 and 2 grant");
+    let mut lock = outcome.expect("acquire").expect("voters 1 and 2 grant");
     eprintln!(
         "with acks and voter 0's replica cut off: granted by {:?}",
         lock.granted_by()
@@ -311,7 +311,7 @@ async fn a_failover_plus_one_lost_vote_no_longer_breaks_an_acknowledged_lock() {
         !lock.granted_by().contains(&voters[0].0),
         "voter 0's unacknowledged vote counted: {lock:?}"
     );
-    first.release(&lock).await.expect("release");
+    first.release(&mut lock).await.expect("release");
     cluster = tokio::task::spawn_blocking(move || {
         cluster.wait_healthy(FAILOVER_TIMEOUT).expect("healthy");
         cluster
@@ -471,5 +471,5 @@ async fn independent_masters_with_replicas_vote_with_acks() {
             "replica {i} does not have the extended TTL: {pttl} ms"
         );
     }
-    assert!(manager.release(&lock).await.expect("release"));
+    assert!(manager.release(&mut lock).await.expect("release"));
 }

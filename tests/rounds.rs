@@ -80,7 +80,7 @@ async fn overload_leaves_no_orphan_keys() {
         won.len(),
         started.elapsed()
     );
-    for lock in &won {
+    for lock in &mut won {
         manager.release(lock).await.expect("release");
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -113,13 +113,13 @@ async fn a_hung_voter_does_not_tax_fresh_managers() {
                 let manager = LockManager::new(&urls, config).expect("manager");
                 manager.mode().await.expect("topology");
                 let started = Instant::now();
-                let lock = manager
+                let mut lock = manager
                     .try_acquire(&format!("fresh/{i}"), Duration::from_secs(10))
                     .await
                     .expect("acquire")
                     .expect("granted by the two live voters");
                 let took = started.elapsed();
-                manager.release(&lock).await.expect("release");
+                manager.release(&mut lock).await.expect("release");
                 took
             })
         })
@@ -206,8 +206,8 @@ async fn close_waits_for_pending_releases() {
     }
     // Acquisitions that completed before the abort hold their locks: release them.
     for task in cancelled {
-        if let Ok(Ok(Some(lock))) = task.await {
-            manager.release(&lock).await.expect("release");
+        if let Ok(Ok(Some(mut lock))) = task.await {
+            manager.release(&mut lock).await.expect("release");
         }
     }
     let report = manager.close(Duration::from_secs(10)).await;

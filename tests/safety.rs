@@ -102,8 +102,10 @@ async fn mixed_seeds_never_decide_the_mode_by_timing() {
     );
     assert_eq!(cluster_manager.mode().await.expect("mode"), Mode::Cluster);
 
-    // Forced independent with the cluster node silent at discovery: it is tolerated then, but
-    // its connection later shows cluster_enabled:1 and it never votes.
+    // Forced independent with the cluster node silent at discovery: the two standalone
+    // masters are a majority of the seeds and decide, but the cluster node never votes (its
+    // connection shows cluster_enabled:1 before its first vote counts), and once it answers,
+    // the late check turns the manager's calls into the configuration error naming it.
     let seeds = [
         solo.urls()[0].clone(),
         solo.urls()[1].clone(),
@@ -114,33 +116,40 @@ async fn mixed_seeds_never_decide_the_mode_by_timing() {
     let mode = manager.mode().await;
     cluster_node.resume().expect("resume");
     assert_eq!(mode.expect("forced mode"), Mode::Independent);
-    let lock = manager
-        .try_acquire("forced", Duration::from_secs(10))
-        .await
-        .expect("acquire")
-        .expect("the two standalone masters grant");
-    assert_eq!(
-        lock.granted_by(),
-        [addr(&solo.nodes()[0]), addr(&solo.nodes()[1])]
-    );
-    let info = manager
-        .inspect("forced", Some(lock.token()))
-        .await
-        .expect("inspect");
-    assert!(info.held_by_caller);
-    let refused = &info.nodes[2];
-    assert!(
-        matches!(&refused.error, Some(NodeError::Refused(why)) if why.contains("cluster_enabled:1")),
-        "{refused:?}"
-    );
-    assert!(manager.release(&lock).await.expect("release"));
+    match manager.try_acquire("forced", Duration::from_secs(10)).await {
+        // Before the late check has run: the standalone masters grant, the cluster node's
+        // vote is refused.
+        Ok(Some(lock)) => assert_eq!(
+            lock.granted_by(),
+            [addr(&solo.nodes()[0]), addr(&solo.nodes()[1])]
+        ),
+        Err(err) => assert!(invalid_config_naming(&err, &addr(cluster_node)), "{err}"),
+        other => panic!("{other:?}"),
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let err = loop {
+        match manager.inspect("forced", None).await {
+            Err(err @ LockError::InvalidConfig(_)) => break err,
+            Ok(info) => {
+                let refused = &info.nodes[2];
+                assert!(
+                    matches!(&refused.error, Some(NodeError::Refused(why)) if why.contains("cluster_enabled:1")),
+                    "{refused:?}"
+                );
+            }
+            Err(other) => panic!("{other}"),
+        }
+        assert!(std::time::Instant::now() < deadline, "no late check");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(invalid_config_naming(&err, &addr(cluster_node)), "{err}");
 }
 
 /// Items 5 and 3(b), independent mode. Before: `localhost:P/1`, `127.0.0.1:P/2` and a third
 /// node were three voters, and with the third stopped, P alone granted the lock (two votes).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_server_never_votes_twice() {
-    let mut servers = Standalone::start(2).expect("2 masters");
+    let servers = Standalone::start(2).expect("2 masters");
     let (p, q) = (servers.nodes()[0].port(), servers.nodes()[1].port());
     let third = format!("redis://127.0.0.1:{q}");
     for aliases in [
@@ -172,19 +181,25 @@ async fn one_server_never_votes_twice() {
         }
     }
 
-    // Defence in depth: P silent at discovery (so the list check cannot see the alias), then
-    // back, with the third node stopped: P's two names are one vote, not a quorum.
-    let urls = [
+    // Defence in depth: P silent at discovery (so the list check cannot see the alias; the
+    // other three of five seeds are a majority and decide), then back, with two of the
+    // others stopped: P's two names are one vote, not a quorum (3 of 5 would be).
+    drop(servers);
+    let mut servers = Standalone::start(4).expect("4 masters");
+    let p = servers.nodes()[0].port();
+    let others: Vec<String> = servers.urls()[1..].to_vec();
+    let mut urls = vec![
         format!("redis://localhost:{p}/1"),
         format!("redis://127.0.0.1:{p}/2"),
-        third,
     ];
+    urls.extend(others);
     servers.nodes()[0].pause().expect("pause");
     let manager = LockManager::new(&urls, config().mode(Mode::Independent)).expect("manager");
     let mode = manager.mode().await;
     servers.nodes()[0].resume().expect("resume");
     assert_eq!(mode.expect("forced mode"), Mode::Independent);
-    servers.node_mut(1).kill().expect("kill the third");
+    servers.node_mut(2).kill().expect("kill a third");
+    servers.node_mut(3).kill().expect("kill a fourth");
     let outcome = manager.try_acquire("alias", Duration::from_secs(10)).await;
     let err = outcome.expect_err("one server alone must not grant the lock");
     assert!(err.is_unavailable(), "{err}");
@@ -199,6 +214,19 @@ async fn one_server_never_votes_twice() {
         matches!(duplicate, Some(f) if matches!(&f.error, NodeError::Refused(why) if why.contains("same server"))),
         "{err}"
     );
+    // And the seeds that were silent at discovery are checked once they answer: the alias
+    // turns the manager's later calls into the configuration error (bounded wait).
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let refused = loop {
+        match manager.mode().await {
+            Err(LockError::InvalidConfig(why)) => break why,
+            other => {
+                assert!(std::time::Instant::now() < deadline, "still {other:?}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    assert!(refused.contains("same Redis server"), "{refused}");
 }
 
 /// Item 3(b), cluster mode. Three voter keys on a two-master cluster: two keys share a master.
@@ -221,7 +249,7 @@ async fn two_voter_keys_on_one_master_count_once() {
     assert!(info.voters_share_master);
 
     // Both masters up: one vote each, 2 of 3, granted by two distinct masters.
-    let lock = manager
+    let mut lock = manager
         .try_acquire(resource, Duration::from_secs(10))
         .await
         .expect("acquire")
@@ -229,7 +257,7 @@ async fn two_voter_keys_on_one_master_count_once() {
     let mut granted = lock.granted_by().to_vec();
     granted.dedup();
     assert_eq!(granted.len(), 2, "{:?}", lock.granted_by());
-    assert!(manager.release(&lock).await.expect("release"));
+    assert!(manager.release(&mut lock).await.expect("release"));
 
     let other = cluster
         .nodes()
@@ -256,13 +284,13 @@ async fn a_one_node_cluster_votes_at_the_address_it_was_reached_at() {
     let voters = manager.voters_of("solo").await.expect("voters");
     assert_eq!(voters.len(), 1);
     assert_eq!(voters[0].0, node);
-    let lock = manager
+    let mut lock = manager
         .try_acquire("solo", Duration::from_secs(10))
         .await
         .expect("acquire")
         .expect("granted");
     assert_eq!(lock.granted_by(), std::slice::from_ref(&node));
-    assert!(manager.release(&lock).await.expect("release"));
+    assert!(manager.release(&mut lock).await.expect("release"));
 
     // With three voter keys on its one master, one server cannot make a quorum: a clear error.
     let manager = LockManager::connect(&[cluster.seed_url()], config())
@@ -319,8 +347,9 @@ async fn evicting_voters_are_warned_about_and_refusable() {
         .finish();
     let _default = tracing::subscriber::set_default(subscriber);
 
-    let refusing =
-        LockManager::new(&servers.urls(), config().refuse_evicting_voters(true)).expect("manager");
+    // Refused by default (issue 14.9: before, it voted with a warning only, and a second
+    // client acquired while the first held, 3 of 3 tries under `volatile-ttl`).
+    let refusing = LockManager::new(&servers.urls(), config()).expect("manager");
     let err = refusing
         .try_acquire("evict", Duration::from_secs(10))
         .await
@@ -330,14 +359,15 @@ async fn evicting_voters_are_warned_about_and_refusable() {
         "{err}"
     );
 
-    let warning = LockManager::new(&servers.urls(), config()).expect("manager");
+    let warning =
+        LockManager::new(&servers.urls(), config().refuse_evicting_voters(false)).expect("manager");
     for _ in 0..2 {
-        let lock = warning
+        let mut lock = warning
             .try_acquire("evict", Duration::from_secs(10))
             .await
             .expect("acquire")
-            .expect("an evicting voter still votes by default");
-        assert!(warning.release(&lock).await.expect("release"));
+            .expect("an evicting voter votes once the risk is accepted");
+        assert!(warning.release(&mut lock).await.expect("release"));
     }
     let text = log.text();
     let warned = text.matches("can evict lock keys").count();
@@ -451,4 +481,33 @@ async fn a_foreign_value_at_a_lock_key_is_one_clear_error() {
     let err = manager.inspect("listed", None).await.unwrap_err();
     assert!(wrong_type(&err), "{err}");
     assert!(err.to_string().contains("DEL"), "{err}");
+}
+
+/// Issue 14.10. Before: a user whose key patterns leave out the lock keys got `Permission`
+/// naming "a command" with the advice `ACL SETUSER <user> +a command`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_pattern_refusal_names_the_keys_and_the_pattern_fix() {
+    let servers = Standalone::start(1).expect("1 master");
+    let node = &servers.nodes()[0];
+    command(
+        node,
+        &["ACL", "SETUSER", "nokeys", "on", ">pw", "~other:*", "+@all"],
+    );
+    let url = vec![format!("redis://nokeys:pw@{}", addr(node))];
+    let manager = LockManager::new(&url, config()).expect("manager");
+    let err = manager
+        .acquire("acl-keys", Duration::from_secs(10))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, LockError::KeyPermission { node: n, key, .. }
+            if *n == addr(node) && key.starts_with("redlock:")),
+        "{err}"
+    );
+    let text = err.to_string();
+    assert!(text.contains("~redlock:*"), "{text}");
+    assert!(!text.contains("a command"), "{text}");
+    assert!(!err.is_retryable());
+    let err = manager.is_locked("acl-keys").await.unwrap_err();
+    assert!(matches!(err, LockError::KeyPermission { .. }), "{err}");
 }

@@ -136,8 +136,8 @@ async fn url_variants_are_accepted_or_refused_clearly() {
             Err(error) => format!("new: {error}"),
             Ok(manager) => {
                 match bounded(url, manager.try_acquire("url", Duration::from_secs(2))).await {
-                    Ok(Some(lock)) => {
-                        let released = bounded(url, manager.release(&lock)).await;
+                    Ok(Some(mut lock)) => {
+                        let released = bounded(url, manager.release(&mut lock)).await;
                         format!("granted, released {released:?}")
                     }
                     other => format!("{other:?}"),
@@ -180,7 +180,7 @@ async fn a_lock_is_extended_and_released_only_through_its_own_manager() {
         "two valid holders: {other:?}"
     );
     assert!(matches!(
-        bounded("b release", b.release(&lock)).await,
+        bounded("b release", b.release(&mut lock)).await,
         Err(LockError::ForeignLock { .. })
     ));
     let options = redlock_cluster::GuardOptions::new();
@@ -202,7 +202,7 @@ async fn a_lock_is_extended_and_released_only_through_its_own_manager() {
         Ok(true)
     ));
     assert!(matches!(
-        bounded("clone release", a_clone.release(&own)).await,
+        bounded("clone release", a_clone.release(&mut own)).await,
         Ok(true)
     ));
 }
@@ -269,7 +269,7 @@ async fn many_tasks_on_one_resource_never_overlap() {
                 let retry = RetryPolicy::new()
                     .max_attempts(20)
                     .base_delay(Duration::from_millis(5));
-                if let Ok(Some(lock)) = manager
+                if let Ok(Some(mut lock)) = manager
                     .acquire_with("shared", Duration::from_millis(300), &retry)
                     .await
                 {
@@ -277,7 +277,7 @@ async fn many_tasks_on_one_resource_never_overlap() {
                     sleep(Duration::from_millis(3)).await;
                     let end = std::time::Instant::now().min(lock.validity_deadline());
                     intervals.lock().unwrap().push((start, end));
-                    let _ = manager.release(&lock).await;
+                    let _ = manager.release(&mut lock).await;
                 }
             }
         }));
@@ -340,7 +340,7 @@ async fn forced_modes_and_voter_counts() {
         let outcome = match LockManager::new(&urls, config) {
             Err(error) => format!("new: {error}"),
             Ok(manager) => {
-                let first =
+                let mut first =
                     bounded(what, manager.try_acquire("modes", Duration::from_secs(5))).await;
                 let second =
                     bounded(what, manager.try_acquire("modes", Duration::from_secs(5))).await;
@@ -348,7 +348,7 @@ async fn forced_modes_and_voter_counts() {
                     !(matches!(first, Ok(Some(_))) && matches!(second, Ok(Some(_)))),
                     "{what}: two holders"
                 );
-                if let Ok(Some(lock)) = &first {
+                if let Ok(Some(lock)) = &mut first {
                     let _ = bounded(what, manager.release(lock)).await;
                 }
                 format!("first {first:?}\n    second {second:?}")
@@ -429,7 +429,7 @@ async fn late_grants_of_a_slow_voter_leave_no_keys() {
         .await
         .expect("manager");
     // Granted by the two fast voters; the slow one's key lands too and must go with the lock.
-    let lock = bounded(
+    let mut lock = bounded(
         "acquire",
         manager.try_acquire("late", Duration::from_secs(20)),
     )
@@ -437,7 +437,7 @@ async fn late_grants_of_a_slow_voter_leave_no_keys() {
     .expect("acquire")
     .expect("free");
     println!("granted by {:?}", lock.granted_by());
-    let released = bounded("release", manager.release(&lock)).await;
+    let released = bounded("release", manager.release(&mut lock)).await;
     sleep(Duration::from_secs(1)).await;
     let after_release = keys_on(&urls);
     // A failed round: one fast voter paused, the slow one late.
@@ -499,7 +499,7 @@ async fn ttl_and_resource_edges() {
         if let Ok(Some(mut lock)) = first {
             let short = bounded(what, manager.extend(&mut lock, Duration::from_millis(2))).await;
             println!("    extend to 2 ms: {short:?}");
-            let _ = bounded(what, manager.release(&lock)).await;
+            let _ = bounded(what, manager.release(&mut lock)).await;
         }
     }
     let manager = LockManager::new(&urls, config()).expect("manager");

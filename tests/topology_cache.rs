@@ -9,18 +9,20 @@ use redlock_harness::Standalone;
 use tokio::time::Instant;
 
 /// Issue 8 item 7: five concurrent acquires on a fresh manager whose only seed is stopped
-/// (SIGSTOP). They share one topology read: all five fail together after about one connect
-/// timeout. Before the fix each waited for the previous one's read and then read again:
-/// they finished 1, 2, 3, 4 and 5 s after the start.
+/// (SIGSTOP). They share one topology read: all five fail together after about one node
+/// timeout (the bound of every seed's answer since issue 14; one connect timeout before).
+/// Before the fix each waited for the previous one's read and then read again: they
+/// finished 1, 2, 3, 4 and 5 s after the start.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_first_acquires_share_one_topology_read() {
     let servers = Standalone::start(1).expect("1 master");
     let connect_timeout = Duration::from_secs(1);
+    let node_timeout = Duration::from_millis(200);
     let manager = LockManager::new(
         &servers.urls(),
         LockConfig::new()
             .connect_timeout(connect_timeout)
-            .node_timeout(Duration::from_millis(200)),
+            .node_timeout(node_timeout),
     )
     .expect("manager");
     tokio::task::block_in_place(|| servers.nodes()[0].pause().expect("pause"));
@@ -46,10 +48,12 @@ async fn concurrent_first_acquires_share_one_topology_read() {
     times.sort();
     eprintln!("finished after {times:?}");
     let (first, last) = (times[0], times[times.len() - 1]);
-    assert!(first >= connect_timeout / 2, "{first:?}");
+    assert!(first >= node_timeout / 2, "{first:?}");
     assert!(
-        last - first < Duration::from_millis(500),
+        last - first < Duration::from_millis(150),
         "the callers queued: {times:?}"
     );
-    assert!(last < connect_timeout * 2, "{times:?}");
+    // No caller waits for the connect timeout: the seed's answer is bounded by the node
+    // timeout, and its connection goes on opening in the background.
+    assert!(last < connect_timeout, "{times:?}");
 }

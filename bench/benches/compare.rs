@@ -120,6 +120,8 @@ struct Settings {
     contention_windows: usize,
     held_locks: usize,
     overload: usize,
+    /// Fresh handles per implementation and scenario in the first-acquire case.
+    fresh_handles: usize,
 }
 
 impl Settings {
@@ -141,6 +143,7 @@ impl Settings {
                 contention_windows: 1,
                 held_locks: 2_000,
                 overload: 10_000,
+                fresh_handles: 10,
             }
         } else {
             Self {
@@ -156,6 +159,7 @@ impl Settings {
                 contention_windows: 3,
                 held_locks: 10_000,
                 overload: 10_000,
+                fresh_handles: 30,
             }
         }
     }
@@ -377,7 +381,7 @@ async fn cycle(
         match imp {
             Impl::Raw => raw_cycle(resource, value, ttl).await,
             Impl::Ours => match setup.ours.try_acquire(&resource.name, ttl).await {
-                Ok(Some(lock)) => match setup.ours.release(&lock).await {
+                Ok(Some(mut lock)) => match setup.ours.release(&mut lock).await {
                     Ok(_) => Outcome::Done,
                     Err(_) => Outcome::Failed,
                 },
@@ -550,6 +554,103 @@ async fn paused(setup: &Setup, node: &RedisServer, s: &Settings) -> HashMap<Impl
     out
 }
 
+/// One voter's state in the first-acquire case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FreshScenario {
+    Healthy,
+    /// The third master SIGSTOPped: it accepts connections (the kernel does) but answers nothing.
+    Stopped,
+    /// The third master's address is a closed loopback port: connections are refused.
+    Refused,
+}
+
+impl fmt::Display for FreshScenario {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FreshScenario::Healthy => "healthy",
+            FreshScenario::Stopped => "one master SIGSTOPped",
+            FreshScenario::Refused => "one master refusing connections",
+        })
+    }
+}
+
+/// A loopback port with nothing listening on it (bound, then let go).
+fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// The first acquire of a brand-new handle over three masters: a new `LockManager` with the
+/// default configuration (`Mode::Auto`: it reads every master's `INFO` before the first
+/// round) or a new `rslock::LockManager` (no discovery: it connects on the first `lock`),
+/// timed from construction to the grant; then released (not timed). Interleaved, one handle
+/// of each implementation at a time.
+async fn fresh_first(
+    urls: &[String],
+    stopped: &RedisServer,
+    s: &Settings,
+) -> Vec<(FreshScenario, HashMap<Impl, Latency>)> {
+    let mut out = Vec::new();
+    for scenario in [
+        FreshScenario::Healthy,
+        FreshScenario::Stopped,
+        FreshScenario::Refused,
+    ] {
+        let mut urls = urls[..3].to_vec();
+        if scenario == FreshScenario::Refused {
+            urls[2] = format!("redis://127.0.0.1:{}", closed_port());
+        }
+        if scenario == FreshScenario::Stopped {
+            stopped.pause().expect("SIGSTOP");
+        }
+        let mut lat: HashMap<Impl, Latency> = HashMap::new();
+        for i in 0..s.fresh_handles {
+            for imp in rotated(&[Impl::Ours, Impl::Rslock], i) {
+                let name = format!("fresh-{scenario:?}-{imp}-{i}");
+                let entry = lat.entry(imp).or_default();
+                let start = Instant::now();
+                let granted = match imp {
+                    Impl::Ours => {
+                        let manager = LockManager::new(&urls, LockConfig::new()).expect("manager");
+                        let got = timeout(OP_LIMIT, manager.try_acquire(&name, TTL)).await;
+                        entry.samples.push(start.elapsed());
+                        match got {
+                            Ok(Ok(Some(mut lock))) => {
+                                let _ = timeout(OP_LIMIT, manager.release(&mut lock)).await;
+                                true
+                            }
+                            _ => false,
+                        }
+                    }
+                    _ => {
+                        let rs = rslock::LockManager::new(urls.clone());
+                        let got = timeout(OP_LIMIT, rs.lock(name.as_str(), TTL)).await;
+                        entry.samples.push(start.elapsed());
+                        match got {
+                            Ok(Ok(lock)) => {
+                                let _ = timeout(OP_LIMIT, rs.unlock(&lock)).await;
+                                true
+                            }
+                            _ => false,
+                        }
+                    }
+                };
+                if !granted {
+                    entry.not_done += 1;
+                }
+            }
+        }
+        if scenario == FreshScenario::Stopped {
+            stopped.resume().expect("SIGCONT");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        out.push((scenario, lat));
+    }
+    out
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Held {
     locks: usize,
@@ -591,8 +692,8 @@ async fn held_memory(setup: &Setup, imp: Impl, n: usize) -> Held {
                 bytes_per_lock: (after - before) as f64 / held.len().max(1) as f64,
             };
             stream::iter(held)
-                .for_each_concurrent(64, |lock| async move {
-                    let _ = timeout(OP_LIMIT, setup.ours.release(&lock)).await;
+                .for_each_concurrent(64, |mut lock| async move {
+                    let _ = timeout(OP_LIMIT, setup.ours.release(&mut lock)).await;
                 })
                 .await;
             result
@@ -676,14 +777,14 @@ async fn contention(setup: &Arc<Setup>, s: &Settings) -> HashMap<Impl, Contentio
                                             }
                                         }
                                     };
-                                    let Ok(lock) = timeout(OP_LIMIT, wait).await else {
+                                    let Ok(mut lock) = timeout(OP_LIMIT, wait).await else {
                                         mine.gave_up += 1;
                                         continue;
                                     };
                                     mine.waits.push(t.elapsed());
                                     mine.acquisitions += 1;
                                     tokio::time::sleep(HOLD).await;
-                                    let _ = timeout(OP_LIMIT, manager.release(&lock)).await;
+                                    let _ = timeout(OP_LIMIT, manager.release(&mut lock)).await;
                                 }
                                 _ => {
                                     let rs = setup.rslock();
@@ -781,6 +882,7 @@ struct Results {
     serial: Vec<(Arc<Setup>, HashMap<Impl, Latency>)>,
     throughput: Vec<(Arc<Setup>, usize, HashMap<Impl, Rate>)>,
     paused: Vec<(Arc<Setup>, HashMap<Impl, Latency>)>,
+    fresh: Vec<(FreshScenario, HashMap<Impl, Latency>)>,
     held: Vec<(Impl, Held)>,
     contention: HashMap<Impl, Contention>,
     overload: Vec<(Arc<Setup>, Impl, Overload)>,
@@ -924,6 +1026,9 @@ async fn run(s: &Settings, standalone: &Standalone, cluster: &Cluster) -> Result
         clustered.clone(),
         paused(&clustered, &cluster.nodes()[cluster_paused], s).await,
     ));
+
+    eprintln!("compare: first acquire of a fresh handle");
+    results.fresh = fresh_first(&urls, &standalone.nodes()[2], s).await;
 
     eprintln!("compare: memory per held lock");
     for imp in [Impl::Ours, Impl::Rslock] {
@@ -1078,6 +1183,13 @@ fn report(
         .iter()
         .find(|(s2, _)| s2.voters == 3 && s2.rslock.is_some());
     if let Some((setup, _)) = three {
+        for (scenario, lat) in &r.fresh {
+            ratios(
+                format!("first acquire of a fresh handle, {scenario}, p50 time"),
+                setup,
+                &|imp| if imp == Impl::Raw { None } else { p50(lat, imp) },
+            );
+        }
         ratios("client bytes per held lock".into(), setup, &|imp| {
             r.held
                 .iter()
@@ -1249,6 +1361,37 @@ fn report(
                 p50.map_or("—".into(), fmt_ms),
                 max.map_or("—".into(), fmt_ms),
                 fmt_ratio(p50.map(secs), healthy),
+                format!("{}/{}", l.samples.len() - l.not_done, l.samples.len()),
+            ]);
+        }
+    }
+    out.push_str(&t.to_markdown());
+
+    // Fresh handles.
+    out.push_str("\n## First acquire of a fresh handle\n\n");
+    out.push_str(&format!(
+        "{} new handles per implementation and scenario over 3 independent masters, \
+         interleaved, each timed from its construction to the grant. redlock-cluster: \
+         `LockManager::new` with the default configuration (`Mode::Auto`: the seeds' `INFO` is \
+         read before the first round, each seed bounded by the node timeout, 100 ms; the mode \
+         is decided once every seed answered or that time passed, by a majority) + \
+         `try_acquire`. rslock: `LockManager::new` + `lock` (no discovery step: nothing is \
+         read before the first `SET`, so it pays no such wait, and it never learns whether the \
+         nodes are masters, one server twice, or cluster nodes). \"Refusing\": the third URL \
+         is a closed loopback port.\n\n",
+        s.fresh_handles
+    ));
+    let mut t = Table::new(["scenario", "implementation", "p50", "p99", "max", "granted"]);
+    for (scenario, lat) in &r.fresh {
+        for imp in [Impl::Ours, Impl::Rslock] {
+            let Some(l) = lat.get(&imp) else { continue };
+            let pp = l.p50_p99();
+            t.row([
+                scenario.to_string(),
+                imp.to_string(),
+                pp.map_or("—".into(), |(p, _)| fmt_ms(p)),
+                pp.map_or("—".into(), |(_, p)| fmt_ms(p)),
+                l.samples.iter().max().copied().map_or("—".into(), fmt_ms),
                 format!("{}/{}", l.samples.len() - l.not_done, l.samples.len()),
             ]);
         }

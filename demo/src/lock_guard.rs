@@ -147,8 +147,8 @@ async fn wait_until_free(
 ) -> Result<Duration, Box<dyn std::error::Error>> {
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(10) {
-        if let Some(lock) = manager.try_acquire(resource, TTL).await? {
-            manager.release(&lock).await?;
+        if let Some(mut lock) = manager.try_acquire(resource, TTL).await? {
+            manager.release(&mut lock).await?;
             return Ok(start.elapsed());
         }
         sleep(Duration::from_millis(10)).await;

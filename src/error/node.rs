@@ -41,6 +41,10 @@ pub enum NodeError {
         /// The server's message.
         detail: String,
     },
+    /// Our ACL user may not access the lock keys (`NOPERM` on keys: the user's key patterns
+    /// do not match them): retrying cannot help.
+    #[error("the ACL user may not access the lock keys: {0}")]
+    KeyPermission(String),
     /// A lock key holds a value that is not a string (`WRONGTYPE`): something other than
     /// the lock wrote it.
     #[error("the lock key holds a value that is not a string: {0}")]
@@ -127,6 +131,7 @@ impl NodeError {
             self,
             NodeError::Auth(_)
                 | NodeError::Permission { .. }
+                | NodeError::KeyPermission(_)
                 | NodeError::WrongType(_)
                 | NodeError::Refused(_)
                 | NodeError::FencingCounter { .. }
@@ -137,7 +142,9 @@ impl NodeError {
     /// [`NodeError::Auth`], anything else [`NodeError::Connect`].
     pub(crate) fn from_connect(err: &redis::RedisError) -> Self {
         match Self::from_redis(err) {
-            error @ (NodeError::Auth(_) | NodeError::Permission { .. }) => error,
+            error @ (NodeError::Auth(_)
+            | NodeError::Permission { .. }
+            | NodeError::KeyPermission(_)) => error,
             _ => NodeError::Connect(err.to_string()),
         }
     }
@@ -145,6 +152,15 @@ impl NodeError {
     pub(crate) fn from_redis(err: &redis::RedisError) -> Self {
         match err.code() {
             Some("NOAUTH" | "WRONGPASS") => return NodeError::Auth(err.to_string()),
+            // Keys outside the user's `~pattern`s: "NOPERM this user has no permissions to
+            // access one of the keys used as arguments" (or, from inside a script, an ERR
+            // saying that the user "can't access at least one of the keys").
+            Some("NOPERM") if is_key_refusal(&err.to_string()) => {
+                return NodeError::KeyPermission(err.to_string());
+            }
+            _ if err.code() == Some("ERR") && is_key_refusal(&err.to_string()) => {
+                return NodeError::KeyPermission(err.to_string());
+            }
             Some("NOPERM") => {
                 return NodeError::Permission {
                     command: refused_command(err.detail().unwrap_or_default()),
@@ -181,6 +197,14 @@ impl NodeError {
 
 /// The command a `NOPERM` message names (`... permissions to run the 'evalsha' command`), or
 /// `"a command"` when it names none (a key or channel permission).
+/// Whether an ACL refusal is about keys, not about a command.
+fn is_key_refusal(message: &str) -> bool {
+    let message = message.to_ascii_lowercase();
+    message.contains("access one of the keys")
+        || message.contains("access at least one of the keys")
+        || message.contains("access a key")
+}
+
 pub(super) fn refused_command(detail: &str) -> String {
     let mut quoted = detail.split('\'');
     match (quoted.next(), quoted.next(), quoted.next()) {

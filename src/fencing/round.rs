@@ -232,6 +232,7 @@ impl Round<'_> {
                     granted_by: self.topology.granted_by(by.iter().map(String::as_str)),
                     fencing_token: Some(fencing_token),
                     owner: 0,
+                    late: None,
                 })
             }
             CommitDecision::Expired => Attempt::Failed(LockError::ValidityExpired { elapsed, ttl }),

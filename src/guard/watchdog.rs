@@ -79,8 +79,8 @@ pub(super) async fn watchdog(
     // Lost: whatever keys are left (a late extension may even have lengthened some) are ours
     // and no use to anyone; free them for the next holder. Still in this task, so an explicit
     // release or a drop of the guard (which abort it) take over.
-    let lock = state.borrow().lock.duplicate();
-    match manager.release(&lock).await {
+    let mut lock = state.borrow().lock.duplicate();
+    match manager.release(&mut lock).await {
         Ok(held) => tracing::debug!(resource = lock.resource(), held, "lost lock released"),
         Err(error) => tracing::debug!(
             resource = lock.resource(),

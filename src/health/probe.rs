@@ -48,7 +48,8 @@ pub(crate) async fn report(config: &LockConfig, mode: Mode, voters: &[SharedNode
 }
 
 /// Probe one voter: its facts, then [`CLOCK_SAMPLES`] `TIME`s spread over `window`. Each call
-/// is bounded by the connect timeout.
+/// is bounded by the node timeout, like a lock round's: a hung voter costs the report no more
+/// than that per call (its connection goes on opening in the background).
 async fn probe(
     config: &LockConfig,
     context: &Context,
@@ -56,7 +57,7 @@ async fn probe(
     window: Duration,
     wall_at: impl Fn(Instant) -> Duration,
 ) -> VoterHealth {
-    let limit = config.connect_timeout_value();
+    let limit = config.node_timeout_value();
     let facts = with_deadline(limit, node.probe()).await;
     let mut samples = Vec::with_capacity(CLOCK_SAMPLES);
     let mut error = facts.as_ref().err().cloned();

@@ -86,13 +86,29 @@ impl LockManager {
     /// gone is fine.
     ///
     /// Returns `Ok(true)` when a quorum still held the lock (so it was ours until now), and
-    /// `Ok(false)` when it had expired or been taken over on a majority.
+    /// `Ok(false)` when it had expired or been taken over on a majority. Once released the
+    /// lock is no longer valid ([`Lock::is_valid`] is `false`).
+    ///
+    /// The lock is taken by `&mut`: only its owner can release it. A shared reference (for
+    /// example the one [`RedisDistributedLock::lock`](crate::RedisDistributedLock::lock)
+    /// hands out) is not enough:
+    ///
+    /// ```compile_fail
+    /// # async fn bypass(handle: std::sync::Arc<redlock_cluster::RedisDistributedLock>) {
+    /// let lock = handle.lock().unwrap();
+    /// handle.manager().release(lock).await; // &Lock: refused at compile time
+    /// # }
+    /// ```
     ///
     /// # Errors
     /// [`LockError::Unavailable`] when fewer than a quorum answered (the keys on the nodes
-    /// that did answer are deleted all the same; the others expire with their TTL).
-    pub async fn release(&self, lock: &Lock) -> Result<bool, LockError> {
+    /// that did answer are deleted all the same; the others expire with their TTL). The
+    /// lock keeps its deadline then, so `release` can be called again.
+    pub async fn release(&self, lock: &mut Lock) -> Result<bool, LockError> {
         self.check_owner(lock)?;
+        // From here on a vote of the acquire round that lands late is deleted when it lands
+        // (see `Lock::late`): the release below may reach that voter before it.
+        lock.end_late_votes();
         let round = self.round(Resource::of(lock)).await?;
         let released = round
             .release(lock)
@@ -100,6 +116,9 @@ impl LockManager {
             .map_err(|e| e.explained(|node| key_on(&round.voters, node)));
         if let Some(notifier) = &self.inner.notifier {
             notifier.released(&lock.resource, lock.token.as_str());
+        }
+        if released.is_ok() {
+            lock.deadline = tokio::time::Instant::now();
         }
         released
     }
@@ -140,7 +159,8 @@ impl LockManager {
         let manager = self.clone();
         let resource = lock.resource.clone();
         spawn_release(&self.inner.flight, &resource, what, async move {
-            match manager.release(&lock).await {
+            let mut lock = lock;
+            match manager.release(&mut lock).await {
                 Ok(released) => tracing::debug!(resource = lock.resource(), released, "{what}"),
                 Err(error) => tracing::debug!(
                     resource = lock.resource(),

@@ -2,20 +2,19 @@
 //! no longer can.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::time::Instant;
 
 use crate::acks;
 use crate::error::{LockError, NodeError};
 use crate::input::{Resource, Ttl};
-use crate::lock::{Lock, LockToken};
+use crate::lock::{LateVotes, Lock, LockToken};
 use crate::node::AcquireReply;
 use crate::quorum::{AcquireDecision, AcquireVote, decide_acquire, drift, unavailable};
 
 use super::answers::{Answers, Call, drop_unasked, failure_signs, gather, unasked, which};
 use super::cleanup::Rest;
-use super::{Attempt, Round, Shared, may_have_written, unless_decided};
+use super::{Attempt, Round, Shared, may_have_written, on_connection};
 
 impl Round<'_> {
     /// One acquire round under a fresh token, decided in the caller's task as soon as a
@@ -33,7 +32,6 @@ impl Round<'_> {
             voters: self.voters.clone(),
             token: LockToken::new(),
             config: self.config.clone(),
-            decided: AtomicBool::new(false),
         });
         let start = Instant::now();
         let calls = (0..shared.voters.len())
@@ -52,7 +50,7 @@ impl Round<'_> {
                         &shared.config,
                         limit,
                     );
-                    (i, unless_decided(voter, &shared.decided, vote).await)
+                    (i, on_connection(voter, vote).await)
                 }) as Call<'static, AcquireReply>
             })
             .collect();
@@ -73,7 +71,6 @@ impl Round<'_> {
             |reply| *reply == AcquireReply::Granted,
         )
         .await;
-        shared.decided.store(true, Ordering::Release);
         let elapsed = start.elapsed();
         drop(permit);
         let voters = &*self.voters;
@@ -102,14 +99,25 @@ impl Round<'_> {
             drop_unasked(&mut failures.0, &answers_pending);
         }
         drop(votes);
-        // A won round's slower votes go on: each was queued on its connection when first
-        // polled, so it runs before the lock's own release or extend there; a late grant
-        // belongs to the lock and goes with it. A failed round's calls are dropped before
+        // A won round's slower votes go on, each sent as soon as its connection is open: a
+        // late grant belongs to the lock (`LateVotes`: listed in `granted_by`, or deleted
+        // when it lands after the lock's release). A failed round's calls are dropped before
         // the release is queued behind them: a request not yet written is never sent, and
         // one already written runs before the release on the same connection.
-        rest.release = match decision {
-            AcquireDecision::Acquired { .. } => None,
-            _ => Some(cleanup),
+        let late = match decision {
+            AcquireDecision::Acquired { .. } if !rest.calls.is_empty() => {
+                let late = Arc::new(LateVotes::default());
+                rest.late_grants(late.clone());
+                Some(late)
+            }
+            AcquireDecision::Acquired { .. } => {
+                rest.release = None;
+                None
+            }
+            _ => {
+                rest.release = Some(cleanup);
+                None
+            }
         };
         drop(rest);
         self.note_failures(failures_seen, redirected);
@@ -137,6 +145,7 @@ impl Round<'_> {
                 ),
                 fencing_token: None,
                 owner: 0,
+                late,
             }),
             AcquireDecision::Contended { retry_hint } => Attempt::Contended(retry_hint),
             AcquireDecision::Expired => {

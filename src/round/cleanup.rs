@@ -2,14 +2,14 @@
 //! to a background task, and the releases started from synchronous code ([`spawn_release`]).
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures::future::{BoxFuture, join_all};
 use futures::stream::{FuturesUnordered, StreamExt};
 
 use crate::flight::InFlight;
-use crate::lock::LockToken;
+use crate::lock::{LateVotes, LockToken};
+use crate::node::AcquireReply;
 use crate::node::with_deadline;
 use crate::topology::Voter;
 
@@ -50,9 +50,45 @@ pub(super) struct Rest<T: Send + 'static> {
     pub(super) flight: Arc<InFlight>,
 }
 
+impl Rest<AcquireReply> {
+    /// Hand a won acquire round's slower votes to a background task (counted like every
+    /// rest): a grant that lands is recorded in `late`, or deleted at once when the lock was
+    /// released meanwhile. Each vote is awaited up to `patience` (the TTL: after it the key
+    /// is gone anyway).
+    pub(super) fn late_grants(&mut self, late: Arc<LateVotes>) {
+        self.release = Some(Vec::new());
+        let mut calls = std::mem::take(&mut self.calls);
+        let (shared, patience) = (self.shared.clone(), self.patience);
+        let task = async move {
+            let answers = async {
+                while let Some((i, answer)) = calls.next().await {
+                    let Some(voter) = shared.voters.get(i) else {
+                        continue;
+                    };
+                    if matches!(answer, Ok(AcquireReply::Granted))
+                        && !late.landed(voter.node.addr())
+                    {
+                        release_where(&shared.voters, &[i], &shared.token, patience).await;
+                    }
+                }
+            };
+            // Once the lock's release started, the votes not sent yet are dropped (never
+            // sent), and those already written run before the release queued behind them on
+            // their connection: nothing is left to wait for (`close()` does not wait on a
+            // released lock's hung voter).
+            let (answers, ended) = (std::pin::pin!(answers), std::pin::pin!(late.until_ended()));
+            let _ = tokio::time::timeout(patience, futures::future::select(answers, ended)).await;
+        };
+        if self.flight.spawn(task).is_err() {
+            tracing::debug!(
+                "no tokio runtime for a round's late votes; their keys expire with their TTL"
+            );
+        }
+    }
+}
+
 impl<T: Send + 'static> Drop for Rest<T> {
     fn drop(&mut self) {
-        self.shared.decided.store(true, Ordering::Release);
         let calls = std::mem::take(&mut self.calls);
         let (shared, patience) = (self.shared.clone(), self.patience);
         let task: BoxFuture<'static, ()> = match self.release.take() {

@@ -2,7 +2,6 @@
 //! lengthened.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures::stream::StreamExt;
@@ -18,7 +17,7 @@ use crate::topology::Voter;
 
 use super::answers::{Answers, Rule, drop_unasked, failure_signs, gather, send, unasked, which};
 use super::cleanup::release_where;
-use super::{Round, may_have_written, unless_decided};
+use super::{Round, may_have_written, on_connection};
 
 impl Round<'_> {
     /// One extend round (compare-and-`PEXPIRE`), decided as soon as the outcome is known; on
@@ -68,6 +67,7 @@ impl Round<'_> {
                     .unwrap_or(lock.deadline);
                 lock.ttl = ttl;
                 lock.granted_by = self.topology.granted_by(by.iter().map(String::as_str));
+                lock.supersede_late_votes();
                 Ok(true)
             }
             ExtendDecision::Refused => Ok(false),
@@ -113,14 +113,12 @@ async fn extend_round(round: ExtendRound) {
     let config = config.as_ref();
     let mut answers = Answers::new(voters.len(), rule);
     let token = &token;
-    let decided = AtomicBool::new(false);
     let mut calls = send(&voters, |voter| {
         // Acknowledged by replicas when configured (see `acks`).
         let vote = acks::extend(&voter.node, &voter.key, token.as_str(), ttl, config, limit);
-        Box::pin(unless_decided(voter, &decided, vote))
+        Box::pin(on_connection(voter, vote))
     });
     gather(&voters, &mut calls, &mut answers, start + limit, |yes| *yes).await;
-    decided.store(true, Ordering::Release);
     let elapsed = start.elapsed();
     // An extension that lands after the old validity ran out may lengthen keys that someone
     // else now relies on never having been ours: it does not count.

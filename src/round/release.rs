@@ -2,7 +2,6 @@
 //! background.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 use tokio::time::Instant;
 
@@ -27,7 +26,6 @@ impl Round<'_> {
             voters: self.voters.clone(),
             token: lock.token.clone(),
             config: self.config.clone(),
-            decided: AtomicBool::new(false),
         });
         let calls = (0..shared.voters.len())
             .map(|i| {

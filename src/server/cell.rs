@@ -63,8 +63,8 @@ impl FactsCell {
                 maxmemory = facts.maxmemory,
                 maxmemory_policy = %facts.maxmemory_policy,
                 "voter {addr} can evict lock keys under memory pressure, which can hand one lock \
-                 to two clients; set `maxmemory-policy noeviction` on it (or refuse such voters \
-                 with LockConfig::refuse_evicting_voters(true))"
+                 to two clients; set `maxmemory-policy noeviction` on it (its votes are refused \
+                 unless LockConfig::refuse_evicting_voters(false) accepts the risk)"
             );
         }
         if !facts.aof_enabled && !state.warned_volatile {

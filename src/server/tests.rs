@@ -60,8 +60,8 @@ fn one_server_votes_once_and_cluster_nodes_never_as_independent() {
     let mut c = ServerFacts::simulated("c");
     c.cluster_enabled = true;
     let facts = [Some(a.clone()), Some(a.clone()), Some(b), None, Some(c)];
-    let plain = LockConfig::new();
-    let refusing = LockConfig::new().refuse_evicting_voters(true);
+    let plain = LockConfig::new().refuse_evicting_voters(false);
+    let refusing = LockConfig::new();
     let refused: Vec<bool> = admit(Mode::Independent, &plain, &facts)
         .iter()
         .map(Option::is_some)

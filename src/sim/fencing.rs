@@ -190,14 +190,14 @@ fn run_setup(scenario: &Scenario, setup: &Setup) -> Vec<FencedHold> {
                     let asked = Instant::now();
                     let held = if variant == Variant::Engine {
                         match manager.try_acquire(RESOURCE, TTL).await {
-                            Ok(Some(lock)) => {
+                            Ok(Some(mut lock)) => {
                                 let Some(token) = lock.fencing_token() else {
                                     panic!("a fenced lock without a token: {lock:?}");
                                 };
                                 let from = Instant::now();
                                 sleep(hold_time(&mut rng)).await;
                                 let until = Instant::now().min(lock.deadline);
-                                let _ = manager.release(&lock).await;
+                                let _ = manager.release(&mut lock).await;
                                 Some((from, until, token))
                             }
                             _ => None,

@@ -5,11 +5,13 @@
 use std::fmt;
 use std::time::Duration;
 
-use futures::future::join_all;
+use std::sync::Arc;
+
+use futures::stream::{FuturesUnordered, StreamExt};
 
 use super::{Topology, decide_mode};
 use crate::config::Mode;
-use crate::error::{LockError, NodeError, NodeFailure, NodeFailures};
+use crate::error::{LockError, NodeError, NodeFailure};
 use crate::node::{Node, SharedNode, with_deadline};
 use crate::server::ServerFacts;
 
@@ -29,16 +31,13 @@ pub(super) fn host_of(addr: &str) -> &str {
     addr.rsplit_once(':').map_or(addr, |(host, _)| host)
 }
 
-/// Read the cluster's masters from one node that is known to be a cluster node.
-async fn read_cluster(
-    node: &SharedNode,
-    seeds: &dyn Seeds,
-    timeout: Duration,
-) -> Result<Topology, NodeError> {
-    let ranges = match with_deadline(timeout, node.cluster_shards()).await {
+/// Read the cluster's masters from one node that is known to be a cluster node, within the
+/// caller's deadline.
+async fn read_cluster(node: &SharedNode, seeds: &dyn Seeds) -> Result<Topology, NodeError> {
+    let ranges = match node.cluster_shards().await {
         Ok(ranges) => ranges,
         // Redis before 7.0 has no CLUSTER SHARDS; fall back to CLUSTER SLOTS.
-        Err(_) => with_deadline(timeout, node.cluster_slots()).await?,
+        Err(_) => node.cluster_slots().await?,
     };
     let mut masters: Vec<SharedNode> = Vec::new();
     let mut addrs: Vec<(String, u16)> = Vec::new();
@@ -66,6 +65,45 @@ async fn read_cluster(
         return Err(NodeError::Server("the cluster serves no slots yet".into()));
     }
     Ok(Topology::Cluster { masters, slots })
+}
+
+/// What one seed said about itself: its facts and, for a cluster node (unless
+/// [`Mode::Independent`] was forced), the masters it sees.
+struct SeedAnswer {
+    facts: Arc<ServerFacts>,
+    view: Option<Topology>,
+}
+
+/// Ask one seed what it is (connection, facts and, for a cluster node, `CLUSTER SHARDS`),
+/// all under one deadline: a seed never costs a caller more than `timeout`, and its
+/// connection goes on opening in the background for a later call.
+async fn ask_seed(
+    node: &SharedNode,
+    seeds: &dyn Seeds,
+    mode: Mode,
+    timeout: Duration,
+) -> Result<SeedAnswer, NodeError> {
+    with_deadline(timeout, async {
+        node.connect().await?;
+        let facts = node.facts().ok_or_else(|| {
+            NodeError::Protocol("connected, but the server facts were not read".into())
+        })?;
+        let view = if facts.cluster_enabled && mode != Mode::Independent {
+            Some(read_cluster(node, seeds).await?)
+        } else {
+            None
+        };
+        Ok(SeedAnswer { facts, view })
+    })
+    .await
+}
+
+/// A seed's kind for [`decide_mode`]: `cluster_enabled` once it answered.
+fn kind_of(answer: &Option<Result<SeedAnswer, NodeError>>) -> Option<Result<bool, NodeError>> {
+    answer.as_ref().map(|a| match a {
+        Ok(answer) => Ok(answer.facts.cluster_enabled),
+        Err(error) => Err(error.clone()),
+    })
 }
 
 /// The addresses of a cluster topology's masters (empty for independent masters).
@@ -100,7 +138,7 @@ pub(super) fn check_one_cluster(views: &[(String, Vec<String>)]) -> Result<(), L
 /// [`LockError::InvalidConfig`] when two seeds that answered are one server (same `run_id`):
 /// `localhost` and `127.0.0.1`, two databases, or any other alias.
 pub(super) fn check_distinct_servers(
-    answers: &[(String, Option<ServerFacts>)],
+    answers: &[(String, Option<Arc<ServerFacts>>)],
 ) -> Result<(), LockError> {
     for (i, (a, facts_a)) in answers.iter().enumerate() {
         let Some(facts_a) = facts_a else { continue };
@@ -117,21 +155,44 @@ pub(super) fn check_distinct_servers(
     Ok(())
 }
 
-/// Find out who votes: ask every seed (in parallel, each bounded by `timeout`) what it is,
-/// decide the mode by [`decide_mode`] and, for a cluster, read its masters. On a refresh
-/// (`previous` is a cluster) the mode is known and the known masters are asked before the
-/// seeds: after a failover the configured seed may be the dead node.
+/// What a discovery found: the voters, and the seeds whose answer was not in when the mode
+/// was decided (checked when they answer, see `TopologyCache`).
+pub(crate) struct Discovered {
+    pub(crate) topology: Topology,
+    pub(crate) unchecked: Vec<SharedNode>,
+}
+
+/// Find out who votes. On a refresh (`previous` is a cluster) the mode is known and the
+/// known masters are asked, all at once, the first good view winning: after a failover the
+/// configured seed may be the dead node. Otherwise every seed is asked at once (each bounded
+/// by `timeout`, connection and `CLUSTER SHARDS` included) and the mode is decided by
+/// [`decide_mode`] once every seed answered or the deadline passed, provided more than half
+/// of the seeds answered and agree; the seeds without an answer are returned as unchecked.
+/// In cluster mode the answering seeds must see one cluster; in independent mode they must be
+/// distinct servers.
 pub(crate) async fn discover(
     seeds: &dyn Seeds,
     previous: Option<&Topology>,
     mode: Mode,
     timeout: Duration,
-) -> Result<Topology, LockError> {
+) -> Result<Discovered, LockError> {
     let mut failures = Vec::new();
     if let Some(Topology::Cluster { masters, .. }) = previous {
-        for node in masters {
-            match read_cluster(node, seeds, timeout).await {
-                Ok(topology) => return Ok(topology),
+        let mut reads: FuturesUnordered<_> = masters
+            .iter()
+            .map(|node| async move {
+                let read = with_deadline(timeout, read_cluster(node, seeds)).await;
+                (node, read)
+            })
+            .collect();
+        while let Some((node, read)) = reads.next().await {
+            match read {
+                Ok(topology) => {
+                    return Ok(Discovered {
+                        topology,
+                        unchecked: Vec::new(),
+                    });
+                }
                 Err(error) => failures.push(NodeFailure {
                     node: node.addr().to_string(),
                     error,
@@ -141,80 +202,149 @@ pub(crate) async fn discover(
     }
     let mode = previous.map_or(mode, Topology::mode);
     let nodes = seeds.seeds();
-    let answers: Vec<Result<ServerFacts, NodeError>> = join_all(nodes.iter().map(|node| {
-        with_deadline(timeout, async move {
-            node.connect().await?;
-            node.facts().map(|f| ServerFacts::clone(&f)).ok_or_else(|| {
-                NodeError::Protocol("connected, but the server facts were not read".into())
-            })
-        })
-    }))
-    .await;
-    let kinds: Vec<(String, Result<bool, NodeError>)> = nodes
+    let mut answers: Vec<Option<Result<SeedAnswer, NodeError>>> =
+        nodes.iter().map(|_| None).collect();
+    let mut asks: FuturesUnordered<_> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, node)| async move { (i, ask_seed(node, seeds, mode, timeout).await) })
+        .collect();
+    let kinds = |answers: &[Option<Result<SeedAnswer, NodeError>>]| {
+        nodes
+            .iter()
+            .zip(answers)
+            .map(|(node, a)| (node.addr().to_string(), kind_of(a)))
+            .collect::<Vec<_>>()
+    };
+    // Every seed is waited for, up to the deadline (each ask is bounded by `timeout`), so
+    // that a healthy list is always checked whole (aliases, mixed kinds, two clusters); a
+    // definitive answer (a mixed list, or too few seeds left to make a majority) ends it
+    // sooner. At the deadline a majority decides, and the seeds still silent are checked
+    // when they answer (see `TopologyCache`).
+    while let Some((i, answer)) = asks.next().await {
+        if let Some(slot) = answers.get_mut(i) {
+            *slot = Some(answer);
+        }
+        decide_mode(mode, &kinds(&answers))?;
+    }
+    let decided = decide_mode(mode, &kinds(&answers))?;
+    // A seed that timed out goes on opening its connection in the background, and is
+    // checked when it answers.
+    let unchecked: Vec<SharedNode> = nodes
         .iter()
         .zip(&answers)
-        .map(|(node, a)| {
-            let kind = a.as_ref().map(|f| f.cluster_enabled).map_err(Clone::clone);
-            (node.addr().to_string(), kind)
-        })
+        .filter(|(_, a)| !matches!(a, Some(Ok(_))))
+        .map(|(node, _)| node.clone())
         .collect();
-    match decide_mode(mode, &kinds)? {
+    let Some(decided) = decided else {
+        // `decide_mode` with no seed pending always decides or fails.
+        return Err(LockError::Topology("the mode could not be decided".into()));
+    };
+    let topology = match decided {
         Mode::Cluster => {
-            // Every cluster seed that answers is read (in parallel), not just the first: seeds
-            // of two different clusters would otherwise lock on whichever answered first, and
-            // two clients listing the same seeds in another order would lock on two clusters.
-            let cluster_seeds: Vec<&SharedNode> = nodes
-                .iter()
-                .zip(&answers)
-                .filter(|(_, answer)| answer.as_ref().is_ok_and(|f| f.cluster_enabled))
-                .map(|(node, _)| node)
-                .collect();
-            let reads = join_all(
-                cluster_seeds
-                    .iter()
-                    .map(|node| read_cluster(node, seeds, timeout)),
-            )
-            .await;
             let mut views = Vec::new();
             let mut chosen = None;
-            for (node, read) in cluster_seeds.iter().zip(reads) {
-                match read {
-                    Ok(topology) => {
-                        views.push((node.addr().to_string(), master_addrs(&topology)));
-                        chosen.get_or_insert(topology);
-                    }
-                    Err(error) => failures.push(NodeFailure {
-                        node: node.addr().to_string(),
-                        error,
-                    }),
+            for (node, answer) in nodes.iter().zip(answers) {
+                if let Some(Ok(SeedAnswer {
+                    view: Some(topology),
+                    ..
+                })) = answer
+                {
+                    views.push((node.addr().to_string(), master_addrs(&topology)));
+                    chosen.get_or_insert(topology);
                 }
             }
             check_one_cluster(&views)?;
-            if let Some(topology) = chosen {
-                return Ok(topology);
-            }
-            failures.extend(
-                kinds
-                    .into_iter()
-                    .filter_map(|(node, a)| a.err().map(|error| NodeFailure { node, error })),
-            );
-            Err(LockError::Unavailable {
-                answered: 0,
-                voters: nodes.len(),
-                quorum: 1,
-                failures: NodeFailures(failures),
-            })
+            chosen.ok_or_else(|| LockError::Topology("no cluster seed was read".into()))?
         }
         _ => {
-            let facts: Vec<(String, Option<ServerFacts>)> = nodes
+            let facts: Vec<(String, Option<Arc<ServerFacts>>)> = nodes
                 .iter()
                 .zip(answers)
-                .map(|(node, a)| (node.addr().to_string(), a.ok()))
+                .map(|(node, a)| {
+                    (
+                        node.addr().to_string(),
+                        a.and_then(Result::ok).map(|a| a.facts),
+                    )
+                })
                 .collect();
             check_distinct_servers(&facts)?;
-            Ok(Topology::Independent {
+            Topology::Independent {
                 nodes: nodes.to_vec(),
-            })
+            }
+        }
+    };
+    Ok(Discovered {
+        topology,
+        unchecked,
+    })
+}
+
+/// Check a seed that was not in when the mode was decided, now that it may answer (bounded
+/// by `timeout`). `Ok(true)`: it agrees with `current` (same kind; a cluster node of the
+/// same cluster; not an alias of another seed). `Ok(false)`: still no answer, ask again
+/// later. An error: it does not agree, and the configuration is invalid.
+pub(crate) async fn check_late_seed(
+    seeds: &dyn Seeds,
+    node: &SharedNode,
+    current: &Topology,
+    mode: Mode,
+    timeout: Duration,
+) -> Result<bool, LockError> {
+    let Ok(answer) = ask_seed(node, seeds, current.mode(), timeout).await else {
+        return Ok(false);
+    };
+    // The kinds of every seed whose facts are known, this one included.
+    let kinds: Vec<(String, Option<Result<bool, NodeError>>)> = seeds
+        .seeds()
+        .iter()
+        .map(|seed| {
+            let kind = if Arc::ptr_eq(seed, node) {
+                Some(Ok(answer.facts.cluster_enabled))
+            } else {
+                seed.facts().map(|f| Ok(f.cluster_enabled))
+            };
+            (seed.addr().to_string(), kind)
+        })
+        .collect();
+    let configured = match mode {
+        Mode::Auto => current.mode(),
+        forced => forced,
+    };
+    decide_mode(configured, &kinds)?;
+    if answer.facts.cluster_enabled != (current.mode() == Mode::Cluster) {
+        return Err(LockError::InvalidConfig(format!(
+            "{} answered late as {} but the voters were decided as {:?} masters; list the \
+             masters of one Redis Cluster or standalone masters, never both",
+            node.addr(),
+            if answer.facts.cluster_enabled {
+                "a Redis Cluster node"
+            } else {
+                "a standalone master"
+            },
+            current.mode(),
+        )));
+    }
+    match answer.view {
+        Some(view) => check_one_cluster(&[
+            ("the decided cluster".to_string(), master_addrs(current)),
+            (node.addr().to_string(), master_addrs(&view)),
+        ])?,
+        None => {
+            let facts: Vec<(String, Option<Arc<ServerFacts>>)> = seeds
+                .seeds()
+                .iter()
+                .map(|seed| {
+                    let facts = if Arc::ptr_eq(seed, node) {
+                        Some(answer.facts.clone())
+                    } else {
+                        seed.facts()
+                    };
+                    (seed.addr().to_string(), facts)
+                })
+                .collect();
+            check_distinct_servers(&facts)?;
         }
     }
+    Ok(true)
 }

@@ -5,40 +5,84 @@ use std::time::Duration;
 use super::discovery::{check_distinct_servers, check_one_cluster, host_of};
 use super::*;
 
-fn answers(kinds: &[Option<bool>]) -> Vec<(String, Result<bool, NodeError>)> {
+/// Seed answers: `Some(kind)` answered, `None` failed (timed out).
+fn answers(kinds: &[Option<bool>]) -> Vec<(String, Option<Result<bool, NodeError>>)> {
     kinds
         .iter()
         .enumerate()
         .map(|(i, kind)| {
             let node = format!("127.0.0.1:{}", 7000 + i);
-            (node, kind.ok_or(NodeError::Timeout(Duration::from_secs(1))))
+            (
+                node,
+                Some(kind.ok_or(NodeError::Timeout(Duration::from_secs(1)))),
+            )
         })
         .collect()
 }
 
-fn invalid_naming(result: Result<Mode, LockError>, node: &str) -> bool {
+fn invalid_naming(result: Result<Option<Mode>, LockError>, node: &str) -> bool {
     matches!(&result, Err(LockError::InvalidConfig(why)) if why.starts_with(node))
 }
 
+fn seeds_unavailable(result: &Result<Option<Mode>, LockError>) -> bool {
+    matches!(result, Err(LockError::SeedsUnavailable { .. }))
+}
+
 #[test]
-fn the_mode_depends_on_every_seed_not_on_the_first_answer() {
+fn the_mode_is_decided_by_a_majority_of_the_seeds_never_by_the_first_answer() {
     let (c, s, silent) = (Some(true), Some(false), None);
+    for mode in [Mode::Auto, Mode::Cluster] {
+        assert_eq!(
+            decide_mode(mode, &answers(&[c, c])).ok(),
+            Some(Some(Mode::Cluster))
+        );
+        // One of three seeds silent: a majority answered and agrees.
+        assert_eq!(
+            decide_mode(mode, &answers(&[c, silent, c])).ok(),
+            Some(Some(Mode::Cluster))
+        );
+    }
+    for mode in [Mode::Auto, Mode::Independent] {
+        assert_eq!(
+            decide_mode(mode, &answers(&[s, s])).ok(),
+            Some(Some(Mode::Independent))
+        );
+        assert_eq!(
+            decide_mode(mode, &answers(&[silent, s, s])).ok(),
+            Some(Some(Mode::Independent))
+        );
+    }
+    // The old timing bug: the cluster seed is slow, the standalone one answers. One of two
+    // is no majority, in any mode.
+    for mode in [Mode::Auto, Mode::Cluster, Mode::Independent] {
+        let slow_cluster = decide_mode(mode, &answers(&[silent, s]));
+        if mode == Mode::Cluster {
+            assert!(matches!(slow_cluster, Err(LockError::NotACluster { .. })));
+        } else {
+            assert!(seeds_unavailable(&slow_cluster), "{slow_cluster:?}");
+        }
+        let lone = decide_mode(mode, &answers(&[c, silent, silent]));
+        if mode == Mode::Independent {
+            assert!(lone.is_err_and(|e| matches!(e, LockError::InvalidConfig(_))));
+        } else {
+            assert!(seeds_unavailable(&lone), "{lone:?}");
+        }
+    }
+    assert!(seeds_unavailable(&decide_mode(
+        Mode::Auto,
+        &answers(&[c, silent])
+    )));
+    // Pending seeds: undecided while a majority may still answer.
+    let mut pending = answers(&[c, silent, c]);
+    pending[1].1 = None;
+    pending[2].1 = None;
+    assert_eq!(decide_mode(Mode::Auto, &pending).ok(), Some(None));
+    pending[2].1 = Some(Ok(true));
     assert_eq!(
-        decide_mode(Mode::Auto, &answers(&[c, c])).ok(),
-        Some(Mode::Cluster)
+        decide_mode(Mode::Auto, &pending).ok(),
+        Some(Some(Mode::Cluster))
     );
-    assert_eq!(
-        decide_mode(Mode::Auto, &answers(&[s, s])).ok(),
-        Some(Mode::Independent)
-    );
-    // The old timing bug: the cluster seed is slow, the standalone one answers.
-    let slow_cluster = decide_mode(Mode::Auto, &answers(&[silent, s]));
-    assert!(
-        matches!(slow_cluster, Err(ref e) if e.is_unavailable()),
-        "{slow_cluster:?}"
-    );
-    assert!(decide_mode(Mode::Auto, &answers(&[c, silent])).is_err());
-    // Mixed lists name the odd node, in every mode.
+    // Mixed lists name the odd node, in every mode, as soon as both kinds answered.
     assert!(invalid_naming(
         decide_mode(Mode::Auto, &answers(&[c, s, s])),
         "127.0.0.1:7000"
@@ -55,20 +99,53 @@ fn the_mode_depends_on_every_seed_not_on_the_first_answer() {
         decide_mode(Mode::Independent, &answers(&[c, s])),
         "127.0.0.1:7000"
     ));
-    // A forced mode needs only the answering seeds to agree.
-    assert_eq!(
-        decide_mode(Mode::Cluster, &answers(&[silent, c])).ok(),
-        Some(Mode::Cluster)
-    );
-    assert_eq!(
-        decide_mode(Mode::Independent, &answers(&[silent, s])).ok(),
-        Some(Mode::Independent)
-    );
     assert!(matches!(
         decide_mode(Mode::Cluster, &answers(&[s])),
         Err(LockError::NotACluster { .. })
     ));
-    assert!(decide_mode(Mode::Cluster, &answers(&[silent])).is_err_and(|e| e.is_unavailable()));
+    assert!(seeds_unavailable(&decide_mode(
+        Mode::Cluster,
+        &answers(&[silent])
+    )));
+    // The error counts seeds, not voters, and names the silent ones.
+    let err = decide_mode(Mode::Auto, &answers(&[silent, silent, c])).unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("1 of 3 seeds answered, 2 needed"), "{text}");
+    assert!(
+        text.contains("127.0.0.1:7000") && text.contains("127.0.0.1:7001"),
+        "{text}"
+    );
+    assert!(!text.contains("voters answered"), "{text}");
+    assert!(err.is_unavailable() && err.is_retryable());
+}
+
+/// Two majorities of one seed list share a seed: whatever subsets two clients hear from,
+/// they never settle on two kinds (exhaustive over lists of up to 5 seeds of two kinds).
+#[test]
+fn two_majorities_of_one_seed_list_never_settle_on_two_modes() {
+    for n in 1..=5usize {
+        for kinds in 0..(1u32 << n) {
+            let kind = |i: usize| kinds & (1 << i) != 0;
+            for heard_a in 0..(1u32 << n) {
+                for heard_b in 0..(1u32 << n) {
+                    let decide = |heard: u32| {
+                        let list: Vec<_> = (0..n)
+                            .map(|i| {
+                                let answer = (heard & (1 << i) != 0)
+                                    .then_some(kind(i))
+                                    .ok_or(NodeError::Timeout(Duration::ZERO));
+                                (format!("n{i}"), Some(answer))
+                            })
+                            .collect();
+                        decide_mode(Mode::Auto, &list).ok().flatten()
+                    };
+                    if let (Some(a), Some(b)) = (decide(heard_a), decide(heard_b)) {
+                        assert_eq!(a, b, "n={n} kinds={kinds:b} {heard_a:b} {heard_b:b}");
+                    }
+                }
+            }
+        }
+    }
 }
 
 #[test]
@@ -104,9 +181,10 @@ fn seeds_of_two_clusters_are_refused() {
 
 #[test]
 fn an_alias_of_one_server_is_refused() {
-    let a = Some(ServerFacts::simulated("a"));
-    let b = Some(ServerFacts::simulated("b"));
-    let seeds = |facts: Vec<Option<ServerFacts>>| -> Vec<(String, Option<ServerFacts>)> {
+    let a = Some(Arc::new(ServerFacts::simulated("a")));
+    let b = Some(Arc::new(ServerFacts::simulated("b")));
+    type Facts = Option<Arc<ServerFacts>>;
+    let seeds = |facts: Vec<Facts>| -> Vec<(String, Facts)> {
         facts
             .into_iter()
             .enumerate()

@@ -83,7 +83,8 @@ fn cache(delay: Duration, fail: bool) -> (Arc<TopologyCache>, Arc<SlowSeed>) {
 }
 
 /// Five concurrent first uses against a seed that never answers: one read, one shared
-/// error, every caller done one connect timeout after the start (before: 1, 2, 3, 4, 5 s).
+/// error, every caller done one node timeout (here 1 s) after the start (before: 1, 2, 3, 4,
+/// 5 s).
 #[tokio::test(start_paused = true)]
 async fn concurrent_first_reads_share_one_read_and_its_error() {
     let (cache, seed) = cache(Duration::from_secs(60), false);
@@ -98,7 +99,7 @@ async fn concurrent_first_reads_share_one_read_and_its_error() {
     .await;
     assert_eq!(seed.connects.load(Ordering::SeqCst), 1);
     for (result, took) in results {
-        assert!(matches!(result, Err(LockError::Unavailable { .. })));
+        assert!(matches!(result, Err(LockError::SeedsUnavailable { .. })));
         assert_eq!(took, Duration::from_secs(1));
     }
     // The error was not cached: the next use reads again.

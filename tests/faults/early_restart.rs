@@ -55,9 +55,10 @@ pub async fn restart_empty_early<T: Target>(target: T, held: Duration) -> EarlyR
     let (b, c) = (node_of(&voters[1].0), node_of(&voters[2].0));
     let (b_addr, c_addr) = (voters[1].0.clone(), voters[2].0.clone());
 
-    // The holder first connects while B is paused, so B never receives its script (a script
-    // queued on an open connection to a paused B would land when B resumes, and B would hold
-    // the lock too). The mode is forced: `Mode::Auto` waits for every seed to answer.
+    // The holder first connects while B is paused, and B stays paused until the holder's
+    // connection to it gave up opening (the connect timeout, 500 ms): the holder's vote for B
+    // waits for that connection and is sent as soon as it opens (a late vote belongs to the
+    // lock), so B must never see it open. Then only A and C hold the lock.
     let mode = if target.is_cluster() {
         Mode::Cluster
     } else {
@@ -66,6 +67,7 @@ pub async fn restart_empty_early<T: Target>(target: T, held: Duration) -> EarlyR
     target.pause(b);
     let holder = LockManager::new(&urls, lock_config().mode(mode)).expect("holder");
     let first = holder.try_acquire(resource, held).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
     target.resume(b);
     let lock = first
         .expect("first acquire")

@@ -35,7 +35,7 @@ pub async fn failover_while_held<T: Target>(target: T, rounds: usize) -> Report 
             .expect("second");
         let resource = format!("faults/held-{round}");
         let requested = Instant::now();
-        let lock = first
+        let mut lock = first
             .try_acquire(&resource, held_ttl)
             .await
             .expect("first acquire")
@@ -93,9 +93,9 @@ pub async fn failover_while_held<T: Target>(target: T, rounds: usize) -> Report 
             let result = second.try_acquire(&resource, TTL).await;
             let answered = Instant::now();
             let outcome = match result {
-                Ok(Some(other)) => {
+                Ok(Some(mut other)) => {
                     let end = Instant::now().min(other.validity_deadline());
-                    let _ = second.release(&other).await;
+                    let _ = second.release(&mut other).await;
                     Outcome::Section {
                         end,
                         votes: other.granted_by().len(),
@@ -123,7 +123,7 @@ pub async fn failover_while_held<T: Target>(target: T, rounds: usize) -> Report 
                 votes: lock.granted_by().len(),
             },
         });
-        let _ = first.release(&lock).await;
+        let _ = first.release(&mut lock).await;
         // The killed master comes back as a replica of the promoted one.
         target = tokio::task::spawn_blocking(move || {
             target.restart(victim);
@@ -215,9 +215,9 @@ async fn acquire_eventually(
         let result = manager.try_acquire(&resource_name(resource), TTL).await;
         let returned = Instant::now();
         let outcome = match result {
-            Ok(Some(lock)) => {
+            Ok(Some(mut lock)) => {
                 let end = Instant::now().min(lock.validity_deadline());
-                manager.release(&lock).await.expect("release");
+                manager.release(&mut lock).await.expect("release");
                 Outcome::Section {
                     end,
                     votes: lock.granted_by().len(),

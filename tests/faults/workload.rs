@@ -161,7 +161,7 @@ async fn client_loop(
         // A small spread so that the clients do not move in lockstep.
         let jitter = Duration::from_millis(((client * 7 + op * 13) % 15) as u64 + 2);
         let outcome = match result {
-            Ok(Some(lock)) => {
+            Ok(Some(mut lock)) => {
                 let key = counter_key(resource);
                 let value: Option<i64> = redis::cmd("GET")
                     .arg(&key)
@@ -185,7 +185,7 @@ async fn client_loop(
                     Outcome::Abandoned
                 };
                 // A failed release (a voter down) is fine: the keys expire with their TTL.
-                let _ = manager.release(&lock).await;
+                let _ = manager.release(&mut lock).await;
                 outcome
             }
             Ok(None) => {
