@@ -221,14 +221,14 @@ async fn lost_voter(delayed_restart: bool) {
     }
     let resource = "seq1";
 
-    let (lock, t1) = take(&x, resource).await;
+    let (mut lock, t1) = take(&x, resource).await;
     assert!(fenced_write(store, t1, "X1").await, "X's first write");
-    x.release(&lock).await.expect("release");
+    x.release(&mut lock).await.expect("release");
 
     masters.nodes()[2].pause().expect("stop C");
-    let (lock, t2) = take(&x, resource).await;
+    let (mut lock, t2) = take(&x, resource).await;
     assert!(fenced_write(store, t2, "X2").await, "X's second write");
-    x.release(&lock).await.expect("release");
+    x.release(&mut lock).await.expect("release");
     let (stalled, t3) = take(&x, resource).await;
     tokio::time::sleep(stalled.remaining() + Duration::from_millis(100)).await;
     assert!(!stalled.is_valid());
@@ -243,7 +243,7 @@ async fn lost_voter(delayed_restart: bool) {
     masters.nodes()[2].resume().expect("resume C");
     masters.nodes()[0].pause().expect("stop A");
 
-    let (lock, ty) = take(&y, resource).await;
+    let (mut lock, ty) = take(&y, resource).await;
     eprintln!(
         "lost voter (delayed_restart {delayed_restart}): X {t1} {t2} {t3}, Y {ty} granted by {:?}",
         lock.granted_by()
@@ -256,7 +256,7 @@ async fn lost_voter(delayed_restart: bool) {
     );
     assert_eq!(stored(store).await.as_deref(), Some("Y1"));
     masters.nodes()[0].resume().expect("resume A");
-    let _ = y.release(&lock).await;
+    let _ = y.release(&mut lock).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -287,9 +287,9 @@ async fn rolling_restart(delayed_restart: bool) {
     let resource = "seq2";
     let mut tokens = Vec::new();
     for i in 0..5 {
-        let (lock, token) = take(&x, resource).await;
+        let (mut lock, token) = take(&x, resource).await;
         assert!(fenced_write(store, token, &format!("X{i}")).await);
-        x.release(&lock).await.expect("release");
+        x.release(&mut lock).await.expect("release");
         tokens.push(token);
     }
     for i in 0..3 {
@@ -298,13 +298,13 @@ async fn rolling_restart(delayed_restart: bool) {
     }
     let y = LockManager::connect(&urls, config).await.expect("Y");
     for i in 0..2 {
-        let (lock, token) = take(&y, resource).await;
+        let (mut lock, token) = take(&y, resource).await;
         tokens.push(token);
         assert!(
             fenced_write(store, token, &format!("Y{i}")).await,
             "after a rolling restart, Y's write with {token} was refused ({tokens:?})"
         );
-        y.release(&lock).await.expect("release");
+        y.release(&mut lock).await.expect("release");
     }
     eprintln!("rolling restart (delayed_restart {delayed_restart}): tokens {tokens:?}");
     assert_increasing(&tokens);
@@ -403,9 +403,9 @@ async fn a_failover_to_a_lagging_replica_does_not_repeat_a_token() {
     let voters = x.voters_of(resource).await.expect("voters");
     let (a, b, c) = (&voters[0], &voters[1], &voters[2]);
 
-    let (lock, t1) = take(&x, resource).await;
+    let (mut lock, t1) = take(&x, resource).await;
     assert!(fenced_write(&store, t1, "X1").await, "X's first write");
-    x.release(&lock).await.expect("release");
+    x.release(&mut lock).await.expect("release");
     // Let token 1's counter reach B's replica before the cut.
     tokio::time::sleep(Duration::from_millis(300)).await;
 
@@ -423,9 +423,9 @@ async fn a_failover_to_a_lagging_replica_does_not_repeat_a_token() {
     assert!(dropped >= 1, "B's master had no replica link to drop");
     block_voter(&c.0, &c.1, Duration::from_secs(30));
 
-    let (lock, t2) = take(&x, resource).await;
+    let (mut lock, t2) = take(&x, resource).await;
     assert!(fenced_write(&store, t2, "X2").await, "X's second write");
-    x.release(&lock).await.expect("release");
+    x.release(&mut lock).await.expect("release");
     let (stalled, t3) = take(&x, resource).await;
     assert!(!stalled.granted_by().contains(&c.0), "C was blocked");
 
@@ -461,7 +461,7 @@ async fn a_failover_to_a_lagging_replica_does_not_repeat_a_token() {
     let y = LockManager::connect(&cluster.urls(), config)
         .await
         .expect("Y");
-    let (lock, ty) = take(&y, resource).await;
+    let (mut lock, ty) = take(&y, resource).await;
     eprintln!(
         "lagging failover: X {t1} {t2} {t3}; promoted replica's counter {lagging:?}; Y {ty} \
          granted by {:?}",
@@ -479,7 +479,7 @@ async fn a_failover_to_a_lagging_replica_does_not_repeat_a_token() {
         "X's stale write with token {t3} was accepted after Y's with {ty}"
     );
     assert_eq!(stored(&store).await.as_deref(), Some("Y1"));
-    let _ = y.release(&lock).await;
+    let _ = y.release(&mut lock).await;
     unblock_voter(&a.0, &a.1);
     drop(cluster);
 }
@@ -526,14 +526,14 @@ async fn odd_counter_values_fail_one_vote_with_a_clear_error() {
     for value in odd {
         spoil_counter(&voters[0].0, &voters[0].1, value);
         for _ in 0..2 {
-            let (lock, token) = take(&manager, resource).await;
+            let (mut lock, token) = take(&manager, resource).await;
             assert!(
                 !lock.granted_by().contains(&voters[0].0),
                 "{value:?}: the odd counter's voter counted"
             );
             assert!(token > last, "{value:?}: token {token} after {last}");
             last = token;
-            manager.release(&lock).await.expect("release");
+            manager.release(&mut lock).await.expect("release");
         }
     }
     // On two voters of three: no quorum, and the error says which key and what to do.
@@ -558,7 +558,7 @@ async fn odd_counter_values_fail_one_vote_with_a_clear_error() {
             .query(&mut raw(addr))
             .expect("DEL");
     }
-    let (lock, token) = take(&manager, resource).await;
+    let (mut lock, token) = take(&manager, resource).await;
     assert!(token > last, "after the repair: {token} after {last}");
     // Any quorum of the three holds voter 0 or voter 1: a repaired voter counted.
     assert!(
@@ -567,7 +567,7 @@ async fn odd_counter_values_fail_one_vote_with_a_clear_error() {
             .any(|a| *a == voters[0].0 || *a == voters[1].0),
         "{lock:?}"
     );
-    manager.release(&lock).await.expect("release");
+    manager.release(&mut lock).await.expect("release");
 }
 
 fn dbsize(addr: &str) -> u64 {
@@ -599,13 +599,13 @@ async fn counter_keys_expire_after_the_retention() {
             let manager = &manager;
             async move {
                 let resource = format!("order-{i}");
-                let lock = manager
+                let mut lock = manager
                     .acquire(&resource, Duration::from_secs(5))
                     .await
                     .expect("acquire")
                     .expect("a fresh resource is free");
                 assert!(lock.fencing_token().is_some());
-                manager.release(&lock).await.expect("release");
+                manager.release(&mut lock).await.expect("release");
             }
         });
         futures::future::join_all(rounds).await;
@@ -676,7 +676,7 @@ async fn fencing_with_replica_acks_keeps_the_counter_through_a_failover() {
         .arg("replica")
         .query(&mut raw(&voters[0].0))
         .expect("CLIENT KILL TYPE replica");
-    let lock = x
+    let mut lock = x
         .acquire(resource, ttl)
         .await
         .expect("acquire")
@@ -688,7 +688,7 @@ async fn fencing_with_replica_acks_keeps_the_counter_through_a_failover() {
     );
     let t1 = lock.fencing_token().expect("token");
     assert!(fenced_write(&store, t1, "X1").await);
-    x.release(&lock).await.expect("release");
+    x.release(&mut lock).await.expect("release");
     let cluster = tokio::task::spawn_blocking(move || {
         cluster.wait_healthy(FAILOVER_TIMEOUT).expect("healthy");
         cluster
@@ -743,7 +743,7 @@ async fn fencing_with_replica_acks_keeps_the_counter_through_a_failover() {
             _ => tokio::time::sleep(Duration::from_millis(200)).await,
         }
     }
-    let next = next.expect("Y acquires after the failover");
+    let mut next = next.expect("Y acquires after the failover");
     let ty = next.fencing_token().expect("token");
     eprintln!(
         "replica acks + fencing: X {t1} {t2}; promoted replica's counter {kept:?}; Y {ty} granted \
@@ -753,7 +753,7 @@ async fn fencing_with_replica_acks_keeps_the_counter_through_a_failover() {
     assert!(ty > t2, "Y's token {ty} after X's {t2}");
     assert!(fenced_write(&store, ty, "Y1").await);
     assert!(!fenced_write(&store, t2, "X3").await, "X's stale write");
-    let _ = y.release(&next).await;
+    let _ = y.release(&mut next).await;
     drop(cluster);
 }
 

@@ -1187,7 +1187,13 @@ fn report(
             ratios(
                 format!("first acquire of a fresh handle, {scenario}, p50 time"),
                 setup,
-                &|imp| if imp == Impl::Raw { None } else { p50(lat, imp) },
+                &|imp| {
+                    if imp == Impl::Raw {
+                        None
+                    } else {
+                        p50(lat, imp)
+                    }
+                },
             );
         }
         ratios("client bytes per held lock".into(), setup, &|imp| {

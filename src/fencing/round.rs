@@ -85,8 +85,10 @@ impl Round<'_> {
     /// every voter in a spawned task.
     pub(crate) async fn acquire_fenced(&self, resource: Resource<'_>, ttl: Ttl) -> Attempt {
         let (config, voters, ttl) = (self.config, &self.voters, ttl.get());
-        let connect_limit = config.connect_timeout_value();
-        // Connections open before the clock starts, as for the plain acquire.
+        // Connections open before the clock starts, each waited for no longer than the node
+        // timeout (a hung voter must not cost a fenced acquire the connect timeout; its
+        // connection goes on opening in the background for the next round).
+        let connect_limit = config.node_timeout_value();
         let connected = join_all(
             voters
                 .iter()

@@ -126,9 +126,9 @@ fn replay(world: &World, acquires: &[Acquire]) -> Vec<Option<u64>> {
         for step in acquires {
             sleep_until(epoch + Duration::from_millis(step.at_ms)).await;
             let token = match manager.try_acquire(RESOURCE, TTL).await {
-                Ok(Some(lock)) => {
+                Ok(Some(mut lock)) => {
                     if step.release {
-                        let _ = manager.release(&lock).await;
+                        let _ = manager.release(&mut lock).await;
                     }
                     lock.fencing_token()
                 }
