@@ -2,6 +2,17 @@
 //! carrying a token lower than the highest it has seen, so that a lock holder paused past its
 //! validity cannot overwrite the work of the holder after it.
 //!
+//! What the token promises: a holder whose acquisition started after another holder's was
+//! granted gets a strictly greater token, also across a voter restarted empty (with
+//! `delayed_restart`), a failover to a lagging replica, or a rolling restart, as long as the
+//! voters' clocks agree within the quarantine, the failover time and the counters' retention
+//! (`docs/design.md`, "Fencing tokens"). Tokens are about the Unix time in microseconds,
+//! below 2^53, so the Lua numbers of the store's script hold them exactly.
+//!
+//! What the store must do: keep the highest token it has seen **durably** (here the store
+//! should run with `appendonly yes` and `appendfsync always`: a store that forgets the highest
+//! token accepts stale writes again), and compare and write atomically (one script).
+//!
 //! The voters are the lock URLs; the protected store is another server:
 //!
 //! ```sh
@@ -16,7 +27,8 @@ use std::time::Duration;
 use redlock_cluster::{LockConfig, LockManager};
 
 /// The store's side of fencing: one atomic script that compares the token with the highest
-/// seen and applies the update only when the token is not lower.
+/// seen and applies the update only when the token is not lower (the same holder may write
+/// several times with its token).
 const FENCED_INCR: &str = r"
 -- KEYS[1]: the counter, KEYS[2]: the highest token seen. ARGV[1]: the writer's token.
 local seen = tonumber(redis.call('GET', KEYS[2]) or '0')

@@ -62,7 +62,7 @@ pub(crate) fn wait_limit(acks: &ReplicaAcks, per_call: Duration) -> u64 {
 }
 
 /// The vote of a write that `acked` replicas acknowledged when `needed` were asked for.
-fn judged<T>(reply: T, acked: i64, needed: usize) -> Result<T, NodeError> {
+pub(crate) fn judged<T>(reply: T, acked: i64, needed: usize) -> Result<T, NodeError> {
     match usize::try_from(acked) {
         Ok(acked) if acked >= needed => Ok(reply),
         _ => Err(NodeError::NotReplicated {
@@ -124,7 +124,10 @@ pub(crate) async fn extend(
 }
 
 /// The node's writer for acknowledged writes, or why it has none.
-fn writer_of<'a>(node: &'a dyn Node, acks: &ReplicaAcks) -> Result<AckedWriter<'a>, NodeError> {
+pub(crate) fn writer_of<'a>(
+    node: &'a dyn Node,
+    acks: &ReplicaAcks,
+) -> Result<AckedWriter<'a>, NodeError> {
     node.acked_writer().ok_or(NodeError::NotReplicated {
         acked: 0,
         needed: acks.replicas,
@@ -306,13 +309,29 @@ impl AckedWriter<'_> {
         acks: &ReplicaAcks,
         per_call: Duration,
     ) -> Result<(Value, i64), NodeError> {
+        self.write_keys(script, &[key], args, acks, per_call).await
+    }
+
+    /// [`write`](Self::write) of a script with several keys (the fenced scripts: the lock key
+    /// and its counter).
+    pub(crate) async fn write_keys(
+        &self,
+        script: &redis::Script,
+        keys: &[&[u8]],
+        args: &[&[u8]],
+        acks: &ReplicaAcks,
+        per_call: Duration,
+    ) -> Result<(Value, i64), NodeError> {
         let mut conn = self.connections.take(self.addr, self.facts).await?;
         let limit = wait_limit(acks, per_call);
         let mut reloaded = false;
         loop {
             let mut pipe = redis::pipe();
             pipe.ignore_errors();
-            pipe.cmd("EVALSHA").arg(script.get_hash()).arg(1).arg(key);
+            pipe.cmd("EVALSHA").arg(script.get_hash()).arg(keys.len());
+            for key in keys {
+                pipe.arg(*key);
+            }
             for arg in args {
                 pipe.arg(*arg);
             }

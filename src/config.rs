@@ -73,6 +73,7 @@ pub struct LockConfig {
     #[cfg(feature = "tls")]
     tls_root_ca: Option<crate::tls::RootCa>,
     fencing: bool,
+    fencing_retention: Duration,
 }
 
 impl Default for LockConfig {
@@ -103,6 +104,7 @@ impl LockConfig {
             #[cfg(feature = "tls")]
             tls_root_ca: None,
             fencing: false,
+            fencing_retention: DEFAULT_FENCING_RETENTION,
         }
     }
 
@@ -235,8 +237,8 @@ impl LockConfig {
     /// see `docs/operations.md`. In independent mode [`crate::LockManager::connect`] fails
     /// naming any master that reports fewer connected replicas than `replicas` (in cluster mode
     /// it logs a warning: a master lacks its replica for a while after every failover).
-    /// Not combinable with [`LockConfig::fencing`] yet ([`LockConfig::validate`] refuses
-    /// both). Defaults to off.
+    /// With [`LockConfig::fencing`], the fenced acquire and its commit are acknowledged the
+    /// same way. Defaults to off.
     ///
     /// ```
     /// use std::time::Duration;
@@ -348,7 +350,21 @@ impl LockConfig {
         self.fencing = yes;
         self
     }
+
+    /// How long a resource's fencing counter is kept on a voter after the last acquisition
+    /// that wrote it: counter keys expire, so their number is bounded by the resources locked
+    /// within this time. Safe because every token also carries the granting voters' server
+    /// time: it must be longer than the largest clock offset between voters (see the
+    /// `fencing` section of `docs/design.md`). At least 1 s. Defaults to 60 seconds.
+    #[must_use]
+    pub fn fencing_retention(mut self, retention: Duration) -> Self {
+        self.fencing_retention = retention;
+        self
+    }
 }
+
+/// The default of [`LockConfig::fencing_retention`].
+const DEFAULT_FENCING_RETENTION: Duration = Duration::from_secs(60);
 
 mod getters;
 mod validate;

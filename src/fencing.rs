@@ -1,20 +1,24 @@
 //! Fencing tokens by quorum (opt-in: [`LockConfig::fencing`](crate::LockConfig::fencing)):
 //! every granted lock carries a `u64` strictly greater than the token of every earlier holder
-//! of the resource, under the same assumption as the lock itself (no voter loses its data).
+//! of the resource, under the lock's own assumptions, and also when a voter restarts empty
+//! (with `delayed_restart`), a voter fails over to a replica that lacks the latest counter,
+//! or every voter is restarted in turn (the exact conditions are below).
 //!
 //! A lock's validity is only as good as its holder's clock and scheduler: a holder paused
 //! past its deadline (GC, swap, `SIGSTOP`) wakes up believing it still holds the lock. A
 //! fencing token lets the protected resource itself refuse such a holder: it remembers the
 //! highest token it has seen and rejects any write that carries a lower one.
 //!
-//! # The construction: two rounds
-//! Each voter keeps, next to its lock key, a counter key with no TTL, in the same hash slot
-//! ([`fence_key`]).
+//! # The construction: a hybrid logical clock in two rounds
+//! Each voter keeps, next to its lock key, a counter key in the same hash slot
+//! ([`fence_key`]), which expires [`fencing_retention`](crate::LockConfig::fencing_retention)
+//! after the last commit that wrote it.
 //! 1. **Acquire** (`scripts/acquire_fenced.lua`): the usual `SET NX PX`; a voter that grants
-//!    also returns its counter.
+//!    also returns its counter and its clock (`TIME`, in microseconds).
 //! 2. **Commit** (`scripts/fence_commit.lua`): with a quorum of grants, the client takes
-//!    `t = 1 + max(counters returned)` and sends `counter = max(counter, t)` to the voters
-//!    that granted; a voter writes it only while our lock key still holds our lock token.
+//!    `t = max(1 + max(counters), max(times))` over the voters that granted, and sends
+//!    `counter = max(counter, t)` to them; a voter writes it only while our lock key still
+//!    holds our lock token.
 //!
 //! The lock is granted only if the voters that granted in round 1 **and** acknowledged round
 //! 2 form a quorum, with validity left after both rounds (the clock starts before round 1).
@@ -22,12 +26,24 @@
 //! since counters only grow.
 //!
 //! # Why it is enough
-//! Let `S` be our granted-and-acknowledged quorum and `B` any later holder. `B`'s round-1
-//! grants form a quorum, so they include some voter `v` in `S`. At `v`, `B`'s grant needs our
-//! key to be gone, and our commit landed while our key was there (the script checks it):
-//! scripts run atomically, so `B` reads a counter `>= t` at `v` and takes a token `> t`.
-//! (Which of two holders is "later" is the order of their grants at a shared voter; under the
-//! lock's own timing assumptions it is the order of their hold intervals.)
+//! Let `S` be our granted-and-acknowledged quorum and `B` any later holder (one whose
+//! acquisition started after ours was decided). `B`'s counted grants form a quorum, so they
+//! include some voter `v` in `S`, where `B` read after our commit landed.
+//! - **`v` kept our counter**: `B` reads a counter `>= t` and takes a token `> t`.
+//! - **`v` lost it** (restarted empty, failed over to a replica without it, or the counter's
+//!   retention ran out): that happened after our commit, and `v` granted `B` only after a gap
+//!   `g`: the quarantine (`delayed_restart`), the failover time, or the retention. No token
+//!   ever runs ahead of the fastest voter's clock (each token is either some voter's `TIME`,
+//!   or one more than an earlier token, and a round takes more than a microsecond), so `B`'s
+//!   time term, `v`'s clock at its grant, exceeds `t` as long as the voters' clocks disagree
+//!   by less than `g`.
+//!
+//! The time term is why counters may expire: after the retention the clock alone is ahead of
+//! every token the counter held. What still breaks it: a voter clock stepped back (or two
+//! voters disagreeing) by more than the quarantine, the failover time or the retention; a
+//! failover forced (`CLUSTER FAILOVER FORCE`/`TAKEOVER`) to a replica that lacks the counter,
+//! within the clock offset of our commit; a voter restarted empty without `delayed_restart`
+//! faster than the clock offset. See `docs/design.md`.
 //!
 //! # Why the cheaper variants are not
 //! - One round, "`INCR` in the acquire script and take the max": grant sets `{1,2}`, then
@@ -36,13 +52,17 @@
 //! - Two rounds, "commit to any majority": acknowledgements from voters that did not grant
 //!   prove nothing about order, since a later holder may have been granted there before our
 //!   write landed, and then met our grant set only on voters our write never reached.
+//! - The counter alone (the construction before this one): a voter that loses its counter
+//!   hands out a token again. The time alone: a voter whose clock is behind does.
 //!
-//! The model test (`sim::fencing`) finds both failures and shows the construction holds
-//! under message delays, loss, crashes and clock drift.
+//! The model test (`sim::fencing`) finds all four failures and shows the construction holds
+//! under message delays, loss, crashes with and without data loss, failovers, rolling
+//! restarts, counter expiry and clock offsets within the bound.
 //!
 //! # Using the token
-//! The protected resource must compare tokens atomically with the write. For a Redis store,
-//! a script like the one in `examples/fencing.rs`:
+//! The protected resource must keep the highest token it has seen, durably, and compare
+//! tokens atomically with the write. For a Redis store, a script like the one in
+//! `examples/fencing.rs` (tokens are below 2^53, so Lua numbers hold them exactly):
 //!
 //! ```lua
 //! -- KEYS[1]: the data, KEYS[2]: the highest token seen. ARGV[1]: token, ARGV[2]: value.
@@ -59,6 +79,7 @@ use crate::error::NodeError;
 use crate::node::NodeResult;
 
 mod accessors;
+mod acked;
 mod decide;
 mod round;
 mod scripts;
@@ -87,10 +108,44 @@ pub(crate) fn fence_key(prefix: &str, lock_key: &[u8]) -> Vec<u8> {
 /// A node's answer to the fenced acquire script.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum FencedReply {
-    /// The key was set with our token; the voter's fencing counter.
-    Granted(u64),
+    /// The key was set with our token: the voter's fencing counter (0 when it has none) and
+    /// its clock (`TIME`) in microseconds since the Unix epoch.
+    Granted { counter: u64, time: u64 },
     /// Someone else holds the key; their remaining time (`None`: the key has no expiry).
     Held(Option<Duration>),
+}
+
+/// How far ahead of its voter's clock a counter may be: tokens never run ahead of the fastest
+/// voter's clock by more than the clock offset between voters, so a counter further ahead
+/// than this was not written by a fencing commit (or a clock was stepped back by more than a
+/// day). Such a counter, up to `u64::MAX`, makes its voter's vote fail
+/// ([`NodeError::FencingCounter`]) instead of blocking the resource for good.
+pub(crate) const MAX_COUNTER_LEAD: Duration = Duration::from_secs(24 * 3600);
+
+/// Check a counter read next to a voter's clock (see [`MAX_COUNTER_LEAD`]).
+pub(crate) fn check_counter_lead(counter: u64, time: u64, key: &[u8]) -> Result<u64, NodeError> {
+    let lead = MAX_COUNTER_LEAD.as_micros() as u64;
+    if counter > time.saturating_add(lead) {
+        return Err(NodeError::FencingCounter {
+            key: display_key(key),
+            found: format!("{counter}, more than a day ahead of the server's clock ({time} us)"),
+        });
+    }
+    Ok(counter)
+}
+
+/// A key for error messages: printable ASCII as is, other bytes as `\xNN` (as `redis-cli`
+/// shows them), so that the key can be typed back.
+pub(crate) fn display_key(key: &[u8]) -> String {
+    let mut out = String::with_capacity(key.len() + 8);
+    for &byte in key {
+        if byte.is_ascii_graphic() && byte != b'\\' && byte != b'"' {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("\\x{byte:02x}"));
+        }
+    }
+    format!("\"{out}\"")
 }
 
 /// The default of the fencing methods of [`crate::node::Node`].

@@ -21,6 +21,7 @@ use crate::error::NodeError;
 mod assess;
 mod clock;
 mod display;
+mod offset;
 mod probe;
 
 pub(crate) use assess::{Context, assess};
@@ -95,6 +96,16 @@ pub struct ClockRate {
     pub high: f64,
 }
 
+/// How far a voter's clock (`TIME`, wall time) is from ours, read from the quickest sample.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub struct ClockOffset {
+    /// Server clock minus ours, in seconds (negative: the server is behind).
+    pub seconds: f64,
+    /// The offset is known within this (half the sample's round trip).
+    pub uncertainty: Duration,
+}
+
 /// The health of one voter. Fields the server did not tell (an ACL refusing `CONFIG`, a
 /// voter that did not answer) are `None`.
 #[derive(Debug, Clone)]
@@ -130,6 +141,8 @@ pub struct VoterHealth {
     pub rtt: Option<Duration>,
     /// The rate of its clock against ours.
     pub clock_rate: Option<ClockRate>,
+    /// Its clock's offset from ours.
+    pub clock_offset: Option<ClockOffset>,
     /// How long it stays quarantined by `LockConfig::delayed_restart`, if it is.
     pub quarantined_for: Option<Duration>,
     /// What is wrong or worth knowing, worst first.
@@ -155,6 +168,9 @@ pub struct HealthReport {
     pub drift_factor: f64,
     /// How long each voter's clock was sampled.
     pub clock_window: Duration,
+    /// How far apart the voters' clocks are at most (offsets and their uncertainties); with
+    /// fencing on, a spread near the quarantine or the counters' retention is reported.
+    pub clock_spread: Option<Duration>,
     /// Every voter (the masters, in cluster mode), in voter order.
     pub voters: Vec<VoterHealth>,
 }

@@ -140,7 +140,9 @@ pub use retry::RetryPolicy;
 pub use error::{LockError, NodeError, NodeFailure, NodeFailures};
 
 // The voter health report.
-pub use health::{ClockRate, Finding, HealthReport, ReplicaLag, Severity, VoterHealth};
+pub use health::{
+    ClockOffset, ClockRate, Finding, HealthReport, ReplicaLag, Severity, VoterHealth,
+};
 
 /// For cluster operators: which slot, and so which master, holds each voter's key.
 ///

@@ -107,18 +107,19 @@ pub(crate) trait Node: Send + Sync + fmt::Debug {
     ) -> NodeResult<'a, FencedReply> {
         fencing_unsupported(self.addr())
     }
-    /// Run the commit script: `counter = max(counter, fencing_token)` while `key` holds
-    /// `token`; `true` when it did.
+    /// Run the commit script: `counter = max(counter, fencing_token)`, kept for `retention`,
+    /// while `key` holds `token`; `true` when it did.
     fn fence_commit<'a>(
         &'a self,
         _key: &'a [u8],
         _counter: &'a [u8],
         _token: &'a str,
         _fencing_token: u64,
+        _retention: Duration,
     ) -> NodeResult<'a, bool> {
         fencing_unsupported(self.addr())
     }
-    /// Read the fencing counter (0 when never written).
+    /// Read what every later token granted by this voter exceeds: `max(counter, clock)`.
     fn read_fence<'a>(&'a self, _counter: &'a [u8]) -> NodeResult<'a, u64> {
         fencing_unsupported(self.addr())
     }

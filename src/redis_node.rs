@@ -249,8 +249,9 @@ impl Node for RedisNode {
         counter: &'a [u8],
         token: &'a str,
         fencing_token: u64,
+        retention: Duration,
     ) -> NodeResult<'a, bool> {
-        Box::pin(self.run_fence_commit(key, counter, token, fencing_token))
+        Box::pin(self.run_fence_commit(key, counter, token, fencing_token, retention))
     }
 
     fn read_fence<'a>(&'a self, counter: &'a [u8]) -> NodeResult<'a, u64> {

@@ -11,6 +11,11 @@ impl LockConfig {
         self.fencing
     }
 
+    /// The fencing counters' retention in use.
+    pub(crate) fn fencing_retention_value(&self) -> Duration {
+        self.fencing_retention
+    }
+
     /// The retry policy in use.
     pub fn retry_policy(&self) -> &RetryPolicy {
         &self.retry

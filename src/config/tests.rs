@@ -62,6 +62,11 @@ fn config_bounds() {
             .validate()
             .is_ok()
     );
+    // The fenced acquire and commit are acknowledged like the plain votes.
     let both = LockConfig::new().replica_acks(1, ms(50)).fencing(true);
-    assert!(both.validate().is_err());
+    assert!(both.validate().is_ok());
+    let short = LockConfig::new()
+        .fencing(true)
+        .fencing_retention(Duration::from_millis(999));
+    assert!(short.validate().is_err());
 }

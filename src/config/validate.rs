@@ -31,16 +31,15 @@ impl LockConfig {
             ));
         }
         check_cluster_voters(self.cluster_voters)?;
+        if self.fencing_retention < Duration::from_secs(1) {
+            return Err(LockError::InvalidConfig(format!(
+                "fencing_retention must be at least 1 s (longer than any clock offset between \
+                 voters), got {:?}",
+                self.fencing_retention
+            )));
+        }
         if let Some(acks) = &self.replica_acks {
             acks.validate(self.node_timeout)?;
-            if self.fencing {
-                // The fenced rounds run their own scripts, which do not wait for replicas yet.
-                return Err(LockError::InvalidConfig(
-                    "replica_acks and fencing cannot be combined yet: the fenced acquire and \
-                     commit are not acknowledged by replicas; choose one"
-                        .into(),
-                ));
-            }
         }
         if let Some(max_ttl) = self.delayed_restart
             && !(Duration::from_millis(1)..=MAX_TTL).contains(&max_ttl)

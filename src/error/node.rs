@@ -79,6 +79,21 @@ pub enum NodeError {
         /// Why, and when it ends.
         reason: String,
     },
+    /// With [`crate::LockConfig::fencing`]: the resource's fencing counter on this voter holds
+    /// something the fencing scripts never write (another type, leading zeros, a sign,
+    /// spaces, a value out of range or far ahead of the server's clock). The voter's vote
+    /// does not count until the key is repaired; the other voters still decide.
+    #[error(
+        "the fencing counter {key} holds {found}, not a canonical decimal u64 at most a day \
+         ahead of the server's clock; repair: delete it (redis-cli DEL on this server): \
+         tokens also carry the voters' server time, so they keep increasing without it"
+    )]
+    FencingCounter {
+        /// The counter key, with bytes outside printable ASCII escaped as `\xNN`.
+        key: String,
+        /// What it holds.
+        found: String,
+    },
 }
 
 /// How long a [`NodeError::Timeout`] waited, in words.
@@ -119,6 +134,7 @@ impl NodeError {
                 | NodeError::KeyPermission(_)
                 | NodeError::WrongType(_)
                 | NodeError::Refused(_)
+                | NodeError::FencingCounter { .. }
         )
     }
 

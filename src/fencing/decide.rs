@@ -71,3 +71,15 @@ pub(crate) fn quorum_floor(mut values: Vec<u64>, voters: usize) -> Option<u64> {
     values.sort_unstable_by(|a, b| b.cmp(a));
     values.get(needed - 1).copied()
 }
+
+/// The fencing token of a round from its granters' `(counter, time)` pairs: a hybrid logical
+/// clock, `max(1 + max(counters), max(times))`. `None` without a grant, or when no token can
+/// be greater than a counter (only at `u64::MAX`, which the counter check rules out).
+pub(crate) fn next_token(grants: impl IntoIterator<Item = (u64, u64)>) -> Option<u64> {
+    let mut grants = grants.into_iter().peekable();
+    grants.peek()?;
+    let (counter, time) = grants.fold((0u64, 0u64), |(c, t), (counter, time)| {
+        (c.max(counter), t.max(time))
+    });
+    counter.checked_add(1).map(|next| next.max(time))
+}

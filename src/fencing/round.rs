@@ -19,7 +19,8 @@ use crate::quorum::{
 use crate::round::{Attempt, Round, spawn_release};
 use crate::topology::{Voter, admit_votes};
 
-use super::decide::{CommitDecision, decide_commit, quorum_floor};
+use super::acked;
+use super::decide::{CommitDecision, decide_commit, next_token, quorum_floor};
 use super::{FencedReply, fence_key};
 
 /// Releases an attempt's keys on every voter when dropped armed, as the plain acquire round
@@ -84,8 +85,10 @@ impl Round<'_> {
     /// every voter in a spawned task.
     pub(crate) async fn acquire_fenced(&self, resource: Resource<'_>, ttl: Ttl) -> Attempt {
         let (config, voters, ttl) = (self.config, &self.voters, ttl.get());
-        let connect_limit = config.connect_timeout_value();
-        // Connections open before the clock starts, as for the plain acquire.
+        // Connections open before the clock starts, each waited for no longer than the node
+        // timeout (a hung voter must not cost a fenced acquire the connect timeout; its
+        // connection goes on opening in the background for the next round).
+        let connect_limit = config.node_timeout_value();
         let connected = join_all(
             voters
                 .iter()
@@ -121,9 +124,15 @@ impl Round<'_> {
                     connected?;
                     with_deadline(
                         per_call,
-                        voter
-                            .node
-                            .acquire_fenced(&voter.key, counter, token.as_str(), ttl),
+                        acked::acquire_fenced(
+                            &voter.node,
+                            &voter.key,
+                            counter,
+                            token.as_str(),
+                            ttl,
+                            config,
+                            per_call,
+                        ),
                     )
                     .await
                 }
@@ -135,7 +144,7 @@ impl Round<'_> {
             .zip(&replies)
             .map(|(voter, reply)| {
                 let vote = match reply {
-                    Ok(FencedReply::Granted(_)) => AcquireVote::Granted,
+                    Ok(FencedReply::Granted { .. }) => AcquireVote::Granted,
                     Ok(FencedReply::Held(left)) => AcquireVote::Held(*left),
                     Err(error) => AcquireVote::Failed(error.clone()),
                 };
@@ -155,39 +164,47 @@ impl Round<'_> {
             }
         }
 
-        // Round 2: record t = 1 + max(counters) on the voters that granted.
-        let granted: Vec<(usize, u64)> = replies
+        // Round 2: record t = max(1 + max(counters), max(times)) on the voters that granted.
+        let granted: Vec<(usize, (u64, u64))> = replies
             .iter()
             .enumerate()
             .filter_map(|(i, reply)| match reply {
-                Ok(FencedReply::Granted(counter)) => Some((i, *counter)),
+                Ok(FencedReply::Granted { counter, time }) => Some((i, (*counter, *time))),
                 _ => None,
             })
             .collect();
-        let Some(fencing_token) = granted
-            .iter()
-            .map(|(_, counter)| *counter)
-            .max()
-            .and_then(|max| max.checked_add(1))
-        else {
-            // Only a counter at u64::MAX gets here: no token can be greater.
+        let Some(fencing_token) = next_token(granted.iter().map(|(_, grant)| *grant)) else {
+            // Only a counter at u64::MAX gets here, which parsing refuses (it is far ahead of
+            // any clock): no token can be greater.
             let full = NodeError::Protocol("the fencing counter is at u64::MAX".into());
-            let names: Vec<String> = voters.iter().map(|v| v.node.addr().to_string()).collect();
+            let names: Vec<String> = granted
+                .iter()
+                .map(|(i, _)| voters[*i].node.addr().to_string())
+                .collect();
             return Attempt::Failed(unavailable(
                 voters.len(),
                 0,
                 collect_failures(names.iter().map(|n| (n, &full))),
             ));
         };
+        let retention = config.fencing_retention_value();
         let left = ttl.saturating_sub(allowance).saturating_sub(elapsed);
         let acks = join_all(granted.iter().map(|(i, _)| {
             let (voter, counter, token) = (&voters[*i], &counters[*i], &token);
             async move {
+                let limit = per_call.min(left);
                 let ack = with_deadline(
-                    per_call.min(left),
-                    voter
-                        .node
-                        .fence_commit(&voter.key, counter, token.as_str(), fencing_token),
+                    limit,
+                    acked::fence_commit(
+                        &voter.node,
+                        &voter.key,
+                        counter,
+                        token.as_str(),
+                        fencing_token,
+                        retention,
+                        config,
+                        limit,
+                    ),
                 )
                 .await;
                 (voter.node.addr().to_string(), ack)
@@ -227,8 +244,9 @@ impl Round<'_> {
         }
     }
 
-    /// The counter value a quorum of voters has reached ([`quorum_floor`]), for
-    /// [`crate::LockInfo::fencing_token`]; `None` when fewer than a quorum answered.
+    /// The value a quorum of voters guarantees every later token exceeds ([`quorum_floor`]
+    /// of each voter's `max(counter, clock)`), for [`crate::LockInfo::fencing_token`]; `None`
+    /// when fewer than a quorum answered.
     pub(crate) async fn fence_floor(&self) -> Option<u64> {
         let limit = self.config.node_timeout_value();
         let prefix = self.config.key_prefix_str();

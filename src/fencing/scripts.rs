@@ -8,40 +8,120 @@ use redis::Value;
 use crate::error::NodeError;
 use crate::redis_node::{RedisNode, parse_acquire, parse_flag};
 
-use super::FencedReply;
+use super::{FencedReply, check_counter_lead, display_key};
 
 /// The fencing scripts, compiled once per process. They are not preloaded with the lock
 /// scripts: the first fenced acquire on a server costs one `NOSCRIPT` round trip more.
 struct FencingScripts {
     acquire: redis::Script,
     commit: redis::Script,
+    read: redis::Script,
 }
 
 static SCRIPTS: std::sync::LazyLock<FencingScripts> = std::sync::LazyLock::new(|| FencingScripts {
     acquire: redis::Script::new(include_str!("../scripts/acquire_fenced.lua")),
     commit: redis::Script::new(include_str!("../scripts/fence_commit.lua")),
+    read: redis::Script::new(include_str!("../scripts/fence_read.lua")),
 });
 
-/// A counter as stored: decimal digits (a missing counter reads as 0).
-pub(super) fn parse_counter(value: &Value) -> Result<u64, NodeError> {
-    let bad = || NodeError::Protocol(format!("fencing counter {value:?} is not a u64"));
+/// The fenced acquire script, for an acknowledged write (`fencing::acked`).
+pub(super) fn acquire_script() -> &'static redis::Script {
+    &SCRIPTS.acquire
+}
+
+/// The commit script, for an acknowledged write (`fencing::acked`).
+pub(super) fn commit_script() -> &'static redis::Script {
+    &SCRIPTS.commit
+}
+
+/// A counter value as stored, parsed as the commit script writes it: canonical decimal
+/// digits (`0`, or no leading zero), within `u64`. A missing counter reads as 0. Anything
+/// else is [`NodeError::FencingCounter`] naming `key`, so that the vote fails with a repair
+/// hint instead of being compared as a string or a double.
+pub(crate) fn parse_counter_bytes(bytes: Option<&[u8]>, key: &[u8]) -> Result<u64, NodeError> {
+    let Some(bytes) = bytes else { return Ok(0) };
+    let bad = |why: &str| NodeError::FencingCounter {
+        key: display_key(key),
+        found: format!("the string {} ({why})", display_key(bytes)),
+    };
+    if bytes.is_empty() {
+        return Err(bad("empty"));
+    }
+    if !bytes.iter().all(u8::is_ascii_digit) {
+        let why = match bytes[0] {
+            b'+' | b'-' => "a sign",
+            _ if bytes.iter().any(u8::is_ascii_whitespace) => "spaces",
+            _ => "not decimal digits",
+        };
+        return Err(bad(why));
+    }
+    if bytes.len() > 1 && bytes[0] == b'0' {
+        return Err(bad("leading zeros"));
+    }
+    std::str::from_utf8(bytes)
+        .ok()
+        .and_then(|digits| digits.parse::<u64>().ok())
+        .ok_or_else(|| bad("above u64::MAX"))
+}
+
+/// A counter in a script reply: a bulk string, or nil when there is none.
+fn parse_counter(value: &Value, key: &[u8]) -> Result<u64, NodeError> {
     match value {
         Value::Nil => Ok(0),
-        Value::Int(n) => u64::try_from(*n).map_err(|_| bad()),
-        Value::BulkString(bytes) => std::str::from_utf8(bytes)
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(bad),
-        Value::SimpleString(s) => s.parse().map_err(|_| bad()),
-        _ => Err(bad()),
+        Value::BulkString(bytes) => parse_counter_bytes(Some(bytes), key),
+        other => Err(NodeError::Protocol(format!(
+            "fencing counter reply {other:?}"
+        ))),
     }
 }
 
-/// The reply of `acquire_fenced.lua`: `{1, counter}` or, as the plain acquire, `{0, pttl}`.
-pub(super) fn parse_acquire_fenced(value: &Value) -> Result<FencedReply, NodeError> {
+/// `TIME`'s two parts (seconds, microseconds, as bulk strings) in microseconds.
+fn parse_time(seconds: &Value, micros: &Value) -> Result<u64, NodeError> {
+    let part = |value: &Value| match value {
+        Value::BulkString(bytes) => std::str::from_utf8(bytes)
+            .ok()
+            .and_then(|s| s.parse::<u64>().ok()),
+        Value::Int(n) => u64::try_from(*n).ok(),
+        _ => None,
+    };
+    match (part(seconds), part(micros)) {
+        (Some(s), Some(us)) if us < 1_000_000 => s
+            .checked_mul(1_000_000)
+            .and_then(|s| s.checked_add(us))
+            .ok_or_else(|| NodeError::Protocol(format!("TIME {s} s out of range"))),
+        _ => Err(NodeError::Protocol(format!(
+            "TIME reply {seconds:?} {micros:?}"
+        ))),
+    }
+}
+
+/// A counter key that holds another type (the scripts' `{2, type}` and friends).
+fn wrong_type(kind: &Value, key: &[u8]) -> NodeError {
+    let kind = match kind {
+        Value::BulkString(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+        Value::SimpleString(s) => s.clone(),
+        other => format!("{other:?}"),
+    };
+    NodeError::FencingCounter {
+        key: display_key(key),
+        found: format!("a {kind} (WRONGTYPE)"),
+    }
+}
+
+/// The reply of `acquire_fenced.lua` for the counter `key`: `{1, counter, s, us}`,
+/// `{2, type}`, or, as the plain acquire, `{0, pttl}`. A granted vote whose counter is
+/// unusable is an error: the key was set, so it is released with the failed attempt's keys
+/// or expires, and the vote does not count.
+pub(crate) fn parse_acquire_fenced(value: &Value, key: &[u8]) -> Result<FencedReply, NodeError> {
     match value {
-        Value::Array(items) if items.len() == 2 && items[0] == Value::Int(1) => {
-            parse_counter(&items[1]).map(FencedReply::Granted)
+        Value::Array(items) if items.len() == 4 && items[0] == Value::Int(1) => {
+            let time = parse_time(&items[2], &items[3])?;
+            let counter = parse_counter(&items[1], key)?;
+            let counter = check_counter_lead(counter, time, key)?;
+            Ok(FencedReply::Granted { counter, time })
+        }
+        Value::Array(items) if items.len() == 2 && items[0] == Value::Int(2) => {
+            Err(wrong_type(&items[1], key))
         }
         other => match parse_acquire(other)? {
             crate::node::AcquireReply::Held(left) => Ok(FencedReply::Held(left)),
@@ -49,6 +129,37 @@ pub(super) fn parse_acquire_fenced(value: &Value) -> Result<FencedReply, NodeErr
                 "fenced acquire script returned {other:?}"
             ))),
         },
+    }
+}
+
+/// The reply of `fence_commit.lua`: 1 or 0, or a description of a counter it refused to
+/// touch.
+pub(crate) fn parse_commit(value: &Value, key: &[u8]) -> Result<bool, NodeError> {
+    match value {
+        Value::BulkString(found) => Err(NodeError::FencingCounter {
+            key: display_key(key),
+            found: String::from_utf8_lossy(found).into_owned(),
+        }),
+        other => parse_flag(other),
+    }
+}
+
+/// The reply of `fence_read.lua`: what the voter guarantees every later token exceeds,
+/// `max(counter, time)`.
+pub(crate) fn parse_read(value: &Value, key: &[u8]) -> Result<u64, NodeError> {
+    match value {
+        Value::Array(items) if items.len() == 3 => {
+            let time = parse_time(&items[1], &items[2])?;
+            let counter = check_counter_lead(parse_counter(&items[0], key)?, time, key)?;
+            Ok(counter.max(time))
+        }
+        Value::Array(items) if items.len() == 4 => Err(wrong_type(&items[3], key)),
+        other => {
+            parse_flag(other)?;
+            Err(NodeError::Protocol(format!(
+                "fencing read script returned {other:?}"
+            )))
+        }
     }
 }
 
@@ -69,7 +180,7 @@ impl RedisNode {
                 invocation.invoke_async::<Value>(conn).await
             })
             .await?;
-        parse_acquire_fenced(&reply)
+        parse_acquire_fenced(&reply, counter)
     }
 
     pub(crate) async fn run_fence_commit(
@@ -78,29 +189,27 @@ impl RedisNode {
         counter: &[u8],
         token: &str,
         fencing_token: u64,
+        retention: Duration,
     ) -> Result<bool, NodeError> {
+        let retention = retention.as_millis().max(1).to_string();
         let reply = self
             .query(async |conn| {
                 let mut invocation = SCRIPTS.commit.key(key);
                 invocation
                     .key(counter)
                     .arg(token)
-                    .arg(fencing_token.to_string());
+                    .arg(fencing_token.to_string())
+                    .arg(&retention);
                 invocation.invoke_async::<Value>(conn).await
             })
             .await?;
-        parse_flag(&reply)
+        parse_commit(&reply, counter)
     }
 
     pub(crate) async fn run_read_fence(&self, counter: &[u8]) -> Result<u64, NodeError> {
         let reply = self
-            .query(async |conn| {
-                redis::cmd("GET")
-                    .arg(counter)
-                    .query_async::<Value>(conn)
-                    .await
-            })
+            .query(async |conn| SCRIPTS.read.key(counter).invoke_async::<Value>(conn).await)
             .await?;
-        parse_counter(&reply)
+        parse_read(&reply, counter)
     }
 }

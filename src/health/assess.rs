@@ -18,6 +18,8 @@ pub(crate) struct Context {
     pub(crate) drift_factor: f64,
     pub(crate) node_timeout: Duration,
     pub(crate) delayed_restart: Option<Duration>,
+    /// With fencing on, the counters' retention.
+    pub(crate) fencing_retention: Option<Duration>,
 }
 
 impl Context {
@@ -27,6 +29,9 @@ impl Context {
             drift_factor: config.drift_factor_value(),
             node_timeout: config.node_timeout_value(),
             delayed_restart: config.delayed_restart_value(),
+            fencing_retention: config
+                .fencing_enabled()
+                .then(|| config.fencing_retention_value()),
         }
     }
 }

@@ -15,12 +15,12 @@ pub(crate) struct Sample {
 }
 
 impl Sample {
-    fn rtt(&self) -> Duration {
+    pub(super) fn rtt(&self) -> Duration {
         self.received.saturating_duration_since(self.sent)
     }
 
     /// The local instant the server most likely read its clock at: mid round trip.
-    fn midpoint(&self) -> Instant {
+    pub(super) fn midpoint(&self) -> Instant {
         self.sent + self.rtt() / 2
     }
 }

@@ -19,8 +19,9 @@ impl fmt::Display for HealthReport {
             "full coverage",
             "rtt",
             "clock rate",
+            "clock offset",
         ];
-        let rows: Vec<[String; 11]> = self
+        let rows: Vec<[String; 12]> = self
             .voters
             .iter()
             .map(|v| {
@@ -67,6 +68,13 @@ impl fmt::Display for HealthReport {
                     v.clock_rate.map_or_else(dash, |c| {
                         format!("{:.4} [{:.4}, {:.4}]", c.rate, c.low, c.high)
                     }),
+                    v.clock_offset.map_or_else(dash, |o| {
+                        format!(
+                            "{:+.3} ms (+/- {:.3})",
+                            o.seconds * 1000.0,
+                            o.uncertainty.as_secs_f64() * 1000.0
+                        )
+                    }),
                 ]
             })
             .collect();
@@ -92,8 +100,12 @@ impl fmt::Display for HealthReport {
         }
         writeln!(
             f,
-            "(mode {:?}, drift factor {}, clock sampled over {:?})",
-            self.mode, self.drift_factor, self.clock_window
+            "(mode {:?}, drift factor {}, clock sampled over {:?}, clocks apart by at most {})",
+            self.mode,
+            self.drift_factor,
+            self.clock_window,
+            self.clock_spread
+                .map_or_else(dash, |s| format!("{:.3} ms", s.as_secs_f64() * 1000.0))
         )?;
         let findings = self.findings();
         if findings.is_empty() {

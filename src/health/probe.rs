@@ -10,6 +10,7 @@ use crate::error::NodeError;
 use crate::node::{SharedNode, with_deadline};
 use crate::server::quarantine;
 
+use super::offset::{clock_offset, clock_spread, spread_findings};
 use super::{
     Context, HealthReport, ReplicaLag, Sample, VoterHealth, assess, clock_rate, median_rtt,
 };
@@ -21,16 +22,27 @@ const CLOCK_SAMPLES: usize = 5;
 pub(crate) async fn report(config: &LockConfig, mode: Mode, voters: &[SharedNode]) -> HealthReport {
     let context = Context::of(config, mode);
     let window = config.clock_sample_window_value();
-    let voters = join_all(
+    // Our wall clock at a local instant, for the voters' clock offsets.
+    let (wall, local) = (
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default(),
+        Instant::now(),
+    );
+    let wall_at = move |at: Instant| wall + at.saturating_duration_since(local);
+    let mut voters = join_all(
         voters
             .iter()
-            .map(|node| probe(config, &context, node, window)),
+            .map(|node| probe(config, &context, node, window, wall_at)),
     )
     .await;
+    let clock_spread = clock_spread(voters.iter().filter_map(|v| v.clock_offset.as_ref()));
+    spread_findings(&context, clock_spread, &mut voters);
     HealthReport {
         mode,
         drift_factor: context.drift_factor,
         clock_window: window,
+        clock_spread,
         voters,
     }
 }
@@ -43,6 +55,7 @@ async fn probe(
     context: &Context,
     node: &SharedNode,
     window: Duration,
+    wall_at: impl Fn(Instant) -> Duration,
 ) -> VoterHealth {
     let limit = config.node_timeout_value();
     let facts = with_deadline(limit, node.probe()).await;
@@ -71,6 +84,7 @@ async fn probe(
     let facts = facts.ok();
     let rtt = median_rtt(&samples);
     let clock = clock_rate(&samples);
+    let offset = clock_offset(&samples, wall_at);
     let quarantined = facts
         .as_ref()
         .and_then(|f| quarantine(config, f, Instant::now()));
@@ -109,6 +123,7 @@ async fn probe(
         cluster_require_full_coverage: f.and_then(|f| f.require_full_coverage),
         rtt,
         clock_rate: clock,
+        clock_offset: offset,
         quarantined_for: match quarantined {
             Some(NodeError::Quarantined { remaining, .. }) => Some(remaining),
             _ => None,

@@ -141,3 +141,95 @@ fn findings_from_the_facts_each_with_a_fix() {
     let findings = assess(&context, None, Some(&down), None, None, None);
     assert_eq!(severities(&findings), [Severity::Warning]);
 }
+
+/// A voter for the spread findings, with its clock offset.
+fn voter_with_offset(addr: &str, seconds: f64) -> VoterHealth {
+    VoterHealth {
+        addr: addr.into(),
+        error: None,
+        role: None,
+        run_id: None,
+        redis_version: None,
+        uptime: None,
+        appendonly: None,
+        appendfsync: None,
+        maxmemory: None,
+        maxmemory_policy: None,
+        connected_replicas: None,
+        replicas: Vec::new(),
+        cluster_require_full_coverage: None,
+        rtt: None,
+        clock_rate: None,
+        clock_offset: Some(ClockOffset {
+            seconds,
+            uncertainty: Duration::from_millis(1),
+        }),
+        quarantined_for: None,
+        findings: Vec::new(),
+    }
+}
+
+#[test]
+fn the_clock_offset_comes_from_the_quickest_sample() {
+    let ms = Duration::from_millis;
+    // The server's clock (epoch 1_700_000_000 s at the first send) is 250 ms ahead of a wall
+    // clock that read 1_700_000_000 s - 250 ms at the first send.
+    let taken = samples(1.0, ms(50), ms(2), 5);
+    let first = taken[0].sent;
+    let wall = Duration::from_secs(1_700_000_000) - ms(250);
+    let offset = offset::clock_offset(&taken, |at| wall + at.duration_since(first)).unwrap();
+    assert!((offset.seconds - 0.250).abs() < 1e-6, "{offset:?}");
+    assert_eq!(offset.uncertainty, ms(1));
+    assert!(offset::clock_offset(&[], |_| wall).is_none());
+}
+
+#[test]
+fn the_clock_spread_counts_the_uncertainties() {
+    let ms = Duration::from_millis;
+    let a = ClockOffset {
+        seconds: -0.1,
+        uncertainty: ms(1),
+    };
+    let b = ClockOffset {
+        seconds: 0.2,
+        uncertainty: ms(2),
+    };
+    let spread = offset::clock_spread([a, b].iter()).unwrap();
+    assert!((spread.as_secs_f64() - 0.303).abs() < 1e-9, "{spread:?}");
+    assert_eq!(offset::clock_spread([a].iter()), None);
+}
+
+/// With fencing on, voter clocks as far apart as the quarantine (or the retention) are a
+/// danger, half as far a warning, on the voter farthest from the others; without fencing,
+/// nothing.
+#[test]
+fn clocks_apart_by_the_quarantine_endanger_fencing_tokens() {
+    let config = LockConfig::new()
+        .fencing(true)
+        .delayed_restart(Duration::from_secs(2));
+    let fenced = Context::of(&config, Mode::Independent);
+    let judge = |context: &Context, spread_ms: u64| {
+        let mut voters = vec![
+            voter_with_offset("a", 0.0),
+            voter_with_offset("b", 0.01),
+            voter_with_offset("c", spread_ms as f64 / 1000.0),
+        ];
+        let spread = Some(Duration::from_millis(spread_ms));
+        offset::spread_findings(context, spread, &mut voters);
+        voters
+            .iter()
+            .map(|v| severities(&v.findings))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        judge(&fenced, 2500),
+        [vec![], vec![], vec![Severity::Danger]]
+    );
+    assert_eq!(
+        judge(&fenced, 1200),
+        [vec![], vec![], vec![Severity::Warning]]
+    );
+    assert_eq!(judge(&fenced, 500), [vec![], vec![], vec![]]);
+    let plain = Context::of(&LockConfig::new(), Mode::Independent);
+    assert_eq!(judge(&plain, 2500), [vec![], vec![], vec![]]);
+}

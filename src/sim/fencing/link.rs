@@ -15,9 +15,26 @@ use crate::node::{AcquireReply, KeyState, Node, NodeResult};
 use crate::server::ServerFacts;
 use crate::sim::{NOT_A_CLUSTER, SimNode, TTL};
 
-/// A counter has no TTL; the model stores it with an expiry far past the end of any run (a
-/// run lasts seconds of simulated time). A crash that loses data wipes it like any key.
+/// The broken variants' counters have no TTL; the model stores them with an expiry far past
+/// the end of any run (a run lasts seconds of simulated time). A crash that loses data wipes
+/// them like any key.
 const NO_TTL: Duration = Duration::from_secs(1_000_000);
+
+/// What every node's clock read (`TIME`, microseconds since the Unix epoch) at the start of a
+/// run, before its offset: late 2023.
+const WALL_AT_EPOCH_US: u64 = 1_700_000_000_000_000;
+
+/// Which terms of the token the nodes report: the engine runs unchanged, so its construction
+/// is the hybrid clock; the others are what it degrades to when a node reports a term as 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Terms {
+    /// Counter and clock: the crate's construction.
+    Both,
+    /// The counter alone (the clock reads 0): the construction before the clock term.
+    CounterOnly,
+    /// The clock alone (the counter reads 0).
+    TimeOnly,
+}
 
 type Keys = std::collections::HashMap<Vec<u8>, (String, Instant)>;
 
@@ -27,8 +44,8 @@ fn counter_of(keys: &Keys, counter: &[u8]) -> u64 {
         .unwrap_or(0)
 }
 
-fn set_counter(keys: &mut Keys, counter: &[u8], value: u64, now: Instant) {
-    keys.insert(counter.to_vec(), (value.to_string(), now + NO_TTL));
+fn set_counter(keys: &mut Keys, counter: &[u8], value: u64, expires: Instant) {
+    keys.insert(counter.to_vec(), (value.to_string(), expires));
 }
 
 /// One client's ordered link to one node, as `SimLink` but with the delays of a network with
@@ -42,6 +59,14 @@ pub(super) struct FencedLink {
     pub(super) rng: Mutex<StdRng>,
     pub(super) slow_ms: u64,
     pub(super) loss_percent: u32,
+    /// How far this node's clock is ahead of the true time (negative: behind), in us.
+    pub(super) clock_offset_us: i64,
+    /// Which terms of the token the node reports.
+    pub(super) terms: Terms,
+    /// Whether this client sees the node's restarts (its uptime and persistence), so that
+    /// `delayed_restart` can quarantine it; `false` models a failover to another address
+    /// that the client never knew as a replica.
+    pub(super) sees_restarts: bool,
 }
 
 impl std::fmt::Debug for FencedLink {
@@ -54,6 +79,16 @@ const FAST_MS: u64 = 5;
 const SLOW_PERCENT: u32 = 20;
 
 impl FencedLink {
+    /// The node's clock at `now` (`TIME` in microseconds): it runs at the node's clock rate,
+    /// from its offset.
+    fn time_us(&self, now: Instant) -> u64 {
+        let since = now
+            .duration_since(self.node.epoch)
+            .mul_f64(self.node.clock_rate);
+        let wall = WALL_AT_EPOCH_US.saturating_add(since.as_micros() as u64);
+        wall.saturating_add_signed(self.clock_offset_us)
+    }
+
     fn delay(&self, rng: &mut StdRng) -> Duration {
         let max = if rng.random_ratio(SLOW_PERCENT, 100) {
             self.slow_ms
@@ -105,8 +140,11 @@ impl FencedLink {
             }
             keys.insert(key.to_vec(), (token.to_string(), node.expiry(now, TTL)));
             let value = counter_of(keys, counter) + 1;
-            set_counter(keys, counter, value, now);
-            FencedReply::Granted(value)
+            set_counter(keys, counter, value, now + NO_TTL);
+            FencedReply::Granted {
+                counter: value,
+                time: 0,
+            }
         })
         .await
     }
@@ -115,7 +153,7 @@ impl FencedLink {
     pub(super) async fn commit_unchecked(&self, counter: &[u8], t: u64) -> Result<bool, NodeError> {
         self.call(move |keys, now| {
             let value = counter_of(keys, counter).max(t);
-            set_counter(keys, counter, value, now);
+            set_counter(keys, counter, value, now + NO_TTL);
             true
         })
         .await
@@ -186,7 +224,11 @@ impl Node for FencedLink {
     }
 
     fn facts(&self) -> Option<std::sync::Arc<ServerFacts>> {
-        Some(std::sync::Arc::new(ServerFacts::simulated(&self.node.name)))
+        Some(std::sync::Arc::new(if self.sees_restarts {
+            self.node.facts()
+        } else {
+            ServerFacts::simulated(&self.node.name)
+        }))
     }
 
     /// `acquire_fenced.lua`.
@@ -203,7 +245,12 @@ impl Node for FencedLink {
                 return FencedReply::Held(Some(expires.duration_since(now)));
             }
             keys.insert(key.to_vec(), (token.to_string(), node.expiry(now, ttl)));
-            FencedReply::Granted(counter_of(keys, counter))
+            let (counter, time) = (counter_of(keys, counter), self.time_us(now));
+            match self.terms {
+                Terms::Both => FencedReply::Granted { counter, time },
+                Terms::CounterOnly => FencedReply::Granted { counter, time: 0 },
+                Terms::TimeOnly => FencedReply::Granted { counter: 0, time },
+            }
         }))
     }
 
@@ -214,18 +261,20 @@ impl Node for FencedLink {
         counter: &'a [u8],
         token: &'a str,
         fencing_token: u64,
+        retention: Duration,
     ) -> NodeResult<'a, bool> {
+        let node = &self.node;
         Box::pin(self.call(move |keys, now| {
             if keys.get(key).is_none_or(|(holder, _)| holder != token) {
                 return false;
             }
             let value = counter_of(keys, counter).max(fencing_token);
-            set_counter(keys, counter, value, now);
+            set_counter(keys, counter, value, node.expiry(now, retention));
             true
         }))
     }
 
     fn read_fence<'a>(&'a self, counter: &'a [u8]) -> NodeResult<'a, u64> {
-        Box::pin(self.call(move |keys, _| counter_of(keys, counter)))
+        Box::pin(self.call(move |keys, now| counter_of(keys, counter).max(self.time_us(now))))
     }
 }

@@ -61,7 +61,7 @@ pub(super) async fn hand_acquire(
     let needed = quorum(links.len());
     let allowance = drift(TTL, DRIFT_FACTOR);
     let start = Instant::now();
-    let granted = |reply: &FencedReply| matches!(reply, FencedReply::Granted(_));
+    let granted = |reply: &FencedReply| matches!(reply, FencedReply::Granted { .. });
     let round1 = send_all(links, node_timeout, needed, granted, |link| {
         let (key, counter, token) = (key.clone(), counter.clone(), token.to_string());
         async move {
@@ -75,7 +75,7 @@ pub(super) async fn hand_acquire(
     let counters: Vec<u64> = round1
         .iter()
         .filter_map(|reply| match reply {
-            FencedReply::Granted(c) => Some(*c),
+            FencedReply::Granted { counter, .. } => Some(*counter),
             FencedReply::Held(_) => None,
         })
         .collect();

@@ -1,0 +1,89 @@
+//! The fenced scripts acknowledged by replicas ([`crate::LockConfig::replica_acks`]): each
+//! vote runs its script and `WAIT` on a connection of its own, as the plain acquire and
+//! extend do (see `acks`). An acknowledged commit means the counter is in `n` replicas'
+//! memory: a failover to one of them keeps it, and the counter term alone orders the next
+//! token, whatever the clocks say.
+
+use std::time::Duration;
+
+use crate::acks::{judged, writer_of};
+use crate::config::LockConfig;
+use crate::error::NodeError;
+use crate::node::SharedNode;
+
+use super::FencedReply;
+use super::scripts::{acquire_script, commit_script, parse_acquire_fenced, parse_commit};
+
+/// The fenced acquire on `node`: acknowledged by replicas when configured (a grant counts
+/// only once `n` replicas have the key), plain otherwise. `per_call` caps the `WAIT`.
+pub(super) async fn acquire_fenced(
+    node: &SharedNode,
+    key: &[u8],
+    counter: &[u8],
+    token: &str,
+    ttl: Duration,
+    config: &LockConfig,
+    per_call: Duration,
+) -> Result<FencedReply, NodeError> {
+    let Some(acks) = config.replica_acks_value() else {
+        return node.acquire_fenced(key, counter, token, ttl).await;
+    };
+    let writer = writer_of(node.as_ref(), acks)?;
+    let ttl = ttl.as_millis().to_string();
+    let (reply, acked) = writer
+        .write_keys(
+            acquire_script(),
+            &[key, counter],
+            &[token.as_bytes(), ttl.as_bytes()],
+            acks,
+            per_call,
+        )
+        .await?;
+    match parse_acquire_fenced(&reply, counter)? {
+        granted @ FencedReply::Granted { .. } => judged(granted, acked, acks.replicas),
+        // Nothing was written: replication is beside the point.
+        held @ FencedReply::Held(_) => Ok(held),
+    }
+}
+
+/// The commit on `node`, acknowledged by replicas when configured: an acknowledgement that
+/// replicas did not confirm does not count.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn fence_commit(
+    node: &SharedNode,
+    key: &[u8],
+    counter: &[u8],
+    token: &str,
+    fencing_token: u64,
+    retention: Duration,
+    config: &LockConfig,
+    per_call: Duration,
+) -> Result<bool, NodeError> {
+    let Some(acks) = config.replica_acks_value() else {
+        return node
+            .fence_commit(key, counter, token, fencing_token, retention)
+            .await;
+    };
+    let writer = writer_of(node.as_ref(), acks)?;
+    let (fencing_token, retention) = (
+        fencing_token.to_string(),
+        retention.as_millis().max(1).to_string(),
+    );
+    let (reply, acked) = writer
+        .write_keys(
+            commit_script(),
+            &[key, counter],
+            &[
+                token.as_bytes(),
+                fencing_token.as_bytes(),
+                retention.as_bytes(),
+            ],
+            acks,
+            per_call,
+        )
+        .await?;
+    match parse_commit(&reply, counter)? {
+        true => judged(true, acked, acks.replicas),
+        false => Ok(false),
+    }
+}
