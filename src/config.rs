@@ -85,7 +85,7 @@ impl Default for LockConfig {
 impl LockConfig {
     /// The defaults: drift factor 0.01, node timeout 100 ms, connect timeout 1 s, the default
     /// [`RetryPolicy`], key prefix `"redlock:"`, 3 cluster voters, [`Mode::Auto`], voters that
-    /// can evict keys warned about but not refused, notified waits on.
+    /// can evict keys refused, notified waits on.
     pub fn new() -> Self {
         LockConfig {
             drift_factor: 0.01,

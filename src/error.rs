@@ -157,6 +157,14 @@ pub enum LockError {
         /// The TTL that was asked for.
         ttl: Duration,
     },
+    /// The manager was closed ([`LockManager::close`](crate::LockManager::close)): it takes no
+    /// new work (acquire, extend, inspect, health). Releases still run, so that a lock held at
+    /// shutdown can still be freed. Not retried.
+    #[error(
+        "this LockManager was closed (LockManager::close) and takes no new work; release what \
+         you hold, or make a new manager"
+    )]
+    Closed,
     /// The lock was acquired through another `LockManager`, which may have other voters,
     /// another key prefix or another voter count: extending or releasing it here could keep
     /// alive (or miss) keys its quorum does not hold. Use the manager that acquired it.

@@ -4,7 +4,7 @@
 //! [`crate::LockManager::close`] waits for.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
@@ -18,14 +18,24 @@ pub(crate) struct InFlight {
     tasks: AtomicUsize,
     /// Woken whenever the last background task ends.
     idle: Notify,
+    /// Set by [`InFlight::close`]: new work is refused from then on.
+    closed: AtomicBool,
 }
 
-/// What [`crate::LockManager::close`] found.
+/// What [`crate::LockManager::close`] waited for, and what was left.
+///
+/// `Display` says it in one line, for a shutdown log: "waited 3 ms for 2 background tasks
+/// (releases, cleanups, late votes); none pending".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct CloseReport {
-    /// Background tasks (releases and cleanups) still running when the time was up; their
-    /// keys expire with their TTL if the runtime stops now.
+    /// Background tasks (releases, cleanups, the slower votes of decided rounds) running
+    /// when `close` was called: what it waited for.
+    pub waited_for: usize,
+    /// How long it waited.
+    pub waited: Duration,
+    /// Background tasks still running when the time was up; their keys expire with their TTL
+    /// if the runtime stops now.
     pub pending: usize,
 }
 
@@ -33,6 +43,22 @@ impl CloseReport {
     /// Whether every pending release and cleanup finished in time.
     pub fn is_complete(&self) -> bool {
         self.pending == 0
+    }
+}
+
+impl std::fmt::Display for CloseReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "waited {:?} for {} background task{} (releases, cleanups, late votes); ",
+            self.waited,
+            self.waited_for,
+            if self.waited_for == 1 { "" } else { "s" }
+        )?;
+        match self.pending {
+            0 => f.write_str("none pending"),
+            n => write!(f, "{n} still pending: their keys expire with their TTL"),
+        }
     }
 }
 
@@ -54,6 +80,7 @@ impl InFlight {
             rounds: Arc::new(Semaphore::new(max_rounds)),
             tasks: AtomicUsize::new(0),
             idle: Notify::new(),
+            closed: AtomicBool::new(false),
         })
     }
 
@@ -85,8 +112,17 @@ impl InFlight {
         Ok(())
     }
 
-    /// Wait until no background task is left, or `timeout` passed.
+    /// Whether [`InFlight::close`] was called.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Refuse new work from now on, then wait until no background task is left, or
+    /// `timeout` passed. Idempotent: a second call waits for what is still running.
     pub(crate) async fn close(&self, timeout: Duration) -> CloseReport {
+        self.closed.store(true, Ordering::Release);
+        let started = tokio::time::Instant::now();
+        let waited_for = self.tasks.load(Ordering::Acquire);
         let wait = async {
             loop {
                 let idle = self.idle.notified();
@@ -98,6 +134,8 @@ impl InFlight {
         };
         let _ = tokio::time::timeout(timeout, wait).await;
         CloseReport {
+            waited_for,
+            waited: started.elapsed(),
             pending: self.tasks.load(Ordering::Acquire),
         }
     }

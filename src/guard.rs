@@ -122,6 +122,11 @@ impl LockManager {
     /// # Errors
     /// [`LockError::InvalidConfig`] for invalid options.
     pub fn guard(&self, lock: Lock, options: GuardOptions) -> Result<LockGuard, LockError> {
+        if let Err(closed) = self.check_open() {
+            // Not guarded, but not left to block others for its TTL either.
+            self.release_in_background(lock, "a lock handed to a closed manager");
+            return Err(closed);
+        }
         self.check_owner(&lock)?;
         options.validate()?;
         Ok(LockGuard::start(self.clone(), lock, options))

@@ -141,6 +141,16 @@ impl LockManager {
         })
     }
 
+    /// `Ok` unless [`LockManager::close`] was called: then [`LockError::Closed`] for any new
+    /// work.
+    pub(crate) fn check_open(&self) -> Result<(), LockError> {
+        if self.inner.flight.is_closed() {
+            Err(LockError::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
     /// `Ok` when `lock` was granted by this manager (or a clone of it), else
     /// [`LockError::ForeignLock`]: a lock made by a manager with other voters, prefix or voter
     /// count must not be extended or released by this one (it could keep alive keys its

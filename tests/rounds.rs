@@ -218,3 +218,79 @@ async fn close_waits_for_pending_releases() {
         "keys left right after close: {left:?}"
     );
 }
+
+/// Issue 15.5: `close()` refuses new work with a typed error, lets a held lock still be
+/// released, is idempotent, and says what it waited for. Before: the manager stayed usable
+/// after `close`, and the report gave only the pending count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_refuses_new_work_and_says_what_it_waited_for() {
+    use redlock_cluster::LockError;
+    let servers = Standalone::start(3).expect("3 masters");
+    let urls = servers.urls();
+    let manager = LockManager::connect(&urls, LockConfig::new())
+        .await
+        .expect("manager");
+    let mut held = manager
+        .try_acquire("close/held", Duration::from_secs(30))
+        .await
+        .expect("acquire")
+        .expect("granted");
+    let dropped = manager
+        .lock_guard(
+            "close/dropped",
+            Duration::from_secs(30),
+            redlock_cluster::GuardOptions::new(),
+        )
+        .await
+        .expect("guard")
+        .expect("granted");
+    drop(dropped);
+    let report = manager.close(Duration::from_secs(5)).await;
+    assert!(report.is_complete(), "{report}");
+    assert!(
+        report.waited_for >= 1,
+        "the dropped guard's release: {report:?}"
+    );
+    let said = report.to_string();
+    assert!(
+        said.starts_with("waited ") && said.contains("none pending"),
+        "{said}"
+    );
+    // New work is refused, with the typed error, every kind of it.
+    let closed = |r: Result<(), LockError>| matches!(r, Err(LockError::Closed));
+    assert!(closed(
+        manager
+            .try_acquire("close/new", Duration::from_secs(5))
+            .await
+            .map(drop)
+    ));
+    assert!(closed(
+        manager
+            .extend(&mut held, Duration::from_secs(30))
+            .await
+            .map(drop)
+    ));
+    assert!(closed(manager.is_locked("close/held").await.map(drop)));
+    assert!(closed(manager.health().await.map(drop)));
+    assert!(!LockError::Closed.is_retryable());
+    // A held lock can still be freed.
+    assert!(
+        manager
+            .release(&mut held)
+            .await
+            .expect("release after close")
+    );
+    // Idempotent: a second close waits for nothing and refuses the same.
+    let again = manager.close(Duration::from_secs(5)).await;
+    assert!(again.is_complete(), "{again}");
+    assert!(closed(
+        manager
+            .try_acquire("close/new", Duration::from_secs(5))
+            .await
+            .map(drop)
+    ));
+    assert!(
+        urls.iter().all(|u| key_count(u) == 0),
+        "no key left after the releases"
+    );
+}

@@ -51,6 +51,7 @@ impl LockManager {
         ttl: Duration,
         retry: &RetryPolicy,
     ) -> Result<Option<Lock>, LockError> {
+        self.check_open()?;
         // Checked once here, not on every attempt.
         let resource = Resource::new(resource)?;
         let ttl = self.check_ttl(ttl)?;

@@ -19,6 +19,7 @@ impl LockManager {
     /// # Errors
     /// Invalid resource, or the topology could not be read.
     pub async fn voters_of(&self, resource: &str) -> Result<Vec<(String, Vec<u8>)>, LockError> {
+        self.check_open()?;
         let round = self.round(Resource::new(resource)?).await?;
         Ok(round
             .voters
@@ -33,8 +34,14 @@ impl LockManager {
     /// tasks still pending when the runtime shuts down are dropped, and their keys stay until
     /// their TTL runs out, blocking the resource for others that long.
     ///
-    /// Returns how many tasks were still running when the time was up (none in the usual
-    /// case). The manager stays usable; `close` only waits.
+    /// From the first call on, the manager refuses new work with [`LockError::Closed`]:
+    /// acquire, extend, inspect, `is_locked`, health and new guards; a release still runs
+    /// (a lock held at shutdown can still be freed, and a dropped guard's release is what
+    /// `close` waits for). Calling it again is harmless: it waits for what is still running.
+    ///
+    /// Returns what it waited for: the background tasks running when it was called, how long
+    /// it waited, and how many were still running when the time was up (none in the usual
+    /// case; `Display` says it in one line).
     ///
     /// ```no_run
     /// use std::time::Duration;
@@ -44,6 +51,7 @@ impl LockManager {
     /// let manager = LockManager::new(&["redis://127.0.0.1:7000"], LockConfig::new())?;
     /// // ... locks, guards ...
     /// let report = manager.close(Duration::from_secs(2)).await;
+    /// eprintln!("lock manager closed: {report}");
     /// if !report.is_complete() {
     ///     eprintln!("{} releases still pending; their keys expire with their TTL", report.pending);
     /// }
@@ -74,6 +82,7 @@ impl LockManager {
     /// # Errors
     /// The topology could not be read.
     pub async fn health(&self) -> Result<crate::HealthReport, LockError> {
+        self.check_open()?;
         let topology = self.inner.topology.get().await?;
         let voters = match topology.as_ref() {
             Topology::Independent { nodes } => nodes.clone(),
@@ -87,6 +96,7 @@ impl LockManager {
     /// # Errors
     /// The topology could not be read.
     pub async fn mode(&self) -> Result<Mode, LockError> {
+        self.check_open()?;
         Ok(self.inner.topology.get().await?.mode())
     }
 }

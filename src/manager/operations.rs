@@ -41,6 +41,7 @@ impl LockManager {
     /// # Errors
     /// Invalid TTL; [`LockError::Unavailable`] when fewer than a quorum answered.
     pub async fn extend(&self, lock: &mut Lock, ttl: Duration) -> Result<bool, LockError> {
+        self.check_open()?;
         self.check_owner(lock)?;
         let ttl = self.check_ttl(ttl)?;
         if !lock.is_valid() {
@@ -133,6 +134,7 @@ impl LockManager {
         resource: &str,
         token: Option<&LockToken>,
     ) -> Result<LockInfo, LockError> {
+        self.check_open()?;
         let resource = Resource::new(resource)?;
         let round = self.round(resource).await?;
         let mut info = round
