@@ -24,22 +24,24 @@ pub const DEFAULT_MAX_ROUNDS_IN_FLIGHT: usize = 256;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum Mode {
-    /// Ask every seed node for `cluster_enabled` and decide only when all of them answered:
-    /// all `1` is cluster mode, all `0` independent mode, a mix is
-    /// [`LockError::InvalidConfig`]. Until every seed answers, discovery fails with a
-    /// retryable [`LockError::Unavailable`]: the mode never depends on which seed answers
-    /// first. Force the mode to start while a seed is down.
+    /// Ask every seed node for `cluster_enabled` (all at once, each within the node timeout)
+    /// and decide once they answered, or that time passed, provided **more than half of the
+    /// seeds** answered and agree: all `1` is cluster mode, all `0` independent mode, a mix is
+    /// [`LockError::InvalidConfig`]. With fewer answers, discovery fails with a retryable
+    /// [`LockError::SeedsUnavailable`]. Two majorities of one list share a seed, so two
+    /// clients of one list never settle on two modes; a seed that answers later is checked
+    /// then (a disagreeing one turns later calls into `InvalidConfig`).
     #[default]
     Auto,
-    /// The masters of one Redis Cluster, discovered from the given seed node(s). Seeds that
-    /// do not answer are skipped; a seed that answers as a standalone master is refused
+    /// The masters of one Redis Cluster, discovered from the given seed node(s), by the same
+    /// majority rule. A seed that answers as a standalone master is refused
     /// ([`LockError::InvalidConfig`], or [`LockError::NotACluster`] when no seed is a cluster
     /// node).
     Cluster,
-    /// Classic Redlock over the given standalone masters, the same key on each. Seeds that
-    /// answer must all be standalone ([`LockError::InvalidConfig`] otherwise); a seed that was
-    /// down at discovery confirms `cluster_enabled:0` when it connects, before its first vote
-    /// counts.
+    /// Classic Redlock over the given standalone masters, the same key on each, by the same
+    /// majority rule. Seeds must all be standalone ([`LockError::InvalidConfig`] otherwise); a
+    /// seed that was down at discovery confirms `cluster_enabled:0` when it connects, before
+    /// its first vote counts.
     Independent,
 }
 

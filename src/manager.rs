@@ -103,9 +103,11 @@ impl LockManager {
     /// [`LockError::NotACluster`] when cluster mode was forced against standalone nodes,
     /// [`LockError::Auth`] / [`LockError::Permission`] when the nodes refuse our credentials or
     /// commands, [`LockError::InvalidConfig`] naming the independent masters that have fewer
-    /// replicas than [`LockConfig::replica_acks`] needs, and [`LockError::Unavailable`] when
-    /// the mode cannot be decided yet (in [`Mode::Auto`] every seed must answer; see
-    /// [`Mode`]).
+    /// replicas than [`LockConfig::replica_acks`] needs, and [`LockError::SeedsUnavailable`]
+    /// when the mode cannot be decided yet (fewer than a majority of the seeds answered within
+    /// the node timeout; see [`Mode`]). A voter that does not answer within the node timeout
+    /// is not an error here: a minority of voters may be down, and its connection goes on
+    /// opening in the background.
     pub async fn connect<S: AsRef<str>>(urls: &[S], config: LockConfig) -> Result<Self, LockError> {
         let manager = Self::new(urls, config)?;
         let topology = manager.inner.topology.get().await?;

@@ -218,8 +218,9 @@ pub(crate) async fn discover(
     };
     // Every seed is waited for, up to the deadline (each ask is bounded by `timeout`), so
     // that a healthy list is always checked whole (aliases, mixed kinds, two clusters) and a
-    // failure names every seed that failed; a mixed list ends it sooner. At the deadline a majority decides, and the seeds still silent are checked
-    // when they answer (see `TopologyCache`).
+    // failure names every seed that failed; a mixed list ends it sooner. At the deadline a
+    // majority decides, and the seeds still silent are checked when they answer (see
+    // `TopologyCache`).
     while let Some((i, answer)) = asks.next().await {
         if let Some(slot) = answers.get_mut(i) {
             *slot = Some(answer);
