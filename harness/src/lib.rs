@@ -16,6 +16,9 @@
 //! - [`demo_cluster`] (`demo.rs`): the user's cluster on 7000-7005 or a throwaway one.
 //! - [`DockerCluster`] (`docker.rs`): the docker-compose cluster on 7000-7005 for the
 //!   fault-injection suite, its containers killed, paused and restarted by port.
+//! - [`FaultProxy`] (`proxy.rs`): a loopback TCP proxy in front of one server, per client
+//!   group and direction: latency, blackholes, resets, refusals, flapping; bounded faults
+//!   undone when their [`FaultGuard`] drops.
 //! - [`raw_connection`] and [`raw_async`] (`raw.rs`): a connection to one node by URL, with
 //!   deadlines, for tests that read or plant keys; [`info_field`] (`info.rs`): the one reader
 //!   of `INFO` text.
@@ -53,6 +56,7 @@ mod error;
 mod info;
 mod node;
 mod ports;
+mod proxy;
 mod raw;
 mod standalone;
 mod tls;
@@ -71,6 +75,7 @@ pub use error::HarnessError;
 pub use info::info_field;
 pub use node::{IO_TIMEOUT, RedisServer, START_TIMEOUT};
 pub use ports::{BUS_PORT_OFFSET, FIRST_PORT, LAST_PORT};
+pub use proxy::{Direction, Fault, FaultGuard, FaultProxy};
 pub use raw::{raw_async, raw_connection};
 pub use standalone::Standalone;
 pub use tls::{TLS_SERVER_NAMES, TlsFiles};
