@@ -3,6 +3,8 @@
 use std::time::{Duration, Instant};
 
 use super::HarnessError;
+use super::binary::ServerBinary;
+use super::clock::Clock;
 use super::config::{ClusterTimings, NodeConfig};
 use super::info::info_field;
 use super::node::{IO_TIMEOUT, RedisServer};
@@ -24,6 +26,9 @@ pub struct ClusterOptions {
     node_timeout: Duration,
     replica_validity_factor: u32,
     appendonly: bool,
+    binary: ServerBinary,
+    /// Nodes (by index) whose clock is not the real one.
+    clocks: Vec<(usize, Clock)>,
 }
 
 impl Default for ClusterOptions {
@@ -34,6 +39,8 @@ impl Default for ClusterOptions {
             node_timeout: Duration::from_millis(5000),
             replica_validity_factor: 10,
             appendonly: true,
+            binary: ServerBinary::Default,
+            clocks: Vec::new(),
         }
     }
 }
@@ -85,12 +92,29 @@ impl ClusterOptions {
         self
     }
 
+    /// The server program of every node. Defaults to [`ServerBinary::Default`].
+    #[must_use]
+    pub fn binary(mut self, binary: ServerBinary) -> Self {
+        self.binary = binary;
+        self
+    }
+
+    /// Runs node `index` (see [`Cluster`] for the layout: masters first) on `clock`.
+    /// Defaults to the real clock for every node.
+    #[must_use]
+    pub fn clock(mut self, index: usize, clock: Clock) -> Self {
+        self.clocks.retain(|(i, _)| *i != index);
+        self.clocks.push((index, clock));
+        self
+    }
+
     /// Total number of nodes: masters times (1 + replicas per master).
     #[must_use]
     pub fn node_count(&self) -> usize {
         self.masters * (1 + self.replicas_per_master)
     }
 
+    /// The config of every node but those given their own clock.
     pub(crate) fn node_config(&self) -> NodeConfig {
         NodeConfig {
             appendonly: self.appendonly,
@@ -99,7 +123,18 @@ impl ClusterOptions {
                 replica_validity_factor: self.replica_validity_factor,
             }),
             tls: None,
+            binary: self.binary.clone(),
+            clock: Clock::Real,
         }
+    }
+
+    /// The config of node `index`.
+    fn node_config_of(&self, index: usize) -> NodeConfig {
+        let mut config = self.node_config();
+        if let Some((_, clock)) = self.clocks.iter().find(|(i, _)| *i == index) {
+            config.clock = *clock;
+        }
+        config
     }
 
     fn validate(&self) -> Result<(), HarnessError> {
@@ -132,9 +167,8 @@ impl Cluster {
     /// the cluster does not form within [`FORM_TIMEOUT`]. Started nodes are stopped again.
     pub fn start(opts: ClusterOptions) -> Result<Self, HarnessError> {
         opts.validate()?;
-        let config = opts.node_config();
         let nodes = (0..opts.node_count())
-            .map(|_| RedisServer::start_on_free_port(&config))
+            .map(|i| RedisServer::start_on_free_port(&opts.node_config_of(i)))
             .collect::<Result<_, _>>()?;
         Self::form(nodes, &opts)
     }
@@ -159,10 +193,10 @@ impl Cluster {
                 ),
             });
         }
-        let config = opts.node_config();
         let nodes = ports
             .iter()
-            .map(|&port| RedisServer::start_on_port(port, &config))
+            .enumerate()
+            .map(|(i, &port)| RedisServer::start_on_port(port, &opts.node_config_of(i)))
             .collect::<Result<_, _>>()?;
         Self::form(nodes, &opts)
     }

@@ -24,7 +24,8 @@
 //!   of `INFO` text.
 //! - `ports.rs`: free ports that hold across threads and processes; `workdir.rs`: each
 //!   node's temp directory and the sweep of orphans; `config.rs`: the redis.conf written;
-//!   `binary.rs`: finding `redis-server`; `wait.rs`: bounded polling; `error.rs`.
+//!   `binary.rs`: finding `redis-server` or `valkey-server` ([`ServerBinary`]);
+//!   `clock.rs`: a node's clock under libfaketime ([`Clock`]); `wait.rs`: bounded polling; `error.rs`.
 //!
 //! # Nothing left running
 //! Dropping a node kills its server (SIGCONT first if paused, then SIGKILL), reaps it and
@@ -48,6 +49,7 @@
 #![deny(missing_docs)]
 
 mod binary;
+mod clock;
 mod cluster;
 mod config;
 mod demo;
@@ -64,7 +66,11 @@ mod topology;
 mod wait;
 mod workdir;
 
-pub use binary::{REDIS_SERVER_BIN_ENV, find_redis_server, redis_server_path};
+pub use binary::{
+    REDIS_SERVER_BIN_ENV, REQUIRE_VALKEY_ENV, ServerBinary, VALKEY_SERVER_BIN_ENV,
+    find_redis_server, find_valkey_server, redis_server_path, valkey_gate,
+};
+pub use clock::{Clock, FAKETIME_LIB_ENV, libfaketime_path};
 pub use cluster::{Cluster, ClusterOptions, FORM_TIMEOUT};
 pub use demo::{DEMO_PORTS, DemoCluster, demo_cluster};
 pub use docker::{
@@ -77,6 +83,6 @@ pub use node::{IO_TIMEOUT, RedisServer, START_TIMEOUT};
 pub use ports::{BUS_PORT_OFFSET, FIRST_PORT, LAST_PORT};
 pub use proxy::{Direction, Fault, FaultGuard, FaultProxy};
 pub use raw::{raw_async, raw_connection};
-pub use standalone::Standalone;
+pub use standalone::{NodeOptions, Standalone};
 pub use tls::{TLS_SERVER_NAMES, TlsFiles};
 pub use topology::{SLOTS, even_slot_ranges};
