@@ -157,6 +157,9 @@ impl ClusterOptions {
 #[derive(Debug)]
 pub struct Cluster {
     nodes: Vec<RedisServer>,
+    /// Ports the cluster announces instead of a node's own (see
+    /// [`announce_through`](Self::announce_through)): `(announced, node index)`.
+    announced: Vec<(u16, usize)>,
 }
 
 impl Cluster {
@@ -204,7 +207,10 @@ impl Cluster {
     /// Assigns slots, introduces the nodes, attaches the replicas and waits until healthy.
     fn form(nodes: Vec<RedisServer>, opts: &ClusterOptions) -> Result<Self, HarnessError> {
         let start = Instant::now();
-        let cluster = Self { nodes };
+        let cluster = Self {
+            nodes,
+            announced: Vec::new(),
+        };
         let masters = opts.masters;
         let mut ids = Vec::with_capacity(cluster.nodes.len());
         for (i, node) in cluster.nodes.iter().enumerate() {
@@ -433,6 +439,48 @@ impl Cluster {
         Ok(replica)
     }
 
+    /// Makes the cluster announce `port` on 127.0.0.1 for node `index` instead of the node's
+    /// own port (`cluster-announce-ip 127.0.0.1`, `cluster-announce-port port`), and waits
+    /// until every node's view says so. Clients that discover the masters (`CLUSTER SHARDS`,
+    /// `CLUSTER SLOTS`, `MOVED`) then reach that node at `port`: a [`crate::FaultProxy`] in
+    /// front of it puts it behind a breakable link. The cluster bus keeps the node's own bus
+    /// port (so the proxy's faults never look like a node failure to the cluster), while its
+    /// replicas follow the announced address and replicate through the proxy too.
+    ///
+    /// # Errors
+    /// [`HarnessError::Redis`] if the node refuses the setting, [`HarnessError::Timeout`] if
+    /// the change does not spread within [`FORM_TIMEOUT`].
+    ///
+    /// # Panics
+    /// If `index` is out of range.
+    pub fn announce_through(&mut self, index: usize, port: u16) -> Result<(), HarnessError> {
+        let node = &self.nodes[index];
+        node.query_string(&["CONFIG", "SET", "cluster-announce-ip", "127.0.0.1"])?;
+        node.query_string(&["CONFIG", "SET", "cluster-announce-port", &port.to_string()])?;
+        self.announced.retain(|&(_, i)| i != index);
+        self.announced.push((port, index));
+        let total = self.nodes.len();
+        wait_for(
+            format_args!("every node to see node {index} at port {port}"),
+            FORM_TIMEOUT,
+            || {
+                let mut seen = 0;
+                for node in self.live_nodes() {
+                    let view = parse_cluster_nodes(&node.query_string(&["CLUSTER", "NODES"])?);
+                    if view.iter().any(|e| e.port == port) {
+                        seen += 1;
+                    }
+                }
+                Ok(if seen == total {
+                    Check::Done(())
+                } else {
+                    Check::NotYet(format!("{seen} of {total} nodes see port {port}"))
+                })
+            },
+        )?;
+        self.wait_healthy(FORM_TIMEOUT)
+    }
+
     /// Running nodes that can answer (not paused).
     fn live_nodes(&self) -> impl Iterator<Item = &RedisServer> {
         self.nodes
@@ -453,9 +501,13 @@ impl Cluster {
     }
 
     fn index_of(&self, entry: &NodeEntry) -> Result<usize, HarnessError> {
-        self.nodes
+        let announced = self
+            .announced
             .iter()
-            .position(|n| n.port() == entry.port)
+            .find(|&&(port, _)| port == entry.port)
+            .map(|&(_, index)| index);
+        announced
+            .or_else(|| self.nodes.iter().position(|n| n.port() == entry.port))
             .ok_or_else(|| {
                 topology(format!(
                     "the cluster names port {}, not one of ours",
@@ -464,7 +516,11 @@ impl Cluster {
             })
     }
 
+    /// The port the cluster names for node `index`: the announced one, else its own.
     fn port_of(&self, index: usize) -> Result<u16, HarnessError> {
+        if let Some(&(port, _)) = self.announced.iter().find(|&&(_, i)| i == index) {
+            return Ok(port);
+        }
         self.nodes.get(index).map(RedisServer::port).ok_or_else(|| {
             topology(format!(
                 "no node {index}: the cluster has {}",

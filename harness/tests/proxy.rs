@@ -229,3 +229,40 @@ fn poll<T>(mut f: impl FnMut() -> Option<T>) -> Option<T> {
     }
     None
 }
+
+#[test]
+fn a_cluster_master_announced_through_the_proxy_is_reached_through_it() {
+    use redlock_harness::{Cluster, ClusterOptions};
+    let mut cluster = Cluster::start(ClusterOptions::default()).expect("3+3 cluster");
+    let master = cluster.master_indices().unwrap()[0];
+    let proxy = FaultProxy::start(cluster.nodes()[master].port(), 1).unwrap();
+    cluster.announce_through(master, proxy.port(0)).unwrap();
+    // Every node names the proxy's port for that master; the harness still knows the node.
+    for node in cluster.nodes() {
+        let mut con = node.connection().unwrap();
+        let nodes: String = redis::cmd("CLUSTER").arg("NODES").query(&mut con).unwrap();
+        assert!(
+            nodes.contains(&format!("127.0.0.1:{}@", proxy.port(0))),
+            "{nodes}"
+        );
+    }
+    assert_eq!(cluster.master_indices().unwrap()[0], master);
+    // The master's replica follows the announced address: it replicates through the proxy.
+    let replica = cluster.replica_of(master).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut con = cluster.nodes()[replica].connection().unwrap();
+        let info: String = redis::cmd("INFO")
+            .arg("replication")
+            .query(&mut con)
+            .unwrap();
+        if info.contains(&format!("master_port:{}", proxy.port(0)))
+            && info.contains("master_link_status:up")
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{info}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(proxy.accepted(0) >= 1);
+}
