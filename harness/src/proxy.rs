@@ -74,7 +74,8 @@ pub enum Fault {
     /// Every open connection of the group is reset (RST to both ends) when the fault starts,
     /// and every new one as soon as it is accepted, while the fault lasts. Ignores direction.
     Reset,
-    /// The group's port is closed: new connections are refused (open ones keep working).
+    /// The group's port is closed: new connections are refused (connections the proxy has
+    /// accepted keep working; any still in the kernel's backlog are reset).
     /// Ignores direction.
     Refuse,
     /// Every open connection of the group is reset every `every` while the fault lasts; new
@@ -234,11 +235,12 @@ impl FaultProxy {
             .enable_time()
             .build()
             .map_err(|e| HarnessError::io("building the fault proxy's runtime", e))?;
-        // Bind every port before returning, so a client may connect right away.
+        // Bind every port before returning, so a client may connect right away. Plain std
+        // listeners here (the caller may be inside another runtime, where this one cannot
+        // block_on); they join the proxy's runtime on its thread.
         let mut listeners = Vec::with_capacity(groups);
         for claim in &claims {
-            let listener = runtime
-                .block_on(async { bind(claim.port()) })
+            let listener = bind_std(claim.port())
                 .map_err(|e| HarnessError::io(format!("binding proxy port {}", claim.port()), e))?;
             listeners.push(listener);
         }
@@ -249,7 +251,10 @@ impl FaultProxy {
         let thread = std::thread::Builder::new()
             .name(format!("fault-proxy-{upstream_port}"))
             .spawn(move || {
+                let _inside = runtime.enter();
                 for (group, (listener, port)) in listeners.into_iter().zip(ports).enumerate() {
+                    // Unbound (None) if the runtime cannot take it: serve_group binds again.
+                    let listener = TcpListener::from_std(listener).ok();
                     runtime.spawn(serve_group(
                         task_shared.clone(),
                         group,
@@ -429,6 +434,14 @@ impl Drop for FaultGuard {
     }
 }
 
+/// [`bind`] outside any runtime: std's listeners set `SO_REUSEADDR` on Unix too.
+fn bind_std(port: u16) -> std::io::Result<std::net::TcpListener> {
+    let listener =
+        std::net::TcpListener::bind(SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port)))?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
+}
+
 /// Binds 127.0.0.1:`port` with `SO_REUSEADDR`, so the port can be bound again right after a
 /// refusal closed it (its old connections may sit in `TIME_WAIT`).
 fn bind(port: u16) -> std::io::Result<TcpListener> {
@@ -444,10 +457,9 @@ async fn serve_group(
     shared: Arc<Shared>,
     group: usize,
     port: u16,
-    listener: TcpListener,
+    mut listener: Option<TcpListener>,
     upstream: SocketAddr,
 ) {
-    let mut listener = Some(listener);
     let mut last_flap = Instant::now();
     loop {
         let fault = shared.connection_fault(group);

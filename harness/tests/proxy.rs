@@ -146,6 +146,9 @@ fn faults_end_by_themselves_when_their_bound_is_up() {
 fn a_refusal_closes_the_port_and_reopens_it() {
     let (_server, proxy) = setup(2);
     let mut open = connect(proxy.port(0)).unwrap();
+    // Answered, so the proxy has accepted it (a connection still in the kernel's backlog
+    // is reset when the port closes).
+    assert_eq!(ask(&mut open, "PING").unwrap(), "+PONG");
     let refusal = proxy.inject(&[0], Direction::Both, Fault::Refuse, LONG);
     let refused = poll(|| match connect(proxy.port(0)) {
         Err(e) if e.kind() == ErrorKind::ConnectionRefused => Some(()),
