@@ -25,6 +25,18 @@ use redlock_harness::{
     Clock, Cluster, ClusterOptions, FaultProxy, NodeOptions, ServerBinary, Standalone, valkey_gate,
 };
 
+/// `redis 7.0.15` or `valkey 8.1.8`: which server the harness runs (`REDIS_SERVER_BIN`).
+fn server() -> String {
+    let version = ServerBinary::Default.version().expect("server version");
+    let mut words = version.split_whitespace();
+    let name = words.next().unwrap_or("?").to_lowercase();
+    let v = words
+        .find_map(|w| w.strip_prefix("v="))
+        .unwrap_or("?")
+        .to_owned();
+    format!("{name} {v}")
+}
+
 /// 3 masters, each behind a proxy with 2 client groups.
 fn proxied_masters() -> Proxied {
     let masters = Standalone::start(3).expect("3 masters");
@@ -34,7 +46,7 @@ fn proxied_masters() -> Proxied {
         .map(|n| FaultProxy::start(n.port(), 2).expect("proxy"))
         .collect();
     Proxied {
-        backend: "proxied, 3 masters".into(),
+        backend: format!("{}, proxied, 3 masters", server()),
         proxies,
         groups: 2,
         servers: Box::new(masters),
@@ -54,7 +66,7 @@ fn proxied_cluster() -> Proxied {
         proxies.push(proxy);
     }
     Proxied {
-        backend: "proxied, 3+3 cluster".into(),
+        backend: format!("{}, proxied, 3+3 cluster", server()),
         proxies,
         groups: 1,
         servers: Box::new(cluster),
@@ -250,8 +262,13 @@ async fn paused_holder_child() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn masters_paused_holder_with_fencing() {
     let masters = Standalone::start(3).expect("3 masters");
-    let (report, stale) =
-        faults::paused_holder("process, 3 masters", masters.urls(), true, PAUSED_ROUNDS).await;
+    let (report, stale) = faults::paused_holder(
+        &format!("{}, 3 masters", server()),
+        masters.urls(),
+        true,
+        PAUSED_ROUNDS,
+    )
+    .await;
     assert_eq!(
         stale, 0,
         "{report}\na stale write was accepted despite fencing"
@@ -262,8 +279,13 @@ async fn masters_paused_holder_with_fencing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn masters_paused_holder_without_fencing() {
     let masters = Standalone::start(3).expect("3 masters");
-    let (report, stale) =
-        faults::paused_holder("process, 3 masters", masters.urls(), false, PAUSED_ROUNDS).await;
+    let (report, stale) = faults::paused_holder(
+        &format!("{}, 3 masters", server()),
+        masters.urls(),
+        false,
+        PAUSED_ROUNDS,
+    )
+    .await;
     eprintln!("MEASURED without fencing: {stale} of {PAUSED_ROUNDS} stale writes landed");
     // Measured, not asserted: the documented limit. What is asserted: every round ran.
     assert_eq!(report.operations, PAUSED_ROUNDS * 2, "{report}");
@@ -272,8 +294,13 @@ async fn masters_paused_holder_without_fencing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_paused_holder_with_fencing() {
     let cluster = Cluster::start(ClusterOptions::default()).expect("3+3 cluster");
-    let (report, stale) =
-        faults::paused_holder("process, 3+3 cluster", cluster.urls(), true, PAUSED_ROUNDS).await;
+    let (report, stale) = faults::paused_holder(
+        &format!("{}, 3+3 cluster", server()),
+        cluster.urls(),
+        true,
+        PAUSED_ROUNDS,
+    )
+    .await;
     assert_eq!(
         stale, 0,
         "{report}\na stale write was accepted despite fencing"
@@ -284,8 +311,13 @@ async fn cluster_paused_holder_with_fencing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_paused_holder_without_fencing() {
     let cluster = Cluster::start(ClusterOptions::default()).expect("3+3 cluster");
-    let (report, stale) =
-        faults::paused_holder("process, 3+3 cluster", cluster.urls(), false, PAUSED_ROUNDS).await;
+    let (report, stale) = faults::paused_holder(
+        &format!("{}, 3+3 cluster", server()),
+        cluster.urls(),
+        false,
+        PAUSED_ROUNDS,
+    )
+    .await;
     eprintln!("MEASURED without fencing: {stale} of {PAUSED_ROUNDS} stale writes landed");
     assert_eq!(report.operations, PAUSED_ROUNDS * 2, "{report}");
 }

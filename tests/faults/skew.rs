@@ -33,8 +33,8 @@ pub enum Skewed {
 impl Skewed {
     fn backend(&self) -> String {
         match self {
-            Skewed::Masters(_) => "valkey, 3 masters".into(),
-            Skewed::Cluster(_) => "valkey, 3+3 cluster".into(),
+            Skewed::Masters(_) => "valkey 8.1 (libfaketime), 3 masters".into(),
+            Skewed::Cluster(_) => "valkey 8.1 (libfaketime), 3+3 cluster".into(),
         }
     }
 
