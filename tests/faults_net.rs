@@ -204,6 +204,38 @@ async fn masters_clock_2_percent_fast_default_drift() {
     faults::skewed_clock(skewed_masters(&[0], 1.02), fault).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_clock_2_percent_fast_default_drift() {
+    if !valkey_gate("cluster_clock_2_percent_fast_default_drift", true).unwrap() {
+        return;
+    }
+    let fault = two_percent_fast(None, false);
+    faults::skewed_clock(skewed_cluster(&[0], 1.02), fault).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_clock_twice_as_fast_on_one_voter() {
+    if !valkey_gate("cluster_clock_twice_as_fast_on_one_voter", true).unwrap() {
+        return;
+    }
+    let fault = clock("voter 0's clock x2", &[0], None, false);
+    faults::skewed_clock(skewed_cluster(&[0], 2.0), fault).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_clock_jump_on_two_voters() {
+    if !valkey_gate("cluster_clock_jump_on_two_voters", true).unwrap() {
+        return;
+    }
+    let fault = clock(
+        "voters 0 and 1 clocks jump +3 s at 2 s",
+        &[0, 1],
+        Some(Duration::from_secs(3)),
+        false,
+    );
+    faults::skewed_clock(skewed_cluster(&[0, 1], 1.0), fault).await;
+}
+
 /// x2 on one voter: measured. A holder granted by a bare majority that includes the fast
 /// voter loses it halfway through its validity.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -171,3 +171,34 @@ pub fn valkey_gate(test: &str, faketime: bool) -> Result<bool, HarnessError> {
     );
     Ok(false)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn valkey_is_found_by_variable_then_on_path() {
+        let dir = std::env::temp_dir().join(format!("redlock-valkey-find-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let bin = dir.join("valkey-server");
+        std::fs::write(&bin, b"").unwrap();
+        assert_eq!(
+            find_valkey_server(Some(bin.as_os_str()), None).unwrap(),
+            bin
+        );
+        assert_eq!(
+            find_valkey_server(None, Some(dir.as_os_str())).unwrap(),
+            bin
+        );
+        let missing = dir.join("nope");
+        assert!(matches!(
+            find_valkey_server(Some(missing.as_os_str()), Some(dir.as_os_str())),
+            Err(HarnessError::ValkeyNotFound { .. })
+        ));
+        assert!(matches!(
+            find_valkey_server(None, Some(std::ffi::OsStr::new("/nonexistent"))),
+            Err(HarnessError::ValkeyNotFound { .. })
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
