@@ -11,10 +11,11 @@
 //! line on stderr where they are missing (`REDLOCK_REQUIRE_VALKEY=1` fails instead).
 //!
 //! In a cluster the voters are discovered by address, so each master announces its proxy's
-//! port (`Cluster::announce_through`: `cluster-announce-ip 127.0.0.1`, `cluster-announce-port`);
-//! the library has no per-client address map, so every client reaches a master through the
-//! same port there: one client group. The partitions by client group therefore run on
-//! independent masters only.
+//! group-0 port (`Cluster::announce_through`: `cluster-announce-ip 127.0.0.1`,
+//! `cluster-announce-port`). The library has no per-client address map, so the proxies
+//! translate: in group 1's replies they rewrite every announced port into the same master's
+//! group-1 port (`FaultProxy::translate_ports`), and a client that came in through group 1
+//! stays in group 1.
 
 mod faults;
 
@@ -54,21 +55,27 @@ fn proxied_masters() -> Proxied {
 }
 
 /// A 3+3 cluster (default 5 s node timeout: link faults never look like a dead node to the
-/// cluster, whose bus is direct) whose masters announce their proxies' ports.
+/// cluster, whose bus is direct) whose masters announce their proxies' group-0 ports; each
+/// proxy rewrites those ports into group 1's in group 1's replies, so a client that came in
+/// through group 1 discovers every master at its group-1 port and stays in its group.
 fn proxied_cluster() -> Proxied {
     let mut cluster = Cluster::start(ClusterOptions::default()).expect("3+3 cluster");
-    let mut proxies = Vec::new();
+    let mut proxies: Vec<FaultProxy> = Vec::new();
     for master in cluster.master_indices().expect("masters") {
-        let proxy = FaultProxy::start(cluster.nodes()[master].port(), 1).expect("proxy");
+        let proxy = FaultProxy::start(cluster.nodes()[master].port(), 2).expect("proxy");
         cluster
             .announce_through(master, proxy.port(0))
             .expect("announce the proxy");
         proxies.push(proxy);
     }
+    let group_1: Vec<(u16, u16)> = proxies.iter().map(|p| (p.port(0), p.port(1))).collect();
+    for proxy in &proxies {
+        proxy.translate_ports(1, &group_1).expect("translation");
+    }
     Proxied {
         backend: format!("{}, proxied, 3+3 cluster", server()),
         proxies,
-        groups: 1,
+        groups: 2,
         servers: Box::new(cluster),
     }
 }
@@ -76,6 +83,16 @@ fn proxied_cluster() -> Proxied {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn masters_asymmetric_partition() {
     faults::asymmetric_partition(proxied_masters()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_asymmetric_partition() {
+    faults::asymmetric_partition(proxied_cluster()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_majority_partition() {
+    faults::majority_partition(proxied_cluster()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

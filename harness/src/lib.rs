@@ -18,7 +18,8 @@
 //!   fault-injection suite, its containers killed, paused and restarted by port.
 //! - [`FaultProxy`] (`proxy.rs`): a loopback TCP proxy in front of one server, per client
 //!   group and direction: latency, blackholes, resets, refusals, flapping; bounded faults
-//!   undone when their [`FaultGuard`] drops.
+//!   undone when their [`FaultGuard`] drops; per-group port translation so a cluster's
+//!   announced addresses keep each client group on its own ports.
 //! - [`raw_connection`] and [`raw_async`] (`raw.rs`): a connection to one node by URL, with
 //!   deadlines, for tests that read or plant keys; [`info_field`] (`info.rs`): the one reader
 //!   of `INFO` text.

@@ -136,6 +136,15 @@ struct Shared {
     next_id: AtomicU64,
     /// Connections accepted, per group (what the tests read to see that a group was used).
     accepted: Vec<AtomicU64>,
+    /// Per group, the port rewrites applied to replies (see [`FaultProxy::translate_ports`]).
+    translations: Mutex<Vec<Vec<PortRewrite>>>,
+}
+
+/// One reply rewrite: `:from` becomes `:to` (same number of digits).
+#[derive(Debug, Clone)]
+struct PortRewrite {
+    from: Vec<u8>,
+    to: Vec<u8>,
 }
 
 impl Shared {
@@ -171,6 +180,15 @@ impl Shared {
 
     fn connection_fault(&self, group: usize) -> Option<Fault> {
         self.current(group, Slot::Connection)
+    }
+
+    fn translation(&self, group: usize) -> Vec<PortRewrite> {
+        self.translations
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(group)
+            .cloned()
+            .unwrap_or_default()
     }
 
     fn reset_group(&self, group: usize) {
@@ -229,6 +247,7 @@ impl FaultProxy {
             resets: (0..groups).map(|_| watch::channel(0).0).collect(),
             next_id: AtomicU64::new(1),
             accepted: (0..groups).map(|_| AtomicU64::new(0)).collect(),
+            translations: Mutex::new(vec![Vec::new(); groups]),
         });
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_io()
@@ -378,6 +397,50 @@ impl FaultProxy {
             assert!(group < self.groups(), "no group {group}");
             self.shared.reset_group(group);
         }
+    }
+
+    /// Rewrites, in every reply to client group `group`, each port `from` written as
+    /// `:from` followed by `\r` or `@` into `:to`: the address a cluster announces (`CLUSTER
+    /// SHARDS`, `CLUSTER SLOTS` and `CLUSTER NODES` replies, `MOVED` and `ASK` errors). A
+    /// cluster announces one port per master (group 0's, see
+    /// [`Cluster::announce_through`](crate::Cluster::announce_through)); with this rule on every
+    /// master's proxy, a client that came in through group `g` discovers every master at its
+    /// group-`g` port and stays in its group: a per-group address translation, as a NAT in
+    /// front of each client group would do. Replies only; a reply *value* that happens to
+    /// look like `:from\r` (an integer equal to a proxied port) is rewritten too, which tests
+    /// avoid by keeping such integers small.
+    ///
+    /// # Errors
+    /// [`HarnessError::InvalidOptions`] if a pair's ports differ in digit count (the rewrite
+    /// keeps every length, so RESP lengths stay right).
+    ///
+    /// # Panics
+    /// If `group` is out of range.
+    pub fn translate_ports(&self, group: usize, map: &[(u16, u16)]) -> Result<(), HarnessError> {
+        let rewrites = map
+            .iter()
+            .map(|&(from, to)| {
+                let (from, to) = (from.to_string(), to.to_string());
+                if from.len() == to.len() {
+                    Ok(PortRewrite {
+                        from: from.into_bytes(),
+                        to: to.into_bytes(),
+                    })
+                } else {
+                    Err(HarnessError::InvalidOptions {
+                        detail: format!(
+                            "ports {from} and {to} differ in length: rewrite between ports of \
+                             the same number of digits"
+                        ),
+                    })
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.shared
+            .translations
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)[group] = rewrites;
+        Ok(())
     }
 
     /// Ends every fault on every group now.
@@ -550,11 +613,30 @@ async fn pump(
     let mut random = RandomState::new().hash_one((group, way as u8));
     let read = async move {
         let mut buf = vec![0u8; CHUNK];
+        // Reply bytes held back because a port to rewrite may straddle two reads.
+        let mut carry = Vec::new();
         loop {
             let n = match from.read(&mut buf).await {
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             };
+            let mut bytes = std::mem::take(&mut carry);
+            bytes.extend_from_slice(&buf[..n]);
+            if way == Way::ToClient {
+                let rewrites = shared.translation(group);
+                if !rewrites.is_empty() {
+                    rewrite_ports(&mut bytes, &rewrites);
+                    // Every RESP reply ends with CRLF: anything else is mid-reply, and its
+                    // last bytes may be the start of a port; keep them for the next read.
+                    if !bytes.ends_with(b"\r\n") {
+                        let keep = rewrites.iter().map(|r| r.from.len() + 2).max().unwrap_or(0);
+                        carry = bytes.split_off(bytes.len().saturating_sub(keep));
+                    }
+                    if bytes.is_empty() {
+                        continue;
+                    }
+                }
+            }
             let delay = match shared.byte_fault(group, way) {
                 Some(Fault::Delay { fixed, jitter }) => {
                     random = xorshift(random);
@@ -562,12 +644,12 @@ async fn pump(
                 }
                 _ => Duration::ZERO,
             };
-            if queue
-                .send((Instant::now() + delay, buf[..n].to_vec()))
-                .is_err()
-            {
+            if queue.send((Instant::now() + delay, bytes)).is_err() {
                 break;
             }
+        }
+        if !carry.is_empty() {
+            let _ = queue.send((Instant::now(), carry));
         }
         // Dropping `queue` lets the writer finish what is queued, then shut down.
     };
@@ -586,6 +668,26 @@ async fn pump(
     tokio::join!(read, write);
 }
 
+/// Rewrites each `:from` followed by `\r` or `@` into `:to`, in place (same lengths).
+fn rewrite_ports(bytes: &mut [u8], rewrites: &[PortRewrite]) {
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b':' {
+            for rewrite in rewrites {
+                let end = i + 1 + rewrite.from.len();
+                if end < bytes.len()
+                    && bytes[i + 1..end] == rewrite.from[..]
+                    && matches!(bytes[end], b'\r' | b'@')
+                {
+                    bytes[i + 1..end].copy_from_slice(&rewrite.to);
+                    break;
+                }
+            }
+        }
+        i += 1;
+    }
+}
+
 fn xorshift(mut x: u64) -> u64 {
     x ^= x << 13;
     x ^= x >> 7;
@@ -598,12 +700,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn ports_are_rewritten_only_where_an_address_ends() {
+        let rewrites = [PortRewrite {
+            from: b"21234".to_vec(),
+            to: b"22345".to_vec(),
+        }];
+        let mut reply = b"$4\r\nport\r\n:21234\r\n-MOVED 1 127.0.0.1:21234\r\n\
+            127.0.0.1:21234@31234 :212345\r\n:21234x"
+            .to_vec();
+        rewrite_ports(&mut reply, &rewrites);
+        assert_eq!(
+            reply,
+            b"$4\r\nport\r\n:22345\r\n-MOVED 1 127.0.0.1:22345\r\n\
+            127.0.0.1:22345@31234 :212345\r\n:21234x"
+                .to_vec()
+        );
+    }
+
+    #[test]
     fn a_guard_ends_only_its_own_fault_and_faults_expire() {
         let shared = Shared {
             groups: Mutex::new(vec![GroupFaults::default(); 2]),
             resets: (0..2).map(|_| watch::channel(0).0).collect(),
             next_id: AtomicU64::new(1),
             accepted: (0..2).map(|_| AtomicU64::new(0)).collect(),
+            translations: Mutex::new(vec![Vec::new(); 2]),
         };
         let shared = Arc::new(shared);
         let proxy_like = |fault, bound| {

@@ -238,8 +238,29 @@ fn a_cluster_master_announced_through_the_proxy_is_reached_through_it() {
     use redlock_harness::{Cluster, ClusterOptions};
     let mut cluster = Cluster::start(ClusterOptions::default()).expect("3+3 cluster");
     let master = cluster.master_indices().unwrap()[0];
-    let proxy = FaultProxy::start(cluster.nodes()[master].port(), 1).unwrap();
+    let proxy = FaultProxy::start(cluster.nodes()[master].port(), 2).unwrap();
     cluster.announce_through(master, proxy.port(0)).unwrap();
+    // Group 1 is told the master is at its own port (a per-group address translation).
+    proxy
+        .translate_ports(1, &[(proxy.port(0), proxy.port(1))])
+        .unwrap();
+    for (group, shown, hidden) in [(0, 0, 1), (1, 1, 0)] {
+        let mut con = connect(proxy.port(group)).unwrap();
+        con.write_all(b"CLUSTER NODES\r\n").unwrap();
+        let header = read_line(&mut con).unwrap();
+        let len: usize = header.trim_start_matches('$').parse().unwrap();
+        let mut body = vec![0u8; len + 2];
+        con.read_exact(&mut body).unwrap();
+        let body = String::from_utf8_lossy(&body);
+        assert!(
+            body.contains(&format!("127.0.0.1:{}@", proxy.port(shown))),
+            "{body}"
+        );
+        assert!(
+            !body.contains(&format!(":{}@", proxy.port(hidden))),
+            "{body}"
+        );
+    }
     // Every node names the proxy's port for that master; the harness still knows the node.
     for node in cluster.nodes() {
         let mut con = node.connection().unwrap();
