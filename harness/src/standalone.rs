@@ -1,6 +1,8 @@
 //! N independent Redis masters, for classic Redlock.
 
 use super::HarnessError;
+use super::binary::ServerBinary;
+use super::clock::Clock;
 use super::config::NodeConfig;
 use super::node::RedisServer;
 use super::tls::TlsFiles;
@@ -50,9 +52,33 @@ impl Standalone {
             appendonly,
             cluster: None,
             tls,
+            binary: ServerBinary::Default,
+            clock: Clock::Real,
         };
         let nodes = (0..n)
             .map(|_| RedisServer::start_on_free_port(&config))
+            .collect::<Result<_, _>>()?;
+        Ok(Self { nodes })
+    }
+
+    /// One master per entry of `nodes`, each with its own server program, clock and
+    /// persistence (for example three Valkey masters, one of them with a fast clock).
+    ///
+    /// # Errors
+    /// As [`start`](Self::start), plus [`HarnessError::ValkeyNotFound`] and
+    /// [`HarnessError::FaketimeNotFound`] when a node needs what is missing.
+    pub fn start_each(nodes: &[NodeOptions]) -> Result<Self, HarnessError> {
+        let nodes = nodes
+            .iter()
+            .map(|options| {
+                RedisServer::start_on_free_port(&NodeConfig {
+                    appendonly: options.appendonly,
+                    cluster: None,
+                    tls: None,
+                    binary: options.binary.clone(),
+                    clock: options.clock,
+                })
+            })
             .collect::<Result<_, _>>()?;
         Ok(Self { nodes })
     }
@@ -82,5 +108,46 @@ impl Standalone {
     /// If `i` is out of range, like slice indexing.
     pub fn node_mut(&mut self, i: usize) -> &mut RedisServer {
         &mut self.nodes[i]
+    }
+}
+
+/// How one independent master of [`Standalone::start_each`] runs.
+#[derive(Debug, Clone)]
+pub struct NodeOptions {
+    binary: ServerBinary,
+    clock: Clock,
+    appendonly: bool,
+}
+
+impl Default for NodeOptions {
+    fn default() -> Self {
+        Self {
+            binary: ServerBinary::Default,
+            clock: Clock::Real,
+            appendonly: true,
+        }
+    }
+}
+
+impl NodeOptions {
+    /// The server program. Defaults to [`ServerBinary::Default`].
+    #[must_use]
+    pub fn binary(mut self, binary: ServerBinary) -> Self {
+        self.binary = binary;
+        self
+    }
+
+    /// The server's clock. Defaults to [`Clock::Real`].
+    #[must_use]
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// `appendonly yes` with `appendfsync always`. Defaults to true.
+    #[must_use]
+    pub fn appendonly(mut self, appendonly: bool) -> Self {
+        self.appendonly = appendonly;
+        self
     }
 }

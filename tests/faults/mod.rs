@@ -23,19 +23,32 @@
 //! - `stepwise.rs`: fail over while a lock is held; `SCRIPT FLUSH` and restart everything.
 //! - `early_restart.rs`: a voter restarted empty before the TTL ran out, with and without
 //!   `LockConfig::delayed_restart`.
+//! - `network.rs`: link faults through one `FaultProxy` per voter (partitions by client
+//!   group, slow and flapping links, a blackholed voter that is also the first seed).
+//! - `skew.rs`: voters whose server clock runs fast or jumps (Valkey under libfaketime).
+//! - `paused_holder.rs`: a holder process stopped past its validity, with and without fencing.
 // Each test binary uses a subset of the scenarios and backends.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 mod checker;
 mod early_restart;
+mod network;
+mod paused_holder;
 mod record;
 mod report;
+mod skew;
 mod stepwise;
 mod under_load;
 mod workload;
 
 // What the two test binaries name; the rest is reached through its module.
 pub use early_restart::{HELD, restart_empty_early};
+pub use network::{
+    Proxied, asymmetric_partition, blackholed_voter_and_seed, flapping_link, majority_partition,
+    slow_link,
+};
+pub use paused_holder::{child_main, paused_holder};
+pub use skew::{ClockFault, FULL_HOLD, HOLD, Skewed, skewed_clock};
 pub use stepwise::{failover_while_held, flush_and_restart_all};
 pub use under_load::{kill_one, kill_two, pause_one, restart_one};
 pub use workload::{FAILOVER_TIMEOUT, TTL};

@@ -14,7 +14,7 @@ use super::workload::{CLIENTS, TTL, Workload, run_with_fault};
 /// one second of scheduling slack.
 pub const PAUSED_LATENCY_BOUND: Duration = Duration::from_millis(250 + 1000);
 
-fn sleep_until(start: Instant, at: Duration) {
+pub(super) fn sleep_until(start: Instant, at: Duration) {
     std::thread::sleep((start + at).saturating_duration_since(Instant::now()));
 }
 

@@ -46,6 +46,8 @@ pub struct Workload {
     pub ttl: Duration,
     /// The sleep between GET and SET inside a critical section.
     pub hold: Duration,
+    /// Every client's lock configuration ([`lock_config`] unless a scenario changes it).
+    pub config: LockConfig,
 }
 
 impl Workload {
@@ -58,6 +60,7 @@ impl Workload {
             duration,
             ttl: TTL,
             hold: Duration::from_millis(5),
+            config: lock_config(),
         }
     }
 }
@@ -79,6 +82,17 @@ pub async fn run_with_fault<T: Send + 'static>(
     workload: &Workload,
     fault: impl FnOnce(Instant) -> T + Send + 'static,
 ) -> (Run, T) {
+    run_with_fault_for(move |_| urls.clone(), counter, workload, fault).await
+}
+
+/// Like [`run_with_fault`], with each client's URLs chosen by `urls_of(client)`: clients in
+/// different groups reach the voters through different proxy ports.
+pub async fn run_with_fault_for<T: Send + 'static>(
+    urls_of: impl Fn(usize) -> Vec<String>,
+    counter: &Standalone,
+    workload: &Workload,
+    fault: impl FnOnce(Instant) -> T + Send + 'static,
+) -> (Run, T) {
     let counter_url = counter.urls()[0].clone();
     let start = Instant::now();
     let fault_done: Arc<Mutex<Option<Instant>>> = Arc::new(Mutex::new(None));
@@ -93,7 +107,7 @@ pub async fn run_with_fault<T: Send + 'static>(
     let clients: Vec<_> = (0..workload.clients)
         .map(|client| {
             let (urls, counter_url, workload) =
-                (urls.clone(), counter_url.clone(), workload.clone());
+                (urls_of(client), counter_url.clone(), workload.clone());
             let fault_done = fault_done.clone();
             let ended = move || {
                 let elapsed = start.elapsed();
@@ -143,7 +157,7 @@ async fn client_loop(
     workload: Workload,
     ended: impl Fn() -> bool,
 ) -> Vec<Attempt> {
-    let manager = LockManager::connect(&urls, lock_config())
+    let manager = LockManager::connect(&urls, workload.config.clone())
         .await
         .expect("lock manager");
     let mut counter = counter_connection(&counter_url).await;
