@@ -279,10 +279,12 @@ pub struct LockInfo {
     pub voters_share_master: bool,
     /// Every voter's view, in voter order.
     pub nodes: Vec<NodeLockState>,
-    /// With fencing on: a floor of the next fencing token, the quorum-th largest of the
-    /// voters' `max(counter, server clock in microseconds)`. Every lock granted after this
-    /// read carries a greater token. `None` with fencing off, or when fewer than a quorum of
-    /// voters answered the counter read.
+    /// With fencing on: the highest fencing token that a quorum of voters has recorded (the
+    /// quorum-th largest counter among the answers; 0 when none is recorded, for example after
+    /// the counters' retention passed). While a lock is held this is its token, and every lock
+    /// granted after this read carries a greater one (under the assumptions in
+    /// docs/design.md, "Fencing tokens"). `None` with fencing off, or when fewer than a quorum
+    /// of voters answered the counter read.
     pub fencing_token: Option<u64>,
 }
 

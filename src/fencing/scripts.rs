@@ -149,9 +149,11 @@ pub(crate) fn parse_commit(value: &Value, key: &[u8]) -> Result<bool, NodeError>
 pub(crate) fn parse_read(value: &Value, key: &[u8]) -> Result<u64, NodeError> {
     match value {
         Value::Array(items) if items.len() == 3 => {
+            // The counter, checked against the clock like a grant's. Not its max with the
+            // clock: while a lock is held, the quorum's counter is the holder's token, which
+            // is what a status read must show (`redlock status` next to `REDLOCK_FENCING_TOKEN`).
             let time = parse_time(&items[1], &items[2])?;
-            let counter = check_counter_lead(parse_counter(&items[0], key)?, time, key)?;
-            Ok(counter.max(time))
+            check_counter_lead(parse_counter(&items[0], key)?, time, key)
         }
         Value::Array(items) if items.len() == 4 => Err(wrong_type(&items[3], key)),
         other => {
