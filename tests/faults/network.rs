@@ -346,13 +346,15 @@ pub async fn blackholed_voter_and_seed(target: Proxied) -> Report {
             let started = Instant::now();
             let outcome = runtime.block_on(async {
                 let manager = LockManager::new(&urls, lock_config())?;
-                let lock = manager
+                let mut lock = manager
                     .try_acquire(&format!("faults/fresh-{i}"), TTL)
                     .await?;
-                if let Some(lock) = &lock {
+                let granted = lock.is_some();
+                if let Some(lock) = lock.as_mut() {
+                    // A `&mut Lock`: what `release` takes on main (it coerces to `&Lock` here).
                     let _ = manager.release(lock).await;
                 }
-                Ok::<_, redlock_cluster::LockError>(lock.is_some())
+                Ok::<_, redlock_cluster::LockError>(granted)
             });
             fresh.push((started.elapsed(), outcome));
             std::thread::sleep(Duration::from_millis(200));
