@@ -349,10 +349,11 @@ pub async fn blackholed_voter_and_seed(target: Proxied) -> Report {
                 let mut lock = manager
                     .try_acquire(&format!("faults/fresh-{i}"), TTL)
                     .await?;
-                if let Some(lock) = &mut lock {
+                let granted = lock.is_some();
+                if let Some(lock) = lock.as_mut() {
                     let _ = manager.release(lock).await;
                 }
-                Ok::<_, redlock_cluster::LockError>(lock.is_some())
+                Ok::<_, redlock_cluster::LockError>(granted)
             });
             fresh.push((started.elapsed(), outcome));
             std::thread::sleep(Duration::from_millis(200));
