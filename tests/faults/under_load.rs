@@ -86,6 +86,10 @@ pub async fn kill_two<T: Target>(target: T) -> Report {
             }
             let down_from = Instant::now();
             sleep_until(start, Duration::from_secs(5));
+            // At least 2 s down, however long the kills took (`docker kill` under load took
+            // over 3 s once, which left a window of a microsecond and nothing in it).
+            let least = down_from + Duration::from_secs(2);
+            std::thread::sleep(least.saturating_duration_since(Instant::now()));
             let down_until = Instant::now();
             for &victim in &victims {
                 target.restart(victim);
