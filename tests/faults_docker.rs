@@ -186,6 +186,18 @@ fn restart_keeps_the_aof_and_restart_empty_loses_it() {
     let key = redlock_cluster::cluster::cluster_voter_keys("wipe-probe:", b"k", 3).expect("key")[0]
         .clone();
     let connect = || raw_connection("redis://127.0.0.1:7000").expect("connection to 7000");
+    // A container restart can take longer than the 5 s node timeout on a loaded machine, and
+    // a failover to 7000's replica would answer for the key instead (MOVED, seen once): this
+    // test is about what a restart keeps, so no replica may take over meanwhile.
+    for replica in 7003..=7005 {
+        let mut con = raw_connection(&format!("redis://127.0.0.1:{replica}")).expect("replica");
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("cluster-replica-no-failover")
+            .arg("yes")
+            .query(&mut con)
+            .expect("CONFIG SET cluster-replica-no-failover");
+    }
     let get = |key: &[u8]| -> Option<String> {
         redis::cmd("GET")
             .arg(key)
