@@ -274,6 +274,8 @@ enum Impl {
     Fenced,
     /// Ours with `LockConfig::replica_acks(1, ACK_TIMEOUT)` (needs replicas: the cluster).
     Acked,
+    /// Ours with `LockConfig::notify_on_release(false)` (the many-waiters case only).
+    Polling,
 }
 
 impl Impl {
@@ -285,7 +287,7 @@ impl Impl {
             Impl::Raw => BTreeSet::new(),
             // rslock 0.10's unlock script (src/lock.rs, UNLOCK_SCRIPT): GET, then DEL.
             Impl::Rslock => ["get", "del"].into_iter().map(String::from).collect(),
-            Impl::Ours | Impl::Fenced | Impl::Acked => our_script_commands(),
+            Impl::Ours | Impl::Fenced | Impl::Acked | Impl::Polling => our_script_commands(),
         }
     }
 }
@@ -314,6 +316,7 @@ impl fmt::Display for Impl {
             Impl::Rslock => "rslock",
             Impl::Fenced => "redlock-cluster fenced",
             Impl::Acked => "redlock-cluster acked",
+            Impl::Polling => "redlock-cluster, notified waits off",
         })
     }
 }
@@ -429,6 +432,7 @@ impl Setup {
         match imp {
             Impl::Fenced => self.fenced.as_ref().expect("fenced on this setup"),
             Impl::Acked => self.acked.as_ref().expect("acked on this setup"),
+            Impl::Polling => unreachable!("notified waits off: the many-waiters case only"),
             _ => &self.ours,
         }
     }
@@ -477,6 +481,7 @@ impl Setup {
                 .saturating_sub(1);
             out.net_bytes += info_u64(&info, "total_net_input_bytes").unwrap_or(0)
                 + info_u64(&info, "total_net_output_bytes").unwrap_or(0);
+            out.connections += info_u64(&info, "total_connections_received").unwrap_or(0);
         }
         out
     }
@@ -581,7 +586,7 @@ async fn cycle(
     let work = async {
         match imp {
             Impl::Raw => raw_cycle(resource, value, ttl).await,
-            Impl::Ours | Impl::Fenced | Impl::Acked => {
+            Impl::Ours | Impl::Fenced | Impl::Acked | Impl::Polling => {
                 let manager = setup.manager(imp);
                 match manager.try_acquire(&resource.name, ttl).await {
                     Ok(Some(mut lock)) => match manager.release(&mut lock).await {
@@ -684,6 +689,8 @@ struct ServerStats {
     reads: u64,
     /// Bytes in and out (`total_net_input_bytes` + `total_net_output_bytes`).
     net_bytes: u64,
+    /// Connections accepted (`total_connections_received`).
+    connections: u64,
 }
 
 /// Client and server resources used over the throughput windows of one implementation.
@@ -735,6 +742,7 @@ impl Cost {
         }
         self.server.reads += server.reads;
         self.server.net_bytes += server.net_bytes;
+        self.server.connections += server.connections;
     }
 
     fn per_cycle(&self, total: f64) -> f64 {
@@ -1025,6 +1033,8 @@ struct Contention {
     /// Calls that returned an error or ran over their limit (the many-waiters case only; the
     /// 16-task case counts these as gave up).
     errors: u64,
+    /// What reached the servers (the many-waiters case only).
+    server: ServerStats,
 }
 
 /// 16 tasks on one resource, each holding it 1 ms, until the window closes (a waiter already
@@ -1115,14 +1125,29 @@ async fn contention(setup: &Arc<Setup>, s: &Settings) -> HashMap<Impl, Contentio
 /// (full-jitter backoff from 50 ms up to 1 s, notified waits on: the default), rslock `lock`
 /// after `set_retry(WAITER_ATTEMPTS, 200 ms)`; a call that ran out of attempts gave up, and
 /// the waiter calls again.
-async fn many_waiters(urls: &[String], s: &Settings) -> HashMap<Impl, Contention> {
+async fn many_waiters(setup: &Setup, s: &Settings) -> HashMap<Impl, Contention> {
     const HOLD: Duration = Duration::from_millis(1);
+    let urls = &setup.ours_seeds()[..];
     let config = LockConfig::new()
         .mode(Mode::Independent)
         .retry(RetryPolicy::new().max_attempts(WAITER_ATTEMPTS));
     let ours: Vec<Arc<LockManager>> = stream::iter(0..WAITERS)
         .map(|_| {
             let config = config.clone();
+            async move {
+                let manager = timeout(OP_LIMIT, LockManager::connect(urls, config))
+                    .await
+                    .expect("a waiter's manager in time")
+                    .expect("a waiter's manager");
+                Arc::new(manager)
+            }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    let polling: Vec<Arc<LockManager>> = stream::iter(0..WAITERS)
+        .map(|_| {
+            let config = config.clone().notify_on_release(false);
             async move {
                 let manager = timeout(OP_LIMIT, LockManager::connect(urls, config))
                     .await
@@ -1141,23 +1166,28 @@ async fn many_waiters(urls: &[String], s: &Settings) -> HashMap<Impl, Contention
             Arc::new(manager)
         })
         .collect();
-    let impls = [Impl::Ours, Impl::Rslock];
+    let impls = [Impl::Ours, Impl::Polling, Impl::Rslock];
     let mut out: HashMap<Impl, Contention> = HashMap::new();
     for window in 0..s.waiters_windows {
         for imp in rotated(&impls, window) {
             let resource = Arc::new(format!("waiters-{imp}-{window}"));
+            setup.reset_stats().await;
             let start = Instant::now();
             let deadline = start + s.waiters_window;
             let handles: Vec<_> = (0..WAITERS)
                 .map(|i| {
-                    let ours = ours[i].clone();
+                    let ours = if imp == Impl::Polling {
+                        polling[i].clone()
+                    } else {
+                        ours[i].clone()
+                    };
                     let theirs = theirs[i].clone();
                     let resource = resource.clone();
                     tokio::spawn(async move {
                         let mut mine = Contention::default();
                         while Instant::now() < deadline {
                             let t = Instant::now();
-                            if imp == Impl::Ours {
+                            if imp != Impl::Rslock {
                                 match timeout(WAITER_LIMIT, ours.acquire(&resource, TTL)).await {
                                     Ok(Ok(Some(mut lock))) => {
                                         mine.waits.push(t.elapsed());
@@ -1188,8 +1218,16 @@ async fn many_waiters(urls: &[String], s: &Settings) -> HashMap<Impl, Contention
                 })
                 .collect();
             let results = join_all(handles).await;
+            let elapsed = start.elapsed();
+            let server = setup.server_stats().await;
             let entry = out.entry(imp).or_default();
-            entry.elapsed += start.elapsed();
+            entry.elapsed += elapsed;
+            for (name, (calls, usec)) in server.commands {
+                let e = entry.server.commands.entry(name).or_default();
+                e.0 += calls;
+                e.1 += usec;
+            }
+            entry.server.reads += server.reads;
             for mine in results.into_iter().map(|r| r.expect("task")) {
                 entry.acquisitions += mine.acquisitions;
                 entry.gave_up += mine.gave_up;
@@ -1198,7 +1236,12 @@ async fn many_waiters(urls: &[String], s: &Settings) -> HashMap<Impl, Contention
             }
         }
     }
-    join_all(ours.iter().map(|m| m.close(Duration::from_secs(1)))).await;
+    join_all(
+        ours.iter()
+            .chain(&polling)
+            .map(|m| m.close(Duration::from_secs(1))),
+    )
+    .await;
     out
 }
 
@@ -1447,7 +1490,7 @@ async fn run(s: &Settings, standalone: &Standalone, cluster: &Cluster) -> Result
     results.contention = contention(&three, s).await;
 
     eprintln!("compare: {WAITERS} waiters on {WAITERS} managers, one resource");
-    results.waiters = many_waiters(&urls[..3], s).await;
+    results.waiters = many_waiters(&three, s).await;
 
     eprintln!("compare: {} concurrent acquires", s.overload);
     for setup in [&three, &clustered] {
@@ -2110,7 +2153,9 @@ fn cost_section(s: &Settings, r: &Results) -> String {
          `DEL`). **server reads** = `total_reads_processed`: socket reads of client input, \
          which counts round trips as the servers see them (a multiplexed connection sends \
          the commands queued at once in one write, so reads can be fewer than commands). \
-         **allocations** = calls to the global allocator (the bench's counting allocator; a \
+         **connections opened** = `total_connections_received`. `REPLCONF`, where it \
+         shows, comes from the replicas (the acknowledgements `WAIT` asks for), not from the \
+         client. **allocations** = calls to the global allocator (the bench's counting allocator; a \
          `realloc` counts as one call of its new size), over the whole process.\n\n",
         s.windows,
         s.window.as_millis()
@@ -2126,6 +2171,7 @@ fn cost_section(s: &Settings, r: &Results) -> String {
         "commands sent, by name",
         "in scripts, by name",
         "server reads",
+        "connections opened",
         "bytes in + out",
         "allocations",
         "allocated bytes",
@@ -2170,6 +2216,7 @@ fn cost_section(s: &Settings, r: &Results) -> String {
                 by_name(c, &sent),
                 by_name(c, &|name| inner.contains(name)),
                 format!("{:.2}", c.per_cycle(c.server.reads as f64)),
+                format!("{:.3}", c.per_cycle(c.server.connections as f64)),
                 format!("{:.0}", c.per_cycle(c.server.net_bytes as f64)),
                 format!("{:.1}", c.per_cycle(c.allocs as f64)),
                 format!("{:.0}", c.per_cycle(c.alloc_bytes as f64)),
@@ -2178,6 +2225,18 @@ fn cost_section(s: &Settings, r: &Results) -> String {
     }
     out.push_str(&t.to_markdown());
     out
+}
+
+/// Calls of the commands `pick` selects, per grant.
+fn per_grant(c: &Contention, pick: &dyn Fn(&str) -> bool) -> String {
+    let calls: u64 = c
+        .server
+        .commands
+        .iter()
+        .filter(|(name, _)| pick(name))
+        .map(|(_, (calls, _))| calls)
+        .sum();
+    format!("{:.1}", calls as f64 / c.acquisitions.max(1) as f64)
 }
 
 fn waiters_section(s: &Settings, r: &Results) -> String {
@@ -2192,7 +2251,12 @@ fn waiters_section(s: &Settings, r: &Results) -> String {
          `set_retry({WAITER_ATTEMPTS}, 200 ms)` (a random delay up to 200 ms between \
          attempts). A call that used up its attempts gave up, and the task calls again. Wait = \
          from the call to the grant, granted calls only; errors = the call returned an error \
-         or ran over {} s. acquisitions/s = grants / time until every task finished.\n\n",
+         or ran over {} s. acquisitions/s = grants / time until every task finished. \
+         \"notified waits off\": the same with `notify_on_release(false)`, to tell what the \
+         release notices do to this case. Votes per grant = `SET` calls on the voters (each \
+         vote of each attempt runs one, ours inside its acquire script, rslock's directly) \
+         per grant; commands sent per grant = the commands the clients sent (scripts counted \
+         once), both from `INFO commandstats` over the windows.\n\n",
         s.waiters_windows,
         s.waiters_window.as_millis(),
         WAITER_LIMIT.as_secs()
@@ -2205,8 +2269,10 @@ fn waiters_section(s: &Settings, r: &Results) -> String {
         "max wait",
         "calls that gave up",
         "errors",
+        "votes per grant",
+        "commands sent per grant",
     ]);
-    for imp in [Impl::Ours, Impl::Rslock] {
+    for imp in [Impl::Ours, Impl::Polling, Impl::Rslock] {
         let Some(c) = r.waiters.get(&imp) else {
             continue;
         };
@@ -2223,6 +2289,8 @@ fn waiters_section(s: &Settings, r: &Results) -> String {
                 group_thousands(c.acquisitions + c.gave_up + c.errors)
             ),
             group_thousands(c.errors),
+            per_grant(c, &|name| name == "set"),
+            per_grant(c, &|name| !imp.script_commands().contains(name)),
         ]);
     }
     out.push_str(&t.to_markdown());
