@@ -18,31 +18,42 @@
 //! Every loop is bounded in count or time, and every Redis call is bounded by a timeout.
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicIsize, Ordering};
+use std::sync::atomic::{AtomicIsize, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use futures::future::join_all;
 use futures::stream::{self, StreamExt};
 use redis::aio::MultiplexedConnection;
 use redlock_bench::{
-    Panel, Series, Table, fmt_ms, fmt_rate, fmt_ratio, group_thousands, p50_p99, render_svg,
-    utc_timestamp,
+    Panel, Series, Table, fmt_ms, fmt_rate, fmt_ratio, group_thousands, info_u64, p50_p99,
+    parse_commandstats, proc_stat_cpu_ticks, render_svg, script_commands, utc_timestamp,
 };
 use redlock_cluster::{Lock, LockConfig, LockManager, Mode, RetryPolicy};
 use redlock_harness::{Cluster, ClusterOptions, RedisServer, Standalone, redis_server_path};
 use tokio::time::timeout;
 
 // ---------------------------------------------------------------------------------------------
-// Live heap bytes, for "client memory per held lock".
+// Live heap bytes, for "client memory per held lock", and allocation calls and bytes, for
+// the cost per cycle.
 
-/// The system allocator, counting the bytes currently allocated by the whole process.
+/// The system allocator, counting the bytes currently allocated by the whole process and the
+/// allocation calls made.
 struct Counting;
 
 static LIVE_BYTES: AtomicIsize = AtomicIsize::new(0);
+/// `alloc`, `alloc_zeroed` and `realloc` calls so far.
+static ALLOC_CALLS: AtomicU64 = AtomicU64::new(0);
+/// Bytes asked for by those calls (a `realloc` counts its new size).
+static ALLOC_BYTES: AtomicU64 = AtomicU64::new(0);
+
+fn count_alloc(size: usize) {
+    ALLOC_CALLS.fetch_add(1, Ordering::Relaxed);
+    ALLOC_BYTES.fetch_add(size as u64, Ordering::Relaxed);
+}
 
 fn size_delta(size: usize) -> isize {
     isize::try_from(size).unwrap_or(isize::MAX)
@@ -55,6 +66,7 @@ unsafe impl GlobalAlloc for Counting {
         let ptr = unsafe { System.alloc(layout) };
         if !ptr.is_null() {
             LIVE_BYTES.fetch_add(size_delta(layout.size()), Ordering::Relaxed);
+            count_alloc(layout.size());
         }
         ptr
     }
@@ -64,6 +76,7 @@ unsafe impl GlobalAlloc for Counting {
         let ptr = unsafe { System.alloc_zeroed(layout) };
         if !ptr.is_null() {
             LIVE_BYTES.fetch_add(size_delta(layout.size()), Ordering::Relaxed);
+            count_alloc(layout.size());
         }
         ptr
     }
@@ -80,6 +93,7 @@ unsafe impl GlobalAlloc for Counting {
         if !new.is_null() {
             LIVE_BYTES.fetch_add(size_delta(new_size), Ordering::Relaxed);
             LIVE_BYTES.fetch_sub(size_delta(layout.size()), Ordering::Relaxed);
+            count_alloc(new_size);
         }
         new
     }
@@ -90,6 +104,37 @@ static GLOBAL: Counting = Counting;
 
 fn live_bytes() -> isize {
     LIVE_BYTES.load(Ordering::Relaxed)
+}
+
+/// User + system CPU time of this process so far (`getrusage(RUSAGE_SELF)`: every thread).
+fn client_cpu() -> Duration {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: `getrusage` writes one `rusage` to the pointer, which is valid for that write.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) };
+    if rc != 0 {
+        return Duration::ZERO;
+    }
+    // SAFETY: zero-initialised (all-zero is a valid `rusage`) and filled in by the call.
+    let usage = unsafe { usage.assume_init() };
+    let tv = |t: libc::timeval| {
+        Duration::from_secs(u64::try_from(t.tv_sec).unwrap_or(0))
+            + Duration::from_micros(u64::try_from(t.tv_usec).unwrap_or(0))
+    };
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+/// User + system CPU time of the processes `pids` so far, from `/proc/<pid>/stat` (clock
+/// ticks, usually 10 ms each).
+fn servers_cpu(pids: &[u32]) -> Duration {
+    // SAFETY: `sysconf` only reads a configuration value.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let hz = u64::try_from(hz).ok().filter(|h| *h > 0).unwrap_or(100);
+    let ticks: u64 = pids
+        .iter()
+        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
+        .filter_map(|stat| proc_stat_cpu_ticks(&stat))
+        .sum();
+    Duration::from_micros(ticks * 1_000_000 / hz)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -105,6 +150,20 @@ const NODE_TIMEOUT: Duration = Duration::from_millis(100);
 const OP_LIMIT: Duration = Duration::from_secs(5);
 /// Voter counts over independent masters.
 const VOTER_COUNTS: [usize; 4] = [1, 3, 5, 7];
+/// The replica acknowledgement of the "acked" option: `replica_acks(1, ACK_TIMEOUT)`.
+const ACK_TIMEOUT: Duration = Duration::from_millis(100);
+/// The acked option's node timeout: the acks timeout must be shorter than the node timeout
+/// (`LockConfig::validate`), so it cannot keep the default 100 ms.
+const ACKED_NODE_TIMEOUT: Duration = Duration::from_millis(250);
+/// Waiters (one `LockManager` each) in the many-waiters case.
+const WAITERS: usize = 200;
+/// Attempts of each waiter's acquire in the many-waiters case, before it gives up.
+const WAITER_ATTEMPTS: u32 = 10;
+/// rslock's retry delay in the many-waiters case (its default: a random delay up to this).
+const RSLOCK_RETRY_DELAY: Duration = Duration::from_millis(200);
+/// Upper bound of one waiter's acquire in the many-waiters case: ten attempts with
+/// exponential backoff may take over 5 s.
+const WAITER_LIMIT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone)]
 struct Settings {
@@ -122,6 +181,9 @@ struct Settings {
     overload: usize,
     /// Fresh handles per implementation and scenario in the first-acquire case.
     fresh_handles: usize,
+    /// The many-waiters case: window length and count.
+    waiters_window: Duration,
+    waiters_windows: usize,
 }
 
 impl Settings {
@@ -144,6 +206,8 @@ impl Settings {
                 held_locks: 2_000,
                 overload: 10_000,
                 fresh_handles: 10,
+                waiters_window: Duration::from_secs(1),
+                waiters_windows: 1,
             }
         } else {
             Self {
@@ -160,6 +224,8 @@ impl Settings {
                 held_locks: 10_000,
                 overload: 10_000,
                 fresh_handles: 30,
+                waiters_window: Duration::from_secs(3),
+                waiters_windows: 2,
             }
         }
     }
@@ -204,6 +270,42 @@ enum Impl {
     Raw,
     Ours,
     Rslock,
+    /// Ours with `LockConfig::fencing(true)`.
+    Fenced,
+    /// Ours with `LockConfig::replica_acks(1, ACK_TIMEOUT)` (needs replicas: the cluster).
+    Acked,
+    /// Ours with `LockConfig::notify_on_release(false)` (the many-waiters case only).
+    Polling,
+}
+
+impl Impl {
+    /// The commands this implementation's Lua scripts call: `INFO commandstats` counts them
+    /// apart from the script call (`evalsha`) whose time already includes theirs, and no
+    /// client sends them itself during a cycle.
+    fn script_commands(self) -> BTreeSet<String> {
+        match self {
+            Impl::Raw => BTreeSet::new(),
+            // rslock 0.10's unlock script (src/lock.rs, UNLOCK_SCRIPT): GET, then DEL.
+            Impl::Rslock => ["get", "del"].into_iter().map(String::from).collect(),
+            Impl::Ours | Impl::Fenced | Impl::Acked | Impl::Polling => our_script_commands(),
+        }
+    }
+}
+
+/// The commands called by the library's Lua scripts (`src/scripts/*.lua`, read at run time,
+/// so that the split follows the scripts being measured).
+fn our_script_commands() -> BTreeSet<String> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../src/scripts");
+    let mut out = BTreeSet::new();
+    for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "lua")
+            && let Ok(lua) = std::fs::read_to_string(&path)
+        {
+            out.extend(script_commands(&lua));
+        }
+    }
+    out
 }
 
 impl fmt::Display for Impl {
@@ -212,6 +314,9 @@ impl fmt::Display for Impl {
             Impl::Raw => "raw",
             Impl::Ours => "redlock-cluster",
             Impl::Rslock => "rslock",
+            Impl::Fenced => "redlock-cluster fenced",
+            Impl::Acked => "redlock-cluster acked",
+            Impl::Polling => "redlock-cluster, notified waits off",
         })
     }
 }
@@ -222,8 +327,14 @@ struct Setup {
     voters: usize,
     ours: LockManager,
     rslock: Option<rslock::LockManager>,
+    /// Ours with `fencing(true)`, where that option is measured.
+    fenced: Option<LockManager>,
+    /// Ours with `replica_acks(1, ACK_TIMEOUT)`, where that option is measured.
+    acked: Option<LockManager>,
     /// One multiplexed connection per master, by `host:port`.
     conns: HashMap<String, MultiplexedConnection>,
+    /// The voters' server processes, for their CPU time.
+    pids: Vec<u32>,
 }
 
 /// A resource and the raw fan-out's keys for it: the lock's own voter keys with a prefix in
@@ -244,14 +355,34 @@ impl Setup {
         masters: &[String],
         mode: Mode,
         with_rslock: bool,
+        options: &[Impl],
+        pids: Vec<u32>,
     ) -> Arc<Self> {
         let config = LockConfig::new()
             .mode(mode)
             .node_timeout(NODE_TIMEOUT)
             .retry(RetryPolicy::once());
-        let ours = LockManager::connect(seeds, config)
+        let ours = LockManager::connect(seeds, config.clone())
             .await
             .expect("our manager");
+        let mut fenced = None;
+        let mut acked = None;
+        for option in options {
+            match option {
+                Impl::Fenced => {
+                    let config = config.clone().fencing(true);
+                    fenced = Some(LockManager::connect(seeds, config).await.expect("fenced"));
+                }
+                Impl::Acked => {
+                    let config = config
+                        .clone()
+                        .node_timeout(ACKED_NODE_TIMEOUT)
+                        .replica_acks(1, ACK_TIMEOUT);
+                    acked = Some(LockManager::connect(seeds, config).await.expect("acked"));
+                }
+                other => panic!("{other} is not an option"),
+            }
+        }
         let voters = ours.voters_of("probe").await.expect("voters").len();
         let mut conns = HashMap::new();
         for url in masters {
@@ -268,16 +399,91 @@ impl Setup {
             voters,
             ours,
             rslock,
+            fenced,
+            acked,
             conns,
+            pids,
         })
     }
 
+    /// The implementations compared everywhere on this setup.
     fn impls(&self) -> Vec<Impl> {
         let mut impls = vec![Impl::Raw, Impl::Ours];
         if self.rslock.is_some() {
             impls.push(Impl::Rslock);
         }
         impls
+    }
+
+    /// [`Setup::impls`] plus the options measured on this setup (serial and 64 tasks).
+    fn with_options(&self) -> Vec<Impl> {
+        let mut impls = self.impls();
+        if self.fenced.is_some() {
+            impls.push(Impl::Fenced);
+        }
+        if self.acked.is_some() {
+            impls.push(Impl::Acked);
+        }
+        impls
+    }
+
+    /// Our manager for `imp` (plain, fenced or acked).
+    fn manager(&self, imp: Impl) -> &LockManager {
+        match imp {
+            Impl::Fenced => self.fenced.as_ref().expect("fenced on this setup"),
+            Impl::Acked => self.acked.as_ref().expect("acked on this setup"),
+            Impl::Polling => unreachable!("notified waits off: the many-waiters case only"),
+            _ => &self.ours,
+        }
+    }
+
+    /// `CONFIG RESETSTAT` on every master: command stats, reads and network bytes from 0.
+    async fn reset_stats(&self) {
+        for conn in self.conns.values() {
+            let mut conn = conn.clone();
+            let () = timeout(
+                OP_LIMIT,
+                redis::cmd("CONFIG").arg("RESETSTAT").query_async(&mut conn),
+            )
+            .await
+            .expect("CONFIG RESETSTAT in time")
+            .expect("CONFIG RESETSTAT");
+        }
+    }
+
+    /// `INFO stats commandstats` of every master, summed: what reached the servers since
+    /// [`Setup::reset_stats`], the bench's own `CONFIG RESETSTAT` and `INFO` left out.
+    async fn server_stats(&self) -> ServerStats {
+        let mut out = ServerStats::default();
+        for conn in self.conns.values() {
+            let mut conn = conn.clone();
+            let info: String = timeout(
+                OP_LIMIT,
+                redis::cmd("INFO")
+                    .arg("stats")
+                    .arg("commandstats")
+                    .query_async(&mut conn),
+            )
+            .await
+            .expect("INFO in time")
+            .expect("INFO");
+            for stat in parse_commandstats(&info) {
+                if stat.name == "info" || stat.name == "config|resetstat" {
+                    continue;
+                }
+                let entry = out.commands.entry(stat.name).or_default();
+                entry.0 += stat.calls;
+                entry.1 += stat.usec;
+            }
+            // The read that brought this INFO is counted already; the RESETSTAT's was reset.
+            out.reads += info_u64(&info, "total_reads_processed")
+                .unwrap_or(0)
+                .saturating_sub(1);
+            out.net_bytes += info_u64(&info, "total_net_input_bytes").unwrap_or(0)
+                + info_u64(&info, "total_net_output_bytes").unwrap_or(0);
+            out.connections += info_u64(&info, "total_connections_received").unwrap_or(0);
+        }
+        out
     }
 
     async fn resource(&self, name: String) -> Arc<Resource> {
@@ -380,14 +586,17 @@ async fn cycle(
     let work = async {
         match imp {
             Impl::Raw => raw_cycle(resource, value, ttl).await,
-            Impl::Ours => match setup.ours.try_acquire(&resource.name, ttl).await {
-                Ok(Some(mut lock)) => match setup.ours.release(&mut lock).await {
-                    Ok(_) => Outcome::Done,
+            Impl::Ours | Impl::Fenced | Impl::Acked | Impl::Polling => {
+                let manager = setup.manager(imp);
+                match manager.try_acquire(&resource.name, ttl).await {
+                    Ok(Some(mut lock)) => match manager.release(&mut lock).await {
+                        Ok(_) => Outcome::Done,
+                        Err(_) => Outcome::Failed,
+                    },
+                    Ok(None) => Outcome::NotGranted,
                     Err(_) => Outcome::Failed,
-                },
-                Ok(None) => Outcome::NotGranted,
-                Err(_) => Outcome::Failed,
-            },
+                }
+            }
             Impl::Rslock => {
                 let rs = setup.rslock();
                 match rs.lock(resource.name.as_str(), ttl).await {
@@ -431,7 +640,7 @@ impl Latency {
 
 /// Serial acquire + release, interleaved in batches.
 async fn serial(setup: &Setup, s: &Settings) -> HashMap<Impl, Latency> {
-    let impls = setup.impls();
+    let impls = setup.with_options();
     let mut resources = HashMap::new();
     for &imp in &impls {
         resources.insert(imp, setup.resource(format!("serial-{imp}")).await);
@@ -462,11 +671,83 @@ async fn serial(setup: &Setup, s: &Settings) -> HashMap<Impl, Latency> {
     out
 }
 
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 struct Rate {
     cycles: u64,
     not_done: u64,
     elapsed: Duration,
+    /// What the windows cost, client and servers.
+    cost: Cost,
+}
+
+/// What reached the servers in a window (summed over the voters).
+#[derive(Debug, Default, Clone)]
+struct ServerStats {
+    /// By command name: calls and microseconds (`INFO commandstats`).
+    commands: BTreeMap<String, (u64, u64)>,
+    /// Socket reads of client input (`total_reads_processed`).
+    reads: u64,
+    /// Bytes in and out (`total_net_input_bytes` + `total_net_output_bytes`).
+    net_bytes: u64,
+    /// Connections accepted (`total_connections_received`).
+    connections: u64,
+}
+
+/// Client and server resources used over the throughput windows of one implementation.
+#[derive(Debug, Default, Clone)]
+struct Cost {
+    /// Cycles attempted (completed or not) in those windows.
+    cycles: u64,
+    /// This process's user + system CPU (`getrusage(RUSAGE_SELF)`).
+    client_cpu: Duration,
+    /// The voters' processes' user + system CPU (`/proc/<pid>/stat`).
+    server_cpu: Duration,
+    server: ServerStats,
+    /// Allocation calls of this process, and the bytes they asked for.
+    allocs: u64,
+    alloc_bytes: u64,
+}
+
+/// Counters read before and after a window.
+#[derive(Debug, Clone, Copy)]
+struct Probe {
+    client_cpu: Duration,
+    server_cpu: Duration,
+    allocs: u64,
+    alloc_bytes: u64,
+}
+
+impl Probe {
+    fn now(pids: &[u32]) -> Self {
+        Self {
+            client_cpu: client_cpu(),
+            server_cpu: servers_cpu(pids),
+            allocs: ALLOC_CALLS.load(Ordering::Relaxed),
+            alloc_bytes: ALLOC_BYTES.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl Cost {
+    fn add(&mut self, cycles: u64, before: Probe, after: Probe, server: ServerStats) {
+        self.cycles += cycles;
+        self.client_cpu += after.client_cpu.saturating_sub(before.client_cpu);
+        self.server_cpu += after.server_cpu.saturating_sub(before.server_cpu);
+        self.allocs += after.allocs.saturating_sub(before.allocs);
+        self.alloc_bytes += after.alloc_bytes.saturating_sub(before.alloc_bytes);
+        for (name, (calls, usec)) in server.commands {
+            let entry = self.server.commands.entry(name).or_default();
+            entry.0 += calls;
+            entry.1 += usec;
+        }
+        self.server.reads += server.reads;
+        self.server.net_bytes += server.net_bytes;
+        self.server.connections += server.connections;
+    }
+
+    fn per_cycle(&self, total: f64) -> f64 {
+        total / self.cycles.max(1) as f64
+    }
 }
 
 impl Rate {
@@ -476,9 +757,16 @@ impl Rate {
 }
 
 /// `tasks` tasks, each cycling on its own resource until the window closes; windows of the
-/// implementations interleaved.
-async fn throughput(setup: &Arc<Setup>, tasks: usize, s: &Settings) -> HashMap<Impl, Rate> {
-    let impls = setup.impls();
+/// implementations `impls` interleaved. Around each window: the servers' stats reset before,
+/// read after, and the client's and servers' CPU and the client's allocations counted (none
+/// of it inside the timed window).
+async fn throughput(
+    setup: &Arc<Setup>,
+    tasks: usize,
+    impls: &[Impl],
+    s: &Settings,
+) -> HashMap<Impl, Rate> {
+    let impls = impls.to_vec();
     let mut resources: HashMap<Impl, Vec<Arc<Resource>>> = HashMap::new();
     for &imp in &impls {
         let mut list = Vec::with_capacity(tasks);
@@ -490,6 +778,8 @@ async fn throughput(setup: &Arc<Setup>, tasks: usize, s: &Settings) -> HashMap<I
     let mut out: HashMap<Impl, Rate> = HashMap::new();
     for window in 0..s.windows {
         for imp in rotated(&impls, window) {
+            setup.reset_stats().await;
+            let before = Probe::now(&setup.pids);
             let start = Instant::now();
             let deadline = start + s.window;
             let handles: Vec<_> = resources[&imp]
@@ -511,12 +801,18 @@ async fn throughput(setup: &Arc<Setup>, tasks: usize, s: &Settings) -> HashMap<I
                 })
                 .collect();
             let results = join_all(handles).await;
+            let elapsed = start.elapsed();
+            let after = Probe::now(&setup.pids);
+            let server = setup.server_stats().await;
             let entry = out.entry(imp).or_default();
-            entry.elapsed += start.elapsed();
+            entry.elapsed += elapsed;
+            let mut cycles = 0;
             for (done, not_done) in results.into_iter().map(|r| r.expect("task")) {
                 entry.cycles += done;
                 entry.not_done += not_done;
+                cycles += done + not_done;
             }
+            entry.cost.add(cycles, before, after, server);
         }
     }
     out
@@ -724,7 +1020,7 @@ async fn held_memory(setup: &Setup, imp: Impl, n: usize) -> Held {
                 .await;
             result
         }
-        Impl::Raw => unreachable!("the raw fan-out holds no lock object"),
+        other => unreachable!("{other}: only ours and rslock are measured here"),
     }
 }
 
@@ -734,6 +1030,11 @@ struct Contention {
     waits: Vec<Duration>,
     elapsed: Duration,
     gave_up: u64,
+    /// Calls that returned an error or ran over their limit (the many-waiters case only; the
+    /// 16-task case counts these as gave up).
+    errors: u64,
+    /// What reached the servers (the many-waiters case only).
+    server: ServerStats,
 }
 
 /// 16 tasks on one resource, each holding it 1 ms, until the window closes (a waiter already
@@ -817,6 +1118,133 @@ async fn contention(setup: &Arc<Setup>, s: &Settings) -> HashMap<Impl, Contentio
     out
 }
 
+/// `WAITERS` tasks on one resource, each with its own `LockManager` (so each its own
+/// connections and its own notified-wait subscriptions), each holding the lock 1 ms, until the
+/// window closes; windows of ours and rslock interleaved. Each acquire call is bounded to
+/// `WAITER_ATTEMPTS` attempts: ours `acquire` with `RetryPolicy::new().max_attempts(..)`
+/// (full-jitter backoff from 50 ms up to 1 s, notified waits on: the default), rslock `lock`
+/// after `set_retry(WAITER_ATTEMPTS, 200 ms)`; a call that ran out of attempts gave up, and
+/// the waiter calls again.
+async fn many_waiters(setup: &Setup, s: &Settings) -> HashMap<Impl, Contention> {
+    const HOLD: Duration = Duration::from_millis(1);
+    let urls = &setup.ours_seeds()[..];
+    let config = LockConfig::new()
+        .mode(Mode::Independent)
+        .retry(RetryPolicy::new().max_attempts(WAITER_ATTEMPTS));
+    let ours: Vec<Arc<LockManager>> = stream::iter(0..WAITERS)
+        .map(|_| {
+            let config = config.clone();
+            async move {
+                let manager = timeout(OP_LIMIT, LockManager::connect(urls, config))
+                    .await
+                    .expect("a waiter's manager in time")
+                    .expect("a waiter's manager");
+                Arc::new(manager)
+            }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    let polling: Vec<Arc<LockManager>> = stream::iter(0..WAITERS)
+        .map(|_| {
+            let config = config.clone().notify_on_release(false);
+            async move {
+                let manager = timeout(OP_LIMIT, LockManager::connect(urls, config))
+                    .await
+                    .expect("a waiter's manager in time")
+                    .expect("a waiter's manager");
+                Arc::new(manager)
+            }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    let theirs: Vec<Arc<rslock::LockManager>> = (0..WAITERS)
+        .map(|_| {
+            let mut manager = rslock::LockManager::new(urls.to_vec());
+            manager.set_retry(WAITER_ATTEMPTS, RSLOCK_RETRY_DELAY);
+            Arc::new(manager)
+        })
+        .collect();
+    let impls = [Impl::Ours, Impl::Polling, Impl::Rslock];
+    let mut out: HashMap<Impl, Contention> = HashMap::new();
+    for window in 0..s.waiters_windows {
+        for imp in rotated(&impls, window) {
+            let resource = Arc::new(format!("waiters-{imp}-{window}"));
+            setup.reset_stats().await;
+            let start = Instant::now();
+            let deadline = start + s.waiters_window;
+            let handles: Vec<_> = (0..WAITERS)
+                .map(|i| {
+                    let ours = if imp == Impl::Polling {
+                        polling[i].clone()
+                    } else {
+                        ours[i].clone()
+                    };
+                    let theirs = theirs[i].clone();
+                    let resource = resource.clone();
+                    tokio::spawn(async move {
+                        let mut mine = Contention::default();
+                        while Instant::now() < deadline {
+                            let t = Instant::now();
+                            if imp != Impl::Rslock {
+                                match timeout(WAITER_LIMIT, ours.acquire(&resource, TTL)).await {
+                                    Ok(Ok(Some(mut lock))) => {
+                                        mine.waits.push(t.elapsed());
+                                        mine.acquisitions += 1;
+                                        tokio::time::sleep(HOLD).await;
+                                        let _ = timeout(OP_LIMIT, ours.release(&mut lock)).await;
+                                    }
+                                    Ok(Ok(None)) => mine.gave_up += 1,
+                                    Ok(Err(_)) | Err(_) => mine.errors += 1,
+                                }
+                            } else {
+                                match timeout(WAITER_LIMIT, theirs.lock(resource.as_str(), TTL))
+                                    .await
+                                {
+                                    Ok(Ok(lock)) => {
+                                        mine.waits.push(t.elapsed());
+                                        mine.acquisitions += 1;
+                                        tokio::time::sleep(HOLD).await;
+                                        let _ = timeout(OP_LIMIT, theirs.unlock(&lock)).await;
+                                    }
+                                    Ok(Err(rslock::LockError::Unavailable)) => mine.gave_up += 1,
+                                    Ok(Err(_)) | Err(_) => mine.errors += 1,
+                                }
+                            }
+                        }
+                        mine
+                    })
+                })
+                .collect();
+            let results = join_all(handles).await;
+            let elapsed = start.elapsed();
+            let server = setup.server_stats().await;
+            let entry = out.entry(imp).or_default();
+            entry.elapsed += elapsed;
+            for (name, (calls, usec)) in server.commands {
+                let e = entry.server.commands.entry(name).or_default();
+                e.0 += calls;
+                e.1 += usec;
+            }
+            entry.server.reads += server.reads;
+            for mine in results.into_iter().map(|r| r.expect("task")) {
+                entry.acquisitions += mine.acquisitions;
+                entry.gave_up += mine.gave_up;
+                entry.errors += mine.errors;
+                entry.waits.extend(mine.waits);
+            }
+        }
+    }
+    join_all(
+        ours.iter()
+            .chain(&polling)
+            .map(|m| m.close(Duration::from_secs(1))),
+    )
+    .await;
+    out
+}
+
 impl Setup {
     /// The URLs of this setup's masters (for an independent-masters manager).
     fn ours_seeds(&self) -> Vec<String> {
@@ -885,6 +1313,7 @@ struct Results {
     fresh: Vec<(FreshScenario, HashMap<Impl, Latency>)>,
     held: Vec<(Impl, Held)>,
     contention: HashMap<Impl, Contention>,
+    waiters: HashMap<Impl, Contention>,
     overload: Vec<(Arc<Setup>, Impl, Overload)>,
 }
 
@@ -974,12 +1403,19 @@ async fn run(s: &Settings, standalone: &Standalone, cluster: &Cluster) -> Result
     // Voter counts over independent masters: serial and 64 tasks.
     let mut three = None;
     for n in VOTER_COUNTS {
+        let options: &[Impl] = if n == 3 { &[Impl::Fenced] } else { &[] };
+        let pids = standalone.nodes()[..n]
+            .iter()
+            .filter_map(RedisServer::pid)
+            .collect();
         let setup = Setup::new(
             format!("{n} independent master{}", if n == 1 { "" } else { "s" }),
             &urls[..n],
             &urls[..n],
             Mode::Independent,
             true,
+            options,
+            pids,
         )
         .await;
         eprintln!("compare: {}: serial", setup.label);
@@ -987,33 +1423,46 @@ async fn run(s: &Settings, standalone: &Standalone, cluster: &Cluster) -> Result
             .serial
             .push((setup.clone(), serial(&setup, s).await));
         eprintln!("compare: {}: 64 tasks", setup.label);
+        let impls = setup.with_options();
         results
             .throughput
-            .push((setup.clone(), 64, throughput(&setup, 64, s).await));
+            .push((setup.clone(), 64, throughput(&setup, 64, &impls, s).await));
         if n == 3 {
             three = Some(setup);
         }
     }
     let three = three.expect("the 3-master setup");
+    let cluster_pids = cluster
+        .master_indices()
+        .expect("cluster masters")
+        .into_iter()
+        .filter_map(|i| cluster.nodes()[i].pid())
+        .collect();
     let clustered = Setup::new(
         "3+3 cluster, 3 voters".to_string(),
         &[cluster.seed_url()],
         &cluster_masters,
         Mode::Cluster,
         false,
+        &[Impl::Acked],
+        cluster_pids,
     )
     .await;
     eprintln!("compare: cluster: serial, 64 and 256 tasks");
     results
         .serial
         .push((clustered.clone(), serial(&clustered, s).await));
-    results
-        .throughput
-        .push((clustered.clone(), 64, throughput(&clustered, 64, s).await));
+    let impls = clustered.with_options();
+    results.throughput.push((
+        clustered.clone(),
+        64,
+        throughput(&clustered, 64, &impls, s).await,
+    ));
     for setup in [&three, &clustered] {
+        let impls = setup.impls();
         results
             .throughput
-            .push((setup.clone(), 256, throughput(setup, 256, s).await));
+            .push((setup.clone(), 256, throughput(setup, 256, &impls, s).await));
     }
 
     eprintln!("compare: one master SIGSTOPped");
@@ -1039,6 +1488,9 @@ async fn run(s: &Settings, standalone: &Standalone, cluster: &Cluster) -> Result
 
     eprintln!("compare: 16 tasks on one resource");
     results.contention = contention(&three, s).await;
+
+    eprintln!("compare: {WAITERS} waiters on {WAITERS} managers, one resource");
+    results.waiters = many_waiters(&three, s).await;
 
     eprintln!("compare: {} concurrent acquires", s.overload);
     for setup in [&three, &clustered] {
@@ -1219,6 +1671,23 @@ fn report(
                 p50_p99(&mut c.waits.clone()).map(|(_, p)| secs(p))
             },
         );
+        ratios(
+            format!("{WAITERS} waiters on {WAITERS} managers, one resource: acquisitions/s"),
+            setup,
+            &|imp| {
+                r.waiters
+                    .get(&imp)
+                    .map(|c| c.acquisitions as f64 / secs(c.elapsed).max(1e-9))
+            },
+        );
+        ratios(
+            format!("{WAITERS} waiters on {WAITERS} managers, one resource: p99 wait"),
+            setup,
+            &|imp| {
+                let c = r.waiters.get(&imp)?;
+                p50_p99(&mut c.waits.clone()).map(|(_, p)| secs(p))
+            },
+        );
     }
     out.push_str(&t.to_markdown());
     out.push_str(
@@ -1226,6 +1695,15 @@ fn report(
          ratios of rates: below 1 means fewer per second. \"n/a\": no raw counterpart (raw \
          holds no lock object and was not run contended). Details below.\n\n",
     );
+
+    // Options against plain ours and raw, same setup, same run.
+    out.push_str(
+        "Options, against plain redlock-cluster and raw on the same setup in the same run \
+         (fenced: `LockConfig::fencing(true)`; acked: `replica_acks(1, 100 ms)` with a 250 ms \
+         node timeout):\n\n",
+    );
+    out.push_str(&options_ratios(r).to_markdown());
+    out.push('\n');
 
     // Serial by voter count.
     out.push_str("## Serial acquire + release (one task, one resource)\n\n");
@@ -1332,6 +1810,9 @@ fn report(
         ]);
     }
     out.push_str(&t.to_markdown());
+
+    out.push_str(&options_section(s, r));
+    out.push_str(&cost_section(s, r));
 
     // Paused master.
     out.push_str("\n## One of three masters SIGSTOPped\n\n");
@@ -1455,6 +1936,8 @@ fn report(
     }
     out.push_str(&t.to_markdown());
 
+    out.push_str(&waiters_section(s, r));
+
     // Overload.
     out.push_str(&format!(
         "\n## {} concurrent acquires on distinct resources, one client\n\n",
@@ -1495,6 +1978,320 @@ fn report(
             group_thousands(o.leftover_keys),
         ]);
         debug_assert_eq!(o.calls, o.granted + o.not_granted + o.failed);
+    }
+    out.push_str(&t.to_markdown());
+    out
+}
+
+/// The p50 of `imp`'s serial cycles on `setup` and its 64-task rate, from `r`.
+fn serial_p50(r: &Results, setup: &Arc<Setup>, imp: Impl) -> Option<f64> {
+    r.serial
+        .iter()
+        .find(|(s2, _)| Arc::ptr_eq(s2, setup))
+        .and_then(|(_, lat)| lat.get(&imp)?.p50_p99())
+        .map(|(p, _)| secs(p))
+}
+
+fn rate_of(r: &Results, setup: &Arc<Setup>, tasks: usize, imp: Impl) -> Option<f64> {
+    r.throughput
+        .iter()
+        .find(|(s2, t, _)| Arc::ptr_eq(s2, setup) && *t == tasks)
+        .and_then(|(_, _, rates)| rates.get(&imp))
+        .map(Rate::per_sec)
+}
+
+/// The setups on which an option was measured, with the option.
+fn option_setups(r: &Results) -> Vec<(Arc<Setup>, Impl)> {
+    let mut out = Vec::new();
+    for (setup, _) in &r.serial {
+        for imp in setup.with_options() {
+            if matches!(imp, Impl::Fenced | Impl::Acked) {
+                out.push((setup.clone(), imp));
+            }
+        }
+    }
+    out
+}
+
+fn options_ratios(r: &Results) -> Table {
+    let mut t = Table::new([
+        "workload",
+        "setup",
+        "option",
+        "option / redlock-cluster",
+        "option / raw",
+    ]);
+    for (setup, imp) in option_setups(r) {
+        let p = |i| serial_p50(r, &setup, i);
+        t.row([
+            "serial acquire+release, p50 time".to_string(),
+            setup.label.clone(),
+            imp.to_string(),
+            fmt_ratio(p(imp), p(Impl::Ours)),
+            fmt_ratio(p(imp), p(Impl::Raw)),
+        ]);
+        let c = |i| rate_of(r, &setup, 64, i);
+        t.row([
+            "64 tasks, distinct resources, cycles/s".to_string(),
+            setup.label.clone(),
+            imp.to_string(),
+            fmt_ratio(c(imp), c(Impl::Ours)),
+            fmt_ratio(c(imp), c(Impl::Raw)),
+        ]);
+    }
+    t
+}
+
+fn options_section(s: &Settings, r: &Results) -> String {
+    let mut out = String::from("\n## Options: fencing tokens and replica acknowledgements\n\n");
+    out.push_str(&format!(
+        "The same serial batches ({} x {} cycles) and 64-task windows ({} x {} ms) as above, \
+         interleaved with raw, plain redlock-cluster (and rslock) in the same process. \
+         **fenced** = `LockConfig::fencing(true)`: each acquire is two rounds (the vote, which \
+         also reads the voters' counters, then the write-back of the token). **acked** = \
+         `replica_acks(1, Duration::from_millis(100))` on the 3+3 cluster: each vote is the \
+         script and a `WAIT 1 100` pipelined on a connection of its own (a small per-node \
+         pool); its node timeout is 250 ms, because the acks timeout must be shorter than the \
+         node timeout. Releases are not acknowledged.\n\n",
+        s.serial_batches,
+        s.serial_per_batch,
+        s.windows,
+        s.window.as_millis()
+    ));
+    let mut t = Table::new([
+        "setup",
+        "option",
+        "serial p50",
+        "serial p99",
+        "p50 / ours",
+        "p50 / raw",
+        "64 tasks",
+        "cycles/s / ours",
+        "cycles/s / raw",
+        "not granted or failed",
+    ]);
+    for (setup, imp) in option_setups(r) {
+        let lat = r
+            .serial
+            .iter()
+            .find(|(s2, _)| Arc::ptr_eq(s2, &setup))
+            .and_then(|(_, l)| l.get(&imp)?.p50_p99());
+        let p = |i| serial_p50(r, &setup, i);
+        let c = |i| rate_of(r, &setup, 64, i);
+        let bad = r
+            .throughput
+            .iter()
+            .find(|(s2, t, _)| Arc::ptr_eq(s2, &setup) && *t == 64)
+            .and_then(|(_, _, rates)| rates.get(&imp))
+            .map_or("—".to_string(), |rt| rt.not_done.to_string());
+        t.row([
+            setup.label.clone(),
+            imp.to_string(),
+            lat.map_or("—".into(), |(a, _)| fmt_ms(a)),
+            lat.map_or("—".into(), |(_, b)| fmt_ms(b)),
+            fmt_ratio(p(imp), p(Impl::Ours)),
+            fmt_ratio(p(imp), p(Impl::Raw)),
+            c(imp).map_or("—".into(), fmt_rate),
+            fmt_ratio(c(imp), c(Impl::Ours)),
+            fmt_ratio(c(imp), c(Impl::Raw)),
+            bad,
+        ]);
+    }
+    out.push_str(&t.to_markdown());
+    out
+}
+
+/// `calls` per cycle of each command in `names`, largest first: `evalsha 6.00, wait 3.00`.
+fn by_name(cost: &Cost, pick: &dyn Fn(&str) -> bool) -> String {
+    let mut list: Vec<(&String, u64)> = cost
+        .server
+        .commands
+        .iter()
+        .filter(|(name, _)| pick(name))
+        .map(|(name, (calls, _))| (name, *calls))
+        .collect();
+    list.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    let shown: Vec<String> = list
+        .iter()
+        .map(|(name, calls)| {
+            format!(
+                "{} {:.2}",
+                name.to_uppercase(),
+                cost.per_cycle(*calls as f64)
+            )
+        })
+        .filter(|s| !s.ends_with(" 0.00"))
+        .collect();
+    if shown.is_empty() {
+        "—".into()
+    } else {
+        shown.join(", ")
+    }
+}
+
+fn micros(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+fn cost_section(s: &Settings, r: &Results) -> String {
+    let mut out = String::from("\n## Where each cycle goes (64 tasks, distinct resources)\n\n");
+    out.push_str(&format!(
+        "Measured around the 64-task windows above ({} x {} ms per implementation, \
+         interleaved), divided by the cycles attempted in them; servers summed over the \
+         voters (the masters). Before each window `CONFIG RESETSTAT` on every voter; after it \
+         `INFO stats commandstats` (the bench's own `CONFIG`/`INFO` left out). **client CPU** \
+         = user + system time of the bench process (`getrusage(RUSAGE_SELF)`, both runtime \
+         threads; the process runs nothing else during a window). **server CPU, commands** = \
+         `usec` of the commands the clients sent (`usec_per_call` x calls); a script's time \
+         includes the commands it calls, which are listed apart and not added again. \
+         **server CPU, processes** = user + system time of the voters' `redis-server` \
+         processes from `/proc/<pid>/stat` (10 ms ticks): it adds what commandstats leaves out, \
+         reading, parsing and writing the sockets. **commands sent** = calls of the commands \
+         the clients send, each a request and a reply (acked's `WAIT` travels in the same \
+         write as its `EVALSHA`); **in scripts** = the commands the Lua scripts call \
+         (ours: `src/scripts/*.lua`, read when the bench runs; rslock's unlock script: `GET`, \
+         `DEL`). **server reads** = `total_reads_processed`: socket reads of client input, \
+         which counts round trips as the servers see them (a multiplexed connection sends \
+         the commands queued at once in one write, so reads can be fewer than commands). \
+         **connections opened** = `total_connections_received`. `REPLCONF`, where it \
+         shows, comes from the replicas (the acknowledgements `WAIT` asks for), not from the \
+         client. **allocations** = calls to the global allocator (the bench's counting allocator; a \
+         `realloc` counts as one call of its new size), over the whole process.\n\n",
+        s.windows,
+        s.window.as_millis()
+    ));
+    let mut t = Table::new([
+        "setup",
+        "implementation",
+        "client CPU",
+        "server CPU, commands",
+        "server CPU, processes",
+        "client + server processes / raw",
+        "commands sent",
+        "commands sent, by name",
+        "in scripts, by name",
+        "server reads",
+        "connections opened",
+        "bytes in + out",
+        "allocations",
+        "allocated bytes",
+    ]);
+    for (setup, tasks, rates) in &r.throughput {
+        if *tasks != 64 || setup.voters != 3 {
+            continue;
+        }
+        let total = |imp: Impl| {
+            rates.get(&imp).map(|rt| {
+                rt.cost
+                    .per_cycle(micros(rt.cost.client_cpu + rt.cost.server_cpu))
+            })
+        };
+        for imp in [
+            Impl::Raw,
+            Impl::Rslock,
+            Impl::Ours,
+            Impl::Fenced,
+            Impl::Acked,
+        ] {
+            let Some(rt) = rates.get(&imp) else { continue };
+            let c = &rt.cost;
+            let inner = imp.script_commands();
+            let sent = |name: &str| !inner.contains(name);
+            let (sent_calls, sent_usec) = c
+                .server
+                .commands
+                .iter()
+                .filter(|(name, _)| sent(name))
+                .fold((0u64, 0u64), |acc, (_, (calls, usec))| {
+                    (acc.0 + calls, acc.1 + usec)
+                });
+            t.row([
+                setup.label.clone(),
+                imp.to_string(),
+                format!("{:.1} µs", c.per_cycle(micros(c.client_cpu))),
+                format!("{:.1} µs", c.per_cycle(sent_usec as f64)),
+                format!("{:.1} µs", c.per_cycle(micros(c.server_cpu))),
+                fmt_ratio(total(imp), total(Impl::Raw)),
+                format!("{:.2}", c.per_cycle(sent_calls as f64)),
+                by_name(c, &sent),
+                by_name(c, &|name| inner.contains(name)),
+                format!("{:.2}", c.per_cycle(c.server.reads as f64)),
+                format!("{:.3}", c.per_cycle(c.server.connections as f64)),
+                format!("{:.0}", c.per_cycle(c.server.net_bytes as f64)),
+                format!("{:.1}", c.per_cycle(c.allocs as f64)),
+                format!("{:.0}", c.per_cycle(c.alloc_bytes as f64)),
+            ]);
+        }
+    }
+    out.push_str(&t.to_markdown());
+    out
+}
+
+/// Calls of the commands `pick` selects, per grant.
+fn per_grant(c: &Contention, pick: &dyn Fn(&str) -> bool) -> String {
+    let calls: u64 = c
+        .server
+        .commands
+        .iter()
+        .filter(|(name, _)| pick(name))
+        .map(|(_, (calls, _))| calls)
+        .sum();
+    format!("{:.1}", calls as f64 / c.acquisitions.max(1) as f64)
+}
+
+fn waiters_section(s: &Settings, r: &Results) -> String {
+    let mut out = format!("\n## {WAITERS} waiters on {WAITERS} managers, one resource\n\n");
+    out.push_str(&format!(
+        "3 independent masters; {} windows of {} ms per implementation, interleaved. {WAITERS} \
+         tasks, each with its own manager (its own connections; ours also its own notified-wait \
+         subscriptions, notified waits being on by default), loop: acquire the one resource, \
+         hold it 1 ms, release. Each acquire call is bounded to {WAITER_ATTEMPTS} attempts: \
+         ours `acquire` with `RetryPolicy::new().max_attempts({WAITER_ATTEMPTS})` (full-jitter \
+         backoff from 50 ms, capped at 1 s, cut short by a release notice); rslock `lock` after \
+         `set_retry({WAITER_ATTEMPTS}, 200 ms)` (a random delay up to 200 ms between \
+         attempts). A call that used up its attempts gave up, and the task calls again. Wait = \
+         from the call to the grant, granted calls only; errors = the call returned an error \
+         or ran over {} s. acquisitions/s = grants / time until every task finished. \
+         \"notified waits off\": the same with `notify_on_release(false)`, to tell what the \
+         release notices do to this case. Votes per grant = `SET` calls on the voters (each \
+         vote of each attempt runs one, ours inside its acquire script, rslock's directly) \
+         per grant; commands sent per grant = the commands the clients sent (scripts counted \
+         once), both from `INFO commandstats` over the windows.\n\n",
+        s.waiters_windows,
+        s.waiters_window.as_millis(),
+        WAITER_LIMIT.as_secs()
+    ));
+    let mut t = Table::new([
+        "implementation",
+        "acquisitions/s",
+        "p50 wait",
+        "p99 wait",
+        "max wait",
+        "calls that gave up",
+        "errors",
+        "votes per grant",
+        "commands sent per grant",
+    ]);
+    for imp in [Impl::Ours, Impl::Polling, Impl::Rslock] {
+        let Some(c) = r.waiters.get(&imp) else {
+            continue;
+        };
+        let waits = p50_p99(&mut c.waits.clone());
+        t.row([
+            imp.to_string(),
+            fmt_rate(c.acquisitions as f64 / secs(c.elapsed).max(1e-9)),
+            waits.map_or("—".into(), |(p, _)| fmt_ms(p)),
+            waits.map_or("—".into(), |(_, p)| fmt_ms(p)),
+            c.waits.iter().max().copied().map_or("—".into(), fmt_ms),
+            format!(
+                "{} of {}",
+                group_thousands(c.gave_up),
+                group_thousands(c.acquisitions + c.gave_up + c.errors)
+            ),
+            group_thousands(c.errors),
+            per_grant(c, &|name| name == "set"),
+            per_grant(c, &|name| !imp.script_commands().contains(name)),
+        ]);
     }
     out.push_str(&t.to_markdown());
     out

@@ -2,6 +2,7 @@
 //! time formatting, the Markdown table and the SVG plot. Everything that talks to Redis is in
 //! the bench target; what is here is unit-tested.
 
+use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -88,6 +89,80 @@ pub fn utc_timestamp(time: std::time::SystemTime) -> String {
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
     format!("{year:04}-{month:02}-{day:02} {hour:02}:{minute:02} UTC")
+}
+
+/// One `cmdstat_*` line of `INFO commandstats`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandStat {
+    /// The command's name as Redis writes it: lower case, a subcommand after `|`
+    /// (`config|resetstat`).
+    pub name: String,
+    /// Calls since the last `CONFIG RESETSTAT`, those made from inside scripts included.
+    pub calls: u64,
+    /// Microseconds spent in the command. A script's own entry (`evalsha`) includes the time of
+    /// the commands it called, which also have entries of their own.
+    pub usec: u64,
+}
+
+/// The `cmdstat_*` lines of `INFO commandstats` text (other lines are skipped).
+#[must_use]
+pub fn parse_commandstats(info: &str) -> Vec<CommandStat> {
+    info.lines()
+        .filter_map(|line| {
+            let (name, fields) = line.trim().strip_prefix("cmdstat_")?.split_once(':')?;
+            let field = |key: &str| {
+                fields
+                    .split(',')
+                    .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+                    .and_then(|v| v.parse::<u64>().ok())
+            };
+            Some(CommandStat {
+                name: name.to_string(),
+                calls: field("calls")?,
+                usec: field("usec")?,
+            })
+        })
+        .collect()
+}
+
+/// A whole-number field (`field:123`) of `INFO` text.
+#[must_use]
+pub fn info_u64(info: &str, field: &str) -> Option<u64> {
+    info.lines().find_map(|line| {
+        let (key, value) = line.trim().split_once(':')?;
+        (key == field).then(|| value.trim().parse().ok())?
+    })
+}
+
+/// The commands a Lua script calls (`redis.call('GET', ...)`, `redis.pcall("SPUBLISH", ...)`),
+/// lower case, as `INFO commandstats` names them.
+#[must_use]
+pub fn script_commands(lua: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for call in ["redis.call(", "redis.pcall("] {
+        for (at, _) in lua.match_indices(call) {
+            let rest = lua[at + call.len()..].trim_start();
+            let Some(quote) = rest.chars().next().filter(|c| *c == '\'' || *c == '"') else {
+                continue;
+            };
+            if let Some(end) = rest[1..].find(quote) {
+                out.insert(rest[1..=end].to_ascii_lowercase());
+            }
+        }
+    }
+    out
+}
+
+/// User + system CPU time of a process from its `/proc/<pid>/stat` line, in clock ticks
+/// (`utime` and `stime`, fields 14 and 15; the command name in field 2 may hold spaces and
+/// parentheses, so fields are counted from its closing parenthesis).
+#[must_use]
+pub fn proc_stat_cpu_ticks(stat: &str) -> Option<u64> {
+    let after = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
 }
 
 /// A Markdown table: a header row and rows of cells.
@@ -391,5 +466,54 @@ mod tests {
         assert!(svg.contains("serial p50"));
         assert!(svg.contains("ours"));
         assert!(svg.contains("<polyline"));
+    }
+
+    #[test]
+    fn commandstats_and_info_fields() {
+        let info = "# Commandstats\r\n\
+            cmdstat_evalsha:calls=30,usec=450,usec_per_call=15.00,rejected_calls=0,failed_calls=0\r\n\
+            cmdstat_config|resetstat:calls=1,usec=159,usec_per_call=159.00,rejected_calls=0,failed_calls=0\r\n\
+            cmdstat_broken:usec=3\r\n\
+            # Stats\r\n\
+            total_reads_processed:1234\r\n\
+            total_net_input_bytes:99\r\n";
+        let stats = parse_commandstats(info);
+        assert_eq!(
+            stats,
+            vec![
+                CommandStat {
+                    name: "evalsha".into(),
+                    calls: 30,
+                    usec: 450
+                },
+                CommandStat {
+                    name: "config|resetstat".into(),
+                    calls: 1,
+                    usec: 159
+                },
+            ]
+        );
+        assert_eq!(info_u64(info, "total_reads_processed"), Some(1234));
+        assert_eq!(info_u64(info, "total_net_input_bytes"), Some(99));
+        assert_eq!(info_u64(info, "total_reads"), None);
+        assert_eq!(info_u64(info, "cmdstat_evalsha"), None);
+    }
+
+    #[test]
+    fn commands_called_by_scripts() {
+        let lua = "if redis.call('GET', KEYS[1]) == ARGV[1] then\n\
+                   redis.pcall(\"SPUBLISH\", KEYS[1] .. ':released', ARGV[1])\n\
+                   return redis.call( 'del', KEYS[1])\nend\nlocal t = redis.call(ARGV[2])\n";
+        let names: Vec<String> = script_commands(lua).into_iter().collect();
+        assert_eq!(names, ["del", "get", "spublish"]);
+        assert!(script_commands("return 1").is_empty());
+    }
+
+    #[test]
+    fn proc_stat_ticks() {
+        let stat = "4242 (redis-server (x) 1) S 1 4242 4242 0 -1 4194560 1 0 0 0 17 5 0 0 20 0";
+        assert_eq!(proc_stat_cpu_ticks(stat), Some(22));
+        assert_eq!(proc_stat_cpu_ticks("4242 (short) S 1"), None);
+        assert_eq!(proc_stat_cpu_ticks("no parenthesis"), None);
     }
 }
