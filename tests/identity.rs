@@ -3,27 +3,18 @@
 //! sharing a master, one-node clusters, the seeds of two clusters, forced modes and voter
 //! counts; servers that can evict keys are reported or refused.
 //!
-//! Most tests assert a decision that the code before issue 8's fix got wrong; the figure
-//! measured on that code is in the test's comment.
+//! "Item N" in a test's comment is item N of issue 8: the test asserts a decision that the
+//! code before that fix got wrong, and the figure measured on that code is in the comment.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use redlock_cluster::{LockConfig, LockError, LockManager, Mode, NodeError, RetryPolicy};
+use redlock_cluster::{LockConfig, LockError, LockManager, Mode, NodeError};
 use redlock_harness::{Cluster, ClusterOptions, Standalone};
 
 mod support;
-use support::{addr, bounded, command, config};
-
-/// Generous timeouts: these tests check decisions, not speed, on a loaded machine. The
-/// connect timeout bounds how long a paused seed holds up discovery.
-fn patient_config() -> LockConfig {
-    LockConfig::new()
-        .node_timeout(Duration::from_millis(800))
-        .connect_timeout(Duration::from_millis(1500))
-        .retry(RetryPolicy::once())
-}
+use support::{addr, bounded, command, config, patient_config};
 
 fn masters_only(masters: usize) -> ClusterOptions {
     ClusterOptions::default()

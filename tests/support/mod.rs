@@ -19,6 +19,15 @@ pub fn config() -> LockConfig {
         .retry(RetryPolicy::once())
 }
 
+/// Generous timeouts: these tests check decisions, not speed, on a loaded machine. The
+/// connect timeout bounds how long a paused seed holds up discovery.
+pub fn patient_config() -> LockConfig {
+    LockConfig::new()
+        .node_timeout(Duration::from_millis(800))
+        .connect_timeout(Duration::from_millis(1500))
+        .retry(RetryPolicy::once())
+}
+
 /// Bound every library call: a probe must fail, never hang.
 pub async fn bounded<T>(what: &str, call: impl Future<Output = T>) -> T {
     tokio::time::timeout(Duration::from_secs(15), call)
