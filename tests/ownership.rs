@@ -15,13 +15,13 @@
 
 use std::time::Duration;
 
-use redlock_cluster::{LockConfig, LockError, LockManager, RedisDistributedLock};
+use redlock_cluster::{LockConfig, LockError, LockManager};
 use redlock_harness::Standalone;
 use tokio::sync::oneshot;
 use tokio::time::{Instant, sleep, timeout};
 
 mod support;
-use support::{bounded, config};
+use support::{bounded, config, handle};
 
 /// Generous per-node timeout: these tests check decisions, not speed, on a loaded machine.
 fn manager(urls: &[String]) -> LockManager {
@@ -30,11 +30,6 @@ fn manager(urls: &[String]) -> LockManager {
         LockConfig::new().node_timeout(Duration::from_millis(500)),
     )
     .expect("manager")
-}
-
-fn handle(manager: &LockManager, resource: &str, ttl: Duration) -> RedisDistributedLock {
-    RedisDistributedLock::with_manager(manager.clone(), resource.to_string(), ttl)
-        .expect("valid handle")
 }
 
 /// Task A's acquisition lapses and task B takes the resource: A can neither extend nor

@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use redlock_cluster::{LockConfig, RetryPolicy};
+use redlock_cluster::{LockConfig, LockManager, RedisDistributedLock, RetryPolicy};
 use redlock_harness::{Cluster, RedisServer, info_field, raw_connection};
 
 /// Generous per-node timeout: these tests check decisions, not speed, on a loaded machine.
@@ -26,6 +26,12 @@ pub fn patient_config() -> LockConfig {
         .node_timeout(Duration::from_millis(800))
         .connect_timeout(Duration::from_millis(1500))
         .retry(RetryPolicy::once())
+}
+
+/// A `RedisDistributedLock` on `resource` over a clone of `manager` (one handle per task).
+pub fn handle(manager: &LockManager, resource: &str, ttl: Duration) -> RedisDistributedLock {
+    RedisDistributedLock::with_manager(manager.clone(), resource.to_string(), ttl)
+        .expect("valid handle")
 }
 
 /// Bound every library call: a probe must fail, never hang.
