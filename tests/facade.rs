@@ -7,14 +7,12 @@ use redlock_cluster::{LockConfig, LockError, LockManager, MAX_TTL, Mode, RedisDi
 use redlock_harness::{Cluster, ClusterOptions, Standalone};
 use tokio::time::Instant;
 
+mod support;
+use support::handle;
+
 /// Generous per-node timeout: these tests check decisions, not speed, on a loaded machine.
 fn config() -> LockConfig {
     LockConfig::new().node_timeout(Duration::from_millis(500))
-}
-
-fn handle(manager: &LockManager, resource: &str, ttl: Duration) -> RedisDistributedLock {
-    RedisDistributedLock::with_manager(manager.clone(), resource.to_string(), ttl)
-        .expect("valid handle")
 }
 
 /// The whole method set on one resource, with two handles sharing one manager.

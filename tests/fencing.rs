@@ -10,6 +10,9 @@ use redlock_cluster::{
 };
 use redlock_harness::{Cluster, ClusterOptions, Standalone};
 
+mod support;
+use support::{addr_of, index_of, raw, role};
+
 /// The protected store's write: refused when the token is lower than the highest seen.
 const FENCED_WRITE: &str = r"
 local seen = tonumber(redis.call('GET', KEYS[2]) or '0')
@@ -321,23 +324,6 @@ async fn a_rolling_restart_keeps_tokens_increasing_without_delayed_restart() {
     rolling_restart(false).await;
 }
 
-fn raw(addr: &str) -> redis::Connection {
-    redlock_harness::raw_connection(&format!("redis://{addr}")).expect("raw connection")
-}
-
-fn addr_of(cluster: &Cluster, node: usize) -> String {
-    format!("127.0.0.1:{}", cluster.nodes()[node].port())
-}
-
-/// The index of the node at `addr` (`127.0.0.1:port`).
-fn index_of(cluster: &Cluster, addr: &str) -> usize {
-    cluster
-        .nodes()
-        .iter()
-        .position(|n| addr.ends_with(&format!(":{}", n.port())))
-        .expect("a voter is one of the cluster's nodes")
-}
-
 /// Make a voter refuse every holder for `ttl`: a foreign value in its lock key (as a vote
 /// lost to a third party would), so that the others decide.
 fn block_voter(addr: &str, key: &[u8], ttl: Duration) {
@@ -370,14 +356,6 @@ fn counter(addr: &str, lock_key: &[u8]) -> Option<u64> {
         .query(&mut raw(addr))
         .expect("GET counter");
     value.map(|v| v.parse().expect("a decimal counter"))
-}
-
-fn role(addr: &str) -> Option<String> {
-    let info: String = redis::cmd("INFO")
-        .arg("replication")
-        .query(&mut raw(addr))
-        .ok()?;
-    redlock_harness::info_field(&info, "role").map(str::to_string)
 }
 
 /// How long a failover and the return to health may take on a loaded machine.

@@ -11,7 +11,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use redlock_cluster::{LockConfig, LockManager, RetryPolicy};
-use redlock_harness::{Cluster, ClusterOptions, Standalone, raw_connection};
+use redlock_harness::{Cluster, ClusterOptions, Standalone};
+
+mod support;
+use support::raw;
 
 /// A backoff so long that a waiter acquiring within `PROMPT` of the release was notified: it
 /// retries at a random point in `[0, 60 s]`, so polling alone acquires within `PROMPT` about
@@ -32,10 +35,6 @@ fn long_wait() -> RetryPolicy {
         .base_delay(LONG_BACKOFF)
         .max_delay(LONG_BACKOFF)
         .use_holder_ttl(false)
-}
-
-fn raw(addr: &str) -> redis::Connection {
-    raw_connection(&format!("redis://{addr}")).expect("raw connection")
 }
 
 /// The release channel of a voter key (the key with the suffix `release.lua` appends).

@@ -61,7 +61,7 @@ pub async fn kill_one<T: Target>(target: T) -> Report {
         eprintln!("failover took {:?}", promoted - killed);
         // Rounds are decided by the first quorum of grants, so a section records 2 votes
         // whether or not the promoted replica answered in time; that it holds its key is
-        // checked in tests/engine.rs (`cluster_failover_is_followed_by_the_voters`). Here:
+        // checked in tests/locking.rs (`cluster_failover_is_followed_by_the_voters`). Here:
         // locking goes on after the takeover.
         assert!(
             run.sections_after(promoted) > 0,

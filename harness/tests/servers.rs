@@ -1,7 +1,8 @@
 //! The real-Redis harness against real `redis-server` processes.
 //!
-//! Needs `redis-server` on PATH (or `REDIS_SERVER_BIN`). Run with `cargo test --test harness --
-//! --nocapture` to see the measured cluster formation and failover times.
+//! Needs `redis-server` on PATH (or `REDIS_SERVER_BIN`). Run with
+//! `cargo test -p redlock-harness --test servers -- --nocapture` to see the measured cluster
+//! formation and failover times.
 
 use std::ffi::OsStr;
 use std::path::Path;

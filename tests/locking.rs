@@ -1,33 +1,20 @@
-//! The quorum engine against real `redis-server` processes: 3 and 5 independent masters and a
-//! 3+3 cluster, all started by the harness on free loopback ports.
+//! Locking against real `redis-server` processes (3 and 5 independent masters and a 3+3
+//! cluster, all started by the harness on free loopback ports): mutual exclusion, a strict
+//! majority decides, the rules of extend and release, voters down or paused, a failover
+//! followed by the voters, credentials in URLs, and bad input refused clearly.
 
 use std::time::{Duration, Instant};
 
 use redlock_cluster::cluster::key_slot;
-use redlock_cluster::{LockConfig, LockError, LockManager, Mode, RetryPolicy};
-use redlock_harness::{Cluster, ClusterOptions, Standalone, raw_connection};
+use redlock_cluster::{LockError, LockManager, Mode, RetryPolicy};
+use redlock_harness::{Cluster, ClusterOptions, Standalone};
 
-/// Generous per-node timeout: these tests check decisions, not speed, on a loaded machine.
-fn config() -> LockConfig {
-    LockConfig::new()
-        .node_timeout(Duration::from_millis(500))
-        .retry(RetryPolicy::once())
-}
+mod support;
+use support::{bounded, config, del, eventually, get, raw};
 
 /// A strict majority, written out here rather than taken from the crate under test.
 fn majority(n: usize) -> usize {
     n / 2 + 1
-}
-
-fn raw(addr: &str) -> redis::Connection {
-    raw_connection(&format!("redis://{addr}")).expect("raw connection")
-}
-
-fn get(addr: &str, key: &[u8]) -> Option<String> {
-    redis::cmd("GET")
-        .arg(key)
-        .query(&mut raw(addr))
-        .expect("GET")
 }
 
 fn set_foreign(addr: &str, key: &[u8], token: &str, ttl_ms: u64) {
@@ -38,22 +25,6 @@ fn set_foreign(addr: &str, key: &[u8], token: &str, ttl_ms: u64) {
         .arg(ttl_ms)
         .query(&mut raw(addr))
         .expect("SET");
-}
-
-fn del(addr: &str, key: &[u8]) {
-    let _: i64 = redis::cmd("DEL")
-        .arg(key)
-        .query(&mut raw(addr))
-        .expect("DEL");
-}
-
-/// Wait (bounded) until `check` holds; the failed-attempt cleanup runs in a spawned task.
-async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 async fn two_managers_exclude_each_other(urls: &[String]) {
@@ -126,11 +97,15 @@ async fn subsets_decide_by_majority(urls: &[String]) {
             }
             Ok(None) => {
                 assert!(free < majority(n), "refused with {free} of {n} free");
-                eventually("the failed attempt's keys are released", || {
-                    voters.iter().enumerate().all(|(i, (addr, key))| {
-                        get(addr, key) == held[i].then(|| "foreign".to_string())
-                    })
-                })
+                eventually(
+                    "the failed attempt's keys are released",
+                    Duration::from_secs(5),
+                    || {
+                        voters.iter().enumerate().all(|(i, (addr, key))| {
+                            get(addr, key) == held[i].then(|| "foreign".to_string())
+                        })
+                    },
+                )
                 .await;
             }
             Err(e) => panic!("mask {mask:b}: unexpected error {e}"),
@@ -399,9 +374,11 @@ async fn dropping_an_acquire_mid_flight_leaves_no_key() {
     servers.nodes()[1].resume().expect("resume");
     servers.nodes()[2].resume().expect("resume");
     let voters = manager.voters_of("cancelled").await.expect("voters");
-    eventually("the cancelled attempt's keys are gone", || {
-        voters.iter().all(|(addr, key)| get(addr, key).is_none())
-    })
+    eventually(
+        "the cancelled attempt's keys are gone",
+        Duration::from_secs(5),
+        || voters.iter().all(|(addr, key)| get(addr, key).is_none()),
+    )
     .await;
 }
 
@@ -560,9 +537,11 @@ async fn cluster_failover_is_followed_by_the_voters() {
     let (addr, key) = manager.voters_of("failover").await.expect("voters")[0].clone();
     assert_eq!(addr, promoted_addr);
     let token = lock.token().to_string();
-    eventually("the promoted master holds its key of the lock", || {
-        get(&addr, &key).as_deref() == Some(token.as_str())
-    })
+    eventually(
+        "the promoted master holds its key of the lock",
+        Duration::from_secs(5),
+        || get(&addr, &key).as_deref() == Some(token.as_str()),
+    )
     .await;
 }
 
@@ -632,4 +611,34 @@ async fn a_node_down_at_first_use_is_retried_until_it_answers() {
         .expect("granted");
     let _servers = restarter.join().expect("restarter");
     assert!(manager.release(&mut lock).await.expect("release"));
+}
+
+/// Even and tiny independent-master counts: the quorum is a strict majority, and two clients
+/// over the same masters never both win.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn even_master_counts_get_a_strict_majority() {
+    let servers = Standalone::start(4).expect("4 masters");
+    let urls = servers.urls();
+    for n in [1usize, 2, 4] {
+        let a = LockManager::new(&urls[..n], config()).expect("a");
+        let b = LockManager::new(&urls[..n], config()).expect("b");
+        let resource = format!("even-{n}");
+        let first = bounded("a", a.try_acquire(&resource, Duration::from_secs(5)))
+            .await
+            .expect("a");
+        let second = bounded("b", b.try_acquire(&resource, Duration::from_secs(5)))
+            .await
+            .expect("b");
+        let info = bounded("inspect", a.inspect(&resource, None))
+            .await
+            .expect("info");
+        println!(
+            "{n} masters: quorum {}, first {}, second {}",
+            info.quorum,
+            first.is_some(),
+            second.is_some()
+        );
+        assert_eq!(info.quorum, n / 2 + 1);
+        assert!(first.is_some() && second.is_none());
+    }
 }

@@ -15,10 +15,13 @@
 
 use std::time::Duration;
 
-use redlock_cluster::{LockConfig, LockManager, RedisDistributedLock};
+use redlock_cluster::{LockConfig, LockError, LockManager};
 use redlock_harness::Standalone;
 use tokio::sync::oneshot;
 use tokio::time::{Instant, sleep, timeout};
+
+mod support;
+use support::{bounded, config, handle};
 
 /// Generous per-node timeout: these tests check decisions, not speed, on a loaded machine.
 fn manager(urls: &[String]) -> LockManager {
@@ -27,11 +30,6 @@ fn manager(urls: &[String]) -> LockManager {
         LockConfig::new().node_timeout(Duration::from_millis(500)),
     )
     .expect("manager")
-}
-
-fn handle(manager: &LockManager, resource: &str, ttl: Duration) -> RedisDistributedLock {
-    RedisDistributedLock::with_manager(manager.clone(), resource.to_string(), ttl)
-        .expect("valid handle")
 }
 
 /// Task A's acquisition lapses and task B takes the resource: A can neither extend nor
@@ -138,4 +136,63 @@ async fn extend_does_not_wait_for_another_tasks_backoff() {
     assert!(extended_at < b_finished_at);
     assert!(b.get_lock_info().await.expect("B's info").held_by_caller);
     assert!(b.release().await.expect("B releases"));
+}
+
+/// A lock can be extended, released or guarded only through the manager that made it. Before
+/// the owner check, manager B over 1 of A's 3 masters (quorum 1) kept A's lock alive
+/// (`extend` returned `Ok(true)` four times) while the keys on the other two expired and a
+/// third client acquired there: two valid holders in 1 of 1 runs. (A guard's lock is no
+/// longer handed out as a copy, and `Lock` is not `Clone`: see the `compile_fail` doctest on
+/// `Lock`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_is_extended_and_released_only_through_its_own_manager() {
+    let servers = Standalone::start(3).expect("3 masters");
+    let urls = servers.urls();
+    let a = LockManager::new(&urls, config()).expect("a");
+    let a_clone = a.clone();
+    let b = LockManager::new(&urls[..1], config()).expect("b");
+    let c = LockManager::new(&urls, config()).expect("c");
+    let mut lock = bounded("a", a.try_acquire("cross", Duration::from_millis(800)))
+        .await
+        .expect("acquire")
+        .expect("free");
+    for _ in 0..4 {
+        sleep(Duration::from_millis(300)).await;
+        let through_b = bounded("b extend", b.extend(&mut lock, Duration::from_millis(800))).await;
+        assert!(
+            matches!(through_b, Err(LockError::ForeignLock { .. })),
+            "{through_b:?}"
+        );
+    }
+    let other = bounded("c", c.try_acquire("cross", Duration::from_secs(5))).await;
+    assert!(
+        !(lock.is_valid() && matches!(other, Ok(Some(_)))),
+        "two valid holders: {other:?}"
+    );
+    assert!(matches!(
+        bounded("b release", b.release(&mut lock)).await,
+        Err(LockError::ForeignLock { .. })
+    ));
+    let options = redlock_cluster::GuardOptions::new();
+    assert!(matches!(
+        b.guard(lock, options),
+        Err(LockError::ForeignLock { .. })
+    ));
+    // A clone of the manager that made a lock is the same manager.
+    let mut own = bounded("a again", a.try_acquire("own", Duration::from_secs(5)))
+        .await
+        .expect("acquire")
+        .expect("free");
+    assert!(matches!(
+        bounded(
+            "clone extend",
+            a_clone.extend(&mut own, Duration::from_secs(5))
+        )
+        .await,
+        Ok(true)
+    ));
+    assert!(matches!(
+        bounded("clone release", a_clone.release(&mut own)).await,
+        Ok(true)
+    ));
 }

@@ -13,7 +13,10 @@
 use std::time::{Duration, Instant};
 
 use redlock_cluster::{Lock, LockConfig, LockError, LockManager, Mode, NodeError, RetryPolicy};
-use redlock_harness::{Cluster, ClusterOptions, Standalone, info_field, raw_connection};
+use redlock_harness::{Cluster, ClusterOptions, Standalone, info_field};
+
+mod support;
+use support::{addr_of, del, get, index_of, raw, role};
 
 /// How long a failover, a restart and the return to health may take on a loaded machine.
 const FAILOVER_TIMEOUT: Duration = Duration::from_secs(45);
@@ -45,45 +48,6 @@ fn rounds() -> usize {
         .and_then(|v| v.parse().ok())
         .unwrap_or(6)
         .clamp(1, 20)
-}
-
-fn addr_of(cluster: &Cluster, node: usize) -> String {
-    format!("127.0.0.1:{}", cluster.nodes()[node].port())
-}
-
-/// The index of the node at `addr` (`127.0.0.1:port`).
-fn index_of(cluster: &Cluster, addr: &str) -> usize {
-    cluster
-        .nodes()
-        .iter()
-        .position(|n| addr.ends_with(&format!(":{}", n.port())))
-        .expect("a voter is one of the cluster's nodes")
-}
-
-fn raw(addr: &str) -> redis::Connection {
-    raw_connection(&format!("redis://{addr}")).expect("raw connection")
-}
-
-fn get(addr: &str, key: &[u8]) -> Option<String> {
-    redis::cmd("GET")
-        .arg(key)
-        .query(&mut raw(addr))
-        .expect("GET")
-}
-
-fn del(addr: &str, key: &[u8]) {
-    let _: i64 = redis::cmd("DEL")
-        .arg(key)
-        .query(&mut raw(addr))
-        .expect("DEL");
-}
-
-fn role(addr: &str) -> Option<String> {
-    let info: String = redis::cmd("INFO")
-        .arg("replication")
-        .query(&mut raw_connection(&format!("redis://{addr}")).ok()?)
-        .ok()?;
-    info_field(&info, "role").map(str::to_string)
 }
 
 /// Acquire `resource` (bounded tries) until `want` voters granted it; releases lesser locks.
