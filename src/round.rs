@@ -3,8 +3,12 @@
 //! under one deadline per round; and the rest of the round (slower answers, the release of a
 //! failed or abandoned round's keys) in a background task that no cancelled caller can stop.
 //!
-//! Each round runs in a task of its own ([`InFlight::spawn`]): the caller gets the decision
-//! over a oneshot channel the moment it is known, and the task goes on with what is left.
+//! Every round kind (plain and fenced acquire, fencing commit, extend, release, inspect,
+//! fence floor) is a vote and a decision on the one mechanism, [`Round::ask`]: a turn from
+//! the manager's bound on rounds in flight, each call sent once its voter's connection is
+//! open, answers admitted by the voting rule as they arrive and gathered until the outcome
+//! is settled or the deadline passed, and what is left handed to a [`Rest`] that a task
+//! counted by the manager's [`InFlight`] finishes.
 
 mod acquire;
 mod answers;
@@ -16,7 +20,9 @@ mod release;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::oneshot;
+use futures::future::BoxFuture;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::Instant;
 
 use crate::config::{LockConfig, Mode};
 use crate::error::{LockError, NodeError};
@@ -25,8 +31,10 @@ use crate::lock::{Lock, LockToken};
 use crate::topology::Voter;
 use crate::topology_cache::TopologyCache;
 
-use answers::Rule;
-pub(crate) use cleanup::spawn_release;
+pub(crate) use acquire::{Grant, Granted, limits};
+pub(crate) use answers::Answers;
+use answers::{Call, Rule, gather};
+pub(crate) use cleanup::{Rest, spawn_release};
 
 /// The outcome of one acquire round.
 pub(crate) enum Attempt {
@@ -49,6 +57,42 @@ pub(crate) struct Round<'a> {
     pub(crate) flight: &'a Arc<InFlight>,
 }
 
+/// A round's turn under the manager's bound on rounds in flight, held until the round is
+/// decided (not while its slower answers are still handled). Only [`Round::turn`] makes one,
+/// and [`Round::ask`] needs one: no round reaches the network without its turn.
+pub(crate) struct Turn(#[allow(dead_code)] Option<OwnedSemaphorePermit>);
+
+/// What the calls of one round share: they own it, so that what is left of them when the
+/// round is decided can go on in a task of its own.
+pub(crate) struct Shared {
+    pub(crate) voters: Arc<[Voter]>,
+    pub(crate) token: LockToken,
+    pub(crate) config: Arc<LockConfig>,
+}
+
+/// One round as [`Round::ask`] runs it.
+pub(crate) struct Ask<'s> {
+    /// The voters, token and configuration the calls own.
+    pub(crate) shared: &'s Arc<Shared>,
+    /// The voters asked, by index (`None`: all); the others count as failed votes.
+    pub(crate) targets: Option<&'s [usize]>,
+    /// When the answers still missing count as timed out: never later than the node timeout
+    /// after the round started.
+    pub(crate) deadline: Instant,
+    /// How long what is left of the round is awaited in the background.
+    pub(crate) patience: Duration,
+    /// Whether a caller that stops waiting before the decision has every voter's key
+    /// released (a write round of a new token), or only the calls awaited.
+    pub(crate) release_on_cancel: bool,
+    /// Whether the round is decided as soon as a quorum's outcome is known, or waits for
+    /// every answer (reads that report each voter).
+    pub(crate) early: bool,
+}
+
+/// A vote: the call one voter (by index) gets in a round; it owns what it needs.
+pub(crate) type Vote<T> =
+    dyn Fn(Arc<Shared>, usize) -> BoxFuture<'static, Result<T, NodeError>> + Send + Sync;
+
 /// `call` on `voter` once its connection is open (an open connection is taken as it is, with
 /// no connect pass). The call is sent even when the round was decided meanwhile: a fresh
 /// manager's connections open while its first rounds run, and a vote that waited for one
@@ -67,41 +111,95 @@ async fn on_connection<T>(
 
 /// Whether a failed call may still have written: its request may have reached the node
 /// (a timeout or a broken connection). A refused connection or an error reply wrote nothing.
-fn may_have_written<T>(answer: &Option<Result<T, NodeError>>) -> bool {
+pub(crate) fn may_have_written<T>(answer: &Option<Result<T, NodeError>>) -> bool {
     matches!(
         answer,
         None | Some(Err(NodeError::Timeout(_) | NodeError::Io(_)))
     )
 }
 
-/// What the calls of one round share: they own it, so that what is left of them when the
-/// round is decided can go on in a task of its own.
-struct Shared {
-    voters: Arc<[Voter]>,
-    token: LockToken,
-    config: Arc<LockConfig>,
-}
-
 impl Round<'_> {
+    /// Wait for a round's turn. Queueing happens before a round's clock starts: it never
+    /// eats validity.
+    pub(crate) async fn turn(&self) -> Turn {
+        Turn(self.flight.permit().await)
+    }
+
+    /// The one mechanism of every round: `vote` sent to the voters `ask` names, each once its
+    /// connection is open, the answers admitted by the voting rule (one vote per server) and
+    /// gathered until the outcome is settled (`yes` tells a yes from a no) or the deadline
+    /// passed. Returns the answers, and what is left of the round as a [`Rest`]: the caller
+    /// sets what it releases, and dropping it hands it to a background task.
+    pub(crate) async fn ask<T: Send + 'static>(
+        &self,
+        _turn: &Turn,
+        ask: Ask<'_>,
+        vote: &Vote<T>,
+        yes: impl Fn(&T) -> bool,
+    ) -> (Answers<T>, Rest<T>) {
+        let n = self.voters.len();
+        let mut answers = Answers::new(n, self.rule(), ask.early);
+        let targets: Vec<usize> = match ask.targets {
+            Some(targets) => targets.to_vec(),
+            None => (0..n).collect(),
+        };
+        for i in (0..n).filter(|i| !targets.contains(i)) {
+            answers.skip(i);
+        }
+        let calls = targets
+            .into_iter()
+            .map(|i| {
+                let (shared, call) = (ask.shared.clone(), vote(ask.shared.clone(), i));
+                Box::pin(async move {
+                    let Some(voter) = shared.voters.get(i) else {
+                        return (i, Err(NodeError::Protocol("no such voter".into())));
+                    };
+                    (i, on_connection(voter, call).await)
+                }) as Call<'static, T>
+            })
+            .collect();
+        let mut rest = Rest {
+            calls,
+            release: ask.release_on_cancel.then(|| (0..n).collect()),
+            shared: ask.shared.clone(),
+            patience: ask.patience,
+            flight: self.flight.clone(),
+        };
+        gather(
+            &self.voters,
+            &mut rest.calls,
+            &mut answers,
+            ask.deadline,
+            yes,
+        )
+        .await;
+        // A read round's voter that did not answer in time failed (a decided round's slower
+        // voters did not: the round did not need them).
+        let timed_out = !ask.early && !rest.calls.is_empty();
+        let errors = answers
+            .answers
+            .iter()
+            .flatten()
+            .filter_map(|a| a.as_ref().err());
+        self.note_errors(errors, timed_out);
+        (answers, rest)
+    }
+
     /// Mark the topology stale after a redirect (MOVED/ASK) or, in cluster mode, any lost
     /// voter: a failover gives the slot a master at another address.
-    fn note_failures(&self, failures_seen: bool, redirected: bool) {
+    fn note_errors<'e>(&self, errors: impl Iterator<Item = &'e NodeError>, timed_out: bool) {
+        let (mut seen, mut redirected) = (timed_out, false);
+        for error in errors {
+            seen = true;
+            redirected |= matches!(error, NodeError::Redirected(_));
+        }
         let stale = match self.mode {
-            Mode::Cluster => failures_seen,
+            Mode::Cluster => seen,
             _ => redirected,
         };
         if stale {
             self.topology.mark_stale();
         }
-    }
-
-    fn note_errors<'e>(&self, errors: impl Iterator<Item = &'e NodeError>) {
-        let (mut seen, mut redirected) = (false, false);
-        for error in errors {
-            seen = true;
-            redirected |= matches!(error, NodeError::Redirected(_));
-        }
-        self.note_failures(seen, redirected);
     }
 
     /// Who may vote in this round.
@@ -112,24 +210,29 @@ impl Round<'_> {
         }
     }
 
-    /// The bound of one round: the node timeout, but never more than the validity a TTL can
-    /// leave.
-    fn per_call(&self, ttl: Duration, allowance: Duration) -> Duration {
-        self.config
-            .node_timeout_value()
-            .min(ttl.saturating_sub(allowance))
+    /// Release `shared`'s token on the voters at `targets` in the background, each awaited
+    /// up to `patience` (keys of an attempt whose rounds were decided).
+    pub(crate) fn release_later(
+        &self,
+        shared: &Arc<Shared>,
+        targets: Vec<usize>,
+        patience: Duration,
+    ) {
+        drop(Rest::<()> {
+            calls: Default::default(),
+            release: Some(targets),
+            shared: shared.clone(),
+            patience,
+            flight: self.flight.clone(),
+        });
     }
 
-    /// Run a round's task in the background, tracked by the manager, and wait for its
-    /// decision; without a tokio runtime, run the whole task here.
-    async fn run<R>(
-        &self,
-        task: impl Future<Output = ()> + Send + 'static,
-        decision: &mut oneshot::Receiver<R>,
-    ) -> Option<R> {
-        if let Err(task) = self.flight.spawn(task) {
-            task.await;
-        }
-        decision.await.ok()
+    /// A fresh token's shared part of a round.
+    pub(crate) fn shared(&self, token: LockToken) -> Arc<Shared> {
+        Arc::new(Shared {
+            voters: self.voters.clone(),
+            token,
+            config: self.config.clone(),
+        })
     }
 }

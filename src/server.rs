@@ -6,7 +6,7 @@
 //! A voter is a *server*, not a URL: two URLs can name one server (`localhost` and
 //! `127.0.0.1`, two databases), and only the `run_id` tells. The facts are parsed by a pure
 //! function (unit-tested apart from any connection) and re-read whenever a connection is
-//! reopened, so a restart (a new `run_id`) is noticed. [`admit()`] turns them into the rule of
+//! reopened, so a restart (a new `run_id`) is noticed. `admit` turns them into the rule of
 //! who may vote in a round.
 //!
 //! `admit`: that rule; `cell`: [`FactsCell`], the facts of a node's current connection and
@@ -23,7 +23,9 @@ use crate::info::parse_info;
 mod admit;
 mod cell;
 
-pub(crate) use admit::{admit, admit_one, quarantine, refusal};
+#[cfg(test)]
+pub(crate) use admit::admit;
+pub(crate) use admit::{admit_one, quarantine, refusal};
 pub(crate) use cell::FactsCell;
 
 /// The facts of one Redis server, from one `INFO` reply (and two `CONFIG GET`s), with when

@@ -9,22 +9,23 @@ use std::time::Duration;
 use crate::acks::{judged, writer_of};
 use crate::config::LockConfig;
 use crate::error::NodeError;
-use crate::node::SharedNode;
+use crate::topology::Voter;
 
 use super::FencedReply;
-use super::scripts::{acquire_script, commit_script, parse_acquire_fenced, parse_commit};
+use super::scripts::{parse_acquire_fenced, parse_commit};
+use crate::scripts::SCRIPTS;
 
 /// The fenced acquire on `node`: acknowledged by replicas when configured (a grant counts
 /// only once `n` replicas have the key), plain otherwise. `per_call` caps the `WAIT`.
 pub(super) async fn acquire_fenced(
-    node: &SharedNode,
-    key: &[u8],
+    voter: &Voter,
     counter: &[u8],
     token: &str,
     ttl: Duration,
     config: &LockConfig,
     per_call: Duration,
 ) -> Result<FencedReply, NodeError> {
+    let (node, key) = (&voter.node, &voter.key[..]);
     let Some(acks) = config.replica_acks_value() else {
         return node.acquire_fenced(key, counter, token, ttl).await;
     };
@@ -32,7 +33,7 @@ pub(super) async fn acquire_fenced(
     let ttl = ttl.as_millis().to_string();
     let (reply, acked) = writer
         .write_keys(
-            acquire_script(),
+            &SCRIPTS.fence_acquire,
             &[key, counter],
             &[token.as_bytes(), ttl.as_bytes()],
             acks,
@@ -48,10 +49,8 @@ pub(super) async fn acquire_fenced(
 
 /// The commit on `node`, acknowledged by replicas when configured: an acknowledgement that
 /// replicas did not confirm does not count.
-#[allow(clippy::too_many_arguments)]
 pub(super) async fn fence_commit(
-    node: &SharedNode,
-    key: &[u8],
+    voter: &Voter,
     counter: &[u8],
     token: &str,
     fencing_token: u64,
@@ -59,6 +58,7 @@ pub(super) async fn fence_commit(
     config: &LockConfig,
     per_call: Duration,
 ) -> Result<bool, NodeError> {
+    let (node, key) = (&voter.node, &voter.key[..]);
     let Some(acks) = config.replica_acks_value() else {
         return node
             .fence_commit(key, counter, token, fencing_token, retention)
@@ -71,7 +71,7 @@ pub(super) async fn fence_commit(
     );
     let (reply, acked) = writer
         .write_keys(
-            commit_script(),
+            &SCRIPTS.fence_commit,
             &[key, counter],
             &[
                 token.as_bytes(),

@@ -1,219 +1,143 @@
-//! The fenced protocol round: the acquire round that reads counters, the commit round that
-//! writes the token, and the release of a failed attempt's keys.
+//! The fenced acquire on the round engine: the acquire round that reads counters, then the
+//! commit round that writes the token to the voters that granted, both under one turn of the
+//! manager's bound on rounds in flight, each decided as soon as its outcome is known.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use futures::future::join_all;
 use tokio::time::Instant;
 
-use crate::config::Mode;
-use crate::error::{LockError, NodeError};
-use crate::flight::InFlight;
+use crate::error::NodeError;
 use crate::input::{Resource, Ttl};
-use crate::lock::{Lock, LockToken};
-use crate::node::with_deadline;
-use crate::quorum::{
-    AcquireDecision, AcquireVote, collect_failures, decide_acquire, drift, unavailable,
-};
-use crate::round::{Attempt, Round, spawn_release};
-use crate::topology::{Voter, admit_votes};
+use crate::lock::LockToken;
+use crate::quorum::{AcquireDecision, collect_failures, unavailable};
+use crate::round::{Ask, Attempt, Grant, Granted, Round, Shared, Vote};
 
 use super::acked;
 use super::decide::{CommitDecision, decide_commit, next_token, quorum_floor};
 use super::{FencedReply, fence_key};
 
-/// Releases an attempt's keys on every voter when dropped armed, as the plain acquire round
-/// does: after a failed round, or when the caller drops the future between the rounds.
-struct ReleaseOnDrop {
-    resource: String,
-    voters: Arc<[Voter]>,
-    token: LockToken,
-    /// How long each release is awaited: the TTL, so that it is always sent (a request
-    /// dropped before it was written never is) and runs after a slow `SET` on its connection.
-    patience: Duration,
-    /// Counts the release for `LockManager::close`.
-    flight: Arc<InFlight>,
-    armed: bool,
-}
-
-impl ReleaseOnDrop {
-    fn disarm(mut self) {
-        self.armed = false;
-    }
-}
-
-impl Drop for ReleaseOnDrop {
-    fn drop(&mut self) {
-        if !self.armed {
-            return;
+impl Grant for FencedReply {
+    fn held(&self) -> Option<Option<std::time::Duration>> {
+        match self {
+            FencedReply::Granted { .. } => None,
+            FencedReply::Held(left) => Some(*left),
         }
-        let voters = self.voters.clone();
-        let token = self.token.clone();
-        let limit = self.patience;
-        spawn_release(
-            &self.flight,
-            &self.resource,
-            "a failed fenced attempt's keys",
-            async move {
-                join_all(
-                    voters
-                        .iter()
-                        .map(|v| with_deadline(limit, v.node.release(&v.key, token.as_str()))),
-                )
-                .await;
-            },
-        );
     }
+}
+
+fn no_voter() -> NodeError {
+    NodeError::Protocol("no such voter".into())
 }
 
 impl Round<'_> {
-    /// Mark the topology stale as the other rounds do: after a redirect, or in cluster mode
-    /// after any failed voter (a failover moves a slot to another address).
-    fn note_fencing_failures<'e>(&self, mut errors: impl Iterator<Item = &'e NodeError>) {
-        let stale = match self.mode {
-            Mode::Cluster => errors.next().is_some(),
-            _ => errors.any(|e| matches!(e, NodeError::Redirected(_))),
-        };
-        if stale {
-            self.topology.mark_stale();
-        }
-    }
-
     /// One fenced acquire: the acquire round, then the commit round on the voters that
-    /// granted (see the module docs). Keys of a failed or abandoned attempt are released on
-    /// every voter in a spawned task.
+    /// granted (see the module docs), under one turn. Keys of a failed or abandoned attempt
+    /// are released on every voter in the background; a round-1 vote still in flight at the
+    /// decision is not part of the commit, so its key is released too.
     pub(crate) async fn acquire_fenced(&self, resource: Resource<'_>, ttl: Ttl) -> Attempt {
-        let (config, voters, ttl) = (self.config, &self.voters, ttl.get());
-        // Connections open before the clock starts, each waited for no longer than the node
-        // timeout (a hung voter must not cost a fenced acquire the connect timeout; its
-        // connection goes on opening in the background for the next round).
-        let connect_limit = config.node_timeout_value();
-        let connected = join_all(
-            voters
-                .iter()
-                .map(|v| with_deadline(connect_limit, v.node.connect())),
-        )
-        .await;
-        // Only voters that may vote are asked: one vote per server (see `server::admit`).
-        let connected = admit_votes(self.mode, config, voters, connected);
-        let allowance = drift(ttl, config.drift_factor_value());
-        let per_call = config
-            .node_timeout_value()
-            .min(ttl.saturating_sub(allowance));
-        let counters: Vec<Vec<u8>> = voters
-            .iter()
-            .map(|v| fence_key(config.key_prefix_str(), &v.key))
-            .collect();
-        let token = LockToken::new();
-        let cleanup = ReleaseOnDrop {
-            resource: resource.as_str().to_string(),
-            voters: voters.clone(),
-            token: token.clone(),
-            patience: ttl,
-            flight: self.flight.clone(),
-            armed: true,
-        };
-        let start = Instant::now();
+        let ttl = ttl.get();
+        let (allowance, limit) = crate::round::limits(self.config, ttl);
+        let turn = self.turn().await;
+        let shared = self.shared(LockToken::new());
 
         // Round 1: take the keys, read the counters.
-        let replies = join_all(voters.iter().zip(&counters).zip(connected).map(
-            |((voter, counter), connected)| {
-                let token = &token;
-                async move {
-                    connected?;
-                    with_deadline(
-                        per_call,
-                        acked::acquire_fenced(
-                            &voter.node,
-                            &voter.key,
-                            counter,
-                            token.as_str(),
-                            ttl,
-                            config,
-                            per_call,
-                        ),
-                    )
-                    .await
-                }
-            },
-        ))
-        .await;
-        let votes: Vec<(String, AcquireVote)> = voters
-            .iter()
-            .zip(&replies)
-            .map(|(voter, reply)| {
-                let vote = match reply {
-                    Ok(FencedReply::Granted { .. }) => AcquireVote::Granted,
-                    Ok(FencedReply::Held(left)) => AcquireVote::Held(*left),
-                    Err(error) => AcquireVote::Failed(error.clone()),
-                };
-                (voter.node.addr().to_string(), vote)
+        let vote: &Vote<FencedReply> = &move |shared: Arc<Shared>, i| {
+            Box::pin(async move {
+                let voter = shared.voters.get(i).ok_or_else(no_voter)?;
+                let counter = fence_key(shared.config.key_prefix_str(), &voter.key);
+                let token = shared.token.as_str();
+                acked::acquire_fenced(voter, &counter, token, ttl, &shared.config, limit).await
             })
-            .collect();
-        self.note_fencing_failures(replies.iter().filter_map(|r| r.as_ref().err()));
-        let elapsed = start.elapsed();
-        match decide_acquire(&votes, ttl, elapsed, allowance) {
-            AcquireDecision::Acquired { .. } => {}
-            AcquireDecision::Contended { retry_hint } => return Attempt::Contended(retry_hint),
-            AcquireDecision::Expired => {
-                return Attempt::Failed(LockError::ValidityExpired { elapsed, ttl });
-            }
-            AcquireDecision::Unavailable { answered, failures } => {
-                return Attempt::Failed(unavailable(voters.len(), answered, failures));
-            }
+        };
+        let Granted {
+            decision,
+            grants,
+            cleanup,
+            pending,
+            mut rest,
+            start,
+            elapsed,
+        } = self.grant_round(&turn, &shared, ttl, vote).await;
+        if !matches!(decision, AcquireDecision::Acquired { .. }) {
+            rest.release = Some(cleanup);
+            return self.not_acquired(decision, elapsed, ttl);
         }
+        // The voters still to answer are sent the commit too, behind their acquire on the same
+        // connection, so that a late grant holds the counter like the others (it does not
+        // count: its counter was not read). Their acquires are awaited, never dropped; the
+        // keys of voters that failed without a clear answer are released.
+        let granters: Vec<usize> = grants.iter().map(|(i, _)| *i).collect();
+        let failed = cleanup
+            .into_iter()
+            .filter(|i| !granters.contains(i) && !pending.contains(i))
+            .collect();
+        self.release_later(&shared, failed, ttl);
+        rest.release = None;
+        drop(rest);
+        let targets: Vec<usize> = granters.iter().chain(&pending).copied().collect();
 
         // Round 2: record t = max(1 + max(counters), max(times)) on the voters that granted.
-        let granted: Vec<(usize, (u64, u64))> = replies
-            .iter()
-            .enumerate()
-            .filter_map(|(i, reply)| match reply {
-                Ok(FencedReply::Granted { counter, time }) => Some((i, (*counter, *time))),
-                _ => None,
-            })
-            .collect();
-        let Some(fencing_token) = next_token(granted.iter().map(|(_, grant)| *grant)) else {
+        let times = grants.iter().filter_map(|(_, reply)| match reply {
+            FencedReply::Granted { counter, time } => Some((*counter, *time)),
+            FencedReply::Held(_) => None,
+        });
+        let Some(fencing_token) = next_token(times) else {
             // Only a counter at u64::MAX gets here, which parsing refuses (it is far ahead of
             // any clock): no token can be greater.
+            self.release_later(&shared, (0..self.voters.len()).collect(), ttl);
             let full = NodeError::Protocol("the fencing counter is at u64::MAX".into());
-            let names: Vec<String> = granted
+            let names: Vec<String> = granters
                 .iter()
-                .map(|(i, _)| voters[*i].node.addr().to_string())
+                .filter_map(|i| self.voters.get(*i))
+                .map(|v| v.node.addr().to_string())
                 .collect();
-            return Attempt::Failed(unavailable(
-                voters.len(),
-                0,
-                collect_failures(names.iter().map(|n| (n, &full))),
-            ));
+            let failures = collect_failures(names.iter().map(|n| (n, &full)));
+            return Attempt::Failed(unavailable(self.voters.len(), 0, failures));
         };
-        let retention = config.fencing_retention_value();
-        let left = ttl.saturating_sub(allowance).saturating_sub(elapsed);
-        let acks = join_all(granted.iter().map(|(i, _)| {
-            let (voter, counter, token) = (&voters[*i], &counters[*i], &token);
-            async move {
-                let limit = per_call.min(left);
-                let ack = with_deadline(
+        let retention = self.config.fencing_retention_value();
+        let limit = limit.min(ttl.saturating_sub(allowance).saturating_sub(elapsed));
+        let counted = granters.clone();
+        let commit: &Vote<bool> = &move |shared: Arc<Shared>, i| {
+            // Only a round-1 granter's acknowledgement counts.
+            let counts = counted.contains(&i);
+            Box::pin(async move {
+                let voter = shared.voters.get(i).ok_or_else(no_voter)?;
+                let counter = fence_key(shared.config.key_prefix_str(), &voter.key);
+                let token = shared.token.as_str();
+                let config = &shared.config;
+                acked::fence_commit(
+                    voter,
+                    &counter,
+                    token,
+                    fencing_token,
+                    retention,
+                    config,
                     limit,
-                    acked::fence_commit(
-                        &voter.node,
-                        &voter.key,
-                        counter,
-                        token.as_str(),
-                        fencing_token,
-                        retention,
-                        config,
-                        limit,
-                    ),
                 )
-                .await;
-                (voter.node.addr().to_string(), ack)
-            }
-        }))
-        .await;
+                .await
+                .map(|ack| ack && counts)
+            })
+        };
+        // Until the decision, a cancelled caller's rest releases every voter's key.
+        let ask = Ask {
+            shared: &shared,
+            targets: Some(&targets),
+            deadline: Instant::now() + limit,
+            patience: ttl,
+            release_on_cancel: true,
+            early: true,
+        };
+        let (answers, mut rest) = self.ask(&turn, ask, commit, |ok| *ok).await;
         let elapsed = start.elapsed();
-        self.note_fencing_failures(acks.iter().filter_map(|(_, a)| a.as_ref().err()));
-        let decision = decide_commit(&acks, voters.len(), ttl, elapsed, allowance);
+        drop(turn);
+        let acks: Vec<(String, Result<bool, NodeError>)> = answers
+            .named(&self.voters, limit)
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| granters.contains(i))
+            .map(|(_, (node, ack))| (node.to_string(), ack))
+            .collect();
+        let decision = decide_commit(&acks, self.voters.len(), ttl, elapsed, allowance);
         tracing::debug!(
             resource = resource.as_str(),
             fencing_token,
@@ -223,23 +147,22 @@ impl Round<'_> {
         );
         match decision {
             CommitDecision::Acquired { by, .. } => {
-                cleanup.disarm();
-                Attempt::Acquired(Lock {
-                    resource: resource.as_str().into(),
-                    token,
-                    ttl,
-                    deadline: start
-                        .checked_add(ttl.saturating_sub(allowance))
-                        .unwrap_or(start),
-                    granted_by: self.topology.granted_by(by.iter().map(String::as_str)),
-                    fencing_token: Some(fencing_token),
-                    owner: 0,
-                    late: None,
-                })
+                // A late commit is harmless (counters only grow): awaited, not released.
+                rest.release = None;
+                drop(rest);
+                let by = by.iter().filter_map(|name| {
+                    self.voters
+                        .iter()
+                        .position(|v| v.node.addr() == name.as_str())
+                });
+                let mut lock = self.granted_lock(resource, &shared, ttl, start, by);
+                lock.fencing_token = Some(fencing_token);
+                Attempt::Acquired(lock)
             }
-            CommitDecision::Expired => Attempt::Failed(LockError::ValidityExpired { elapsed, ttl }),
+            CommitDecision::Expired => self.not_acquired(AcquireDecision::Expired, elapsed, ttl),
             CommitDecision::Unavailable { answered, failures } => {
-                Attempt::Failed(unavailable(voters.len(), answered, failures))
+                let decision = AcquireDecision::Unavailable { answered, failures };
+                self.not_acquired(decision, elapsed, ttl)
             }
         }
     }
@@ -248,15 +171,15 @@ impl Round<'_> {
     /// of each voter's `max(counter, clock)`), for [`crate::LockInfo::fencing_token`]; `None`
     /// when fewer than a quorum answered.
     pub(crate) async fn fence_floor(&self) -> Option<u64> {
-        let limit = self.config.node_timeout_value();
-        let prefix = self.config.key_prefix_str();
-        let reads = join_all(self.voters.iter().map(|v| async move {
-            let counter = fence_key(prefix, &v.key);
-            with_deadline(limit, v.node.read_fence(&counter)).await
-        }))
-        .await;
-        let reads = admit_votes(self.mode, self.config, &self.voters, reads);
-        self.note_fencing_failures(reads.iter().filter_map(|r| r.as_ref().err()));
-        quorum_floor(reads.into_iter().flatten().collect(), self.voters.len())
+        let vote: &Vote<u64> = &|shared: Arc<Shared>, i| {
+            Box::pin(async move {
+                let voter = shared.voters.get(i).ok_or_else(no_voter)?;
+                let counter = fence_key(shared.config.key_prefix_str(), &voter.key);
+                voter.node.read_fence(&counter).await
+            })
+        };
+        let reads = self.read_all(vote).await;
+        let values = reads.into_iter().filter_map(|(_, r)| r.ok()).collect();
+        quorum_floor(values, self.voters.len())
     }
 }

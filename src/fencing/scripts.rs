@@ -1,5 +1,5 @@
 //! The fencing scripts on a real node (fenced acquire, commit, counter read) and the parsers
-//! of their replies.
+//! of their replies. The scripts are in the one registry, `scripts`, preloaded on connect.
 
 use std::time::Duration;
 
@@ -7,32 +7,9 @@ use redis::Value;
 
 use crate::error::NodeError;
 use crate::redis_node::{RedisNode, parse_acquire, parse_flag};
+use crate::scripts::SCRIPTS;
 
 use super::{FencedReply, check_counter_lead, display_key};
-
-/// The fencing scripts, compiled once per process. They are not preloaded with the lock
-/// scripts: the first fenced acquire on a server costs one `NOSCRIPT` round trip more.
-struct FencingScripts {
-    acquire: redis::Script,
-    commit: redis::Script,
-    read: redis::Script,
-}
-
-static SCRIPTS: std::sync::LazyLock<FencingScripts> = std::sync::LazyLock::new(|| FencingScripts {
-    acquire: redis::Script::new(include_str!("../scripts/acquire_fenced.lua")),
-    commit: redis::Script::new(include_str!("../scripts/fence_commit.lua")),
-    read: redis::Script::new(include_str!("../scripts/fence_read.lua")),
-});
-
-/// The fenced acquire script, for an acknowledged write (`fencing::acked`).
-pub(super) fn acquire_script() -> &'static redis::Script {
-    &SCRIPTS.acquire
-}
-
-/// The commit script, for an acknowledged write (`fencing::acked`).
-pub(super) fn commit_script() -> &'static redis::Script {
-    &SCRIPTS.commit
-}
 
 /// A counter value as stored, parsed as the commit script writes it: canonical decimal
 /// digits (`0`, or no leading zero), within `u64`. A missing counter reads as 0. Anything
@@ -175,7 +152,7 @@ impl RedisNode {
         let ttl = ttl.as_millis().to_string();
         let reply = self
             .query(async |conn| {
-                let mut invocation = SCRIPTS.acquire.key(key);
+                let mut invocation = SCRIPTS.fence_acquire.key(key);
                 invocation.key(counter).arg(token).arg(&ttl);
                 invocation.invoke_async::<Value>(conn).await
             })
@@ -194,7 +171,7 @@ impl RedisNode {
         let retention = retention.as_millis().max(1).to_string();
         let reply = self
             .query(async |conn| {
-                let mut invocation = SCRIPTS.commit.key(key);
+                let mut invocation = SCRIPTS.fence_commit.key(key);
                 invocation
                     .key(counter)
                     .arg(token)
@@ -208,7 +185,13 @@ impl RedisNode {
 
     pub(crate) async fn run_read_fence(&self, counter: &[u8]) -> Result<u64, NodeError> {
         let reply = self
-            .query(async |conn| SCRIPTS.read.key(counter).invoke_async::<Value>(conn).await)
+            .query(async |conn| {
+                SCRIPTS
+                    .fence_read
+                    .key(counter)
+                    .invoke_async::<Value>(conn)
+                    .await
+            })
             .await?;
         parse_read(&reply, counter)
     }

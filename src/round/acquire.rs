@@ -1,7 +1,9 @@
 //! The acquire round: a fresh token on every voter, decided as soon as a quorum granted or
-//! no longer can.
+//! no longer can. The plain acquire is this round alone; the fenced acquire (`fencing`) runs
+//! it with its own script, then a commit round.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::time::Instant;
 
@@ -12,83 +14,95 @@ use crate::lock::{LateVotes, Lock, LockToken};
 use crate::node::AcquireReply;
 use crate::quorum::{AcquireDecision, AcquireVote, decide_acquire, drift, unavailable};
 
-use super::answers::{Answers, Call, drop_unasked, failure_signs, gather, unasked, which};
+use super::answers::{drop_unasked, unasked, which};
 use super::cleanup::Rest;
-use super::{Attempt, Round, Shared, may_have_written, on_connection};
+use super::{Ask, Attempt, Round, Shared, Turn, Vote, may_have_written};
+
+/// A reply to an acquire script, plain or fenced: a grant, or the key held by another.
+pub(crate) trait Grant: Clone + Send + 'static {
+    /// `None` when granted; otherwise the holder's remaining time (`None`: no expiry).
+    fn held(&self) -> Option<Option<Duration>>;
+}
+
+impl Grant for AcquireReply {
+    fn held(&self) -> Option<Option<Duration>> {
+        match self {
+            AcquireReply::Granted => None,
+            AcquireReply::Held(left) => Some(*left),
+        }
+    }
+}
+
+/// A decided acquire round: the decision, and what is left of it.
+pub(crate) struct Granted<T: Send + 'static> {
+    pub(crate) decision: AcquireDecision,
+    /// The counted grants, by voter index.
+    pub(crate) grants: Vec<(usize, T)>,
+    /// The voters whose key the round may have written (granted, or no clear answer).
+    pub(crate) cleanup: Vec<usize>,
+    /// The voters that had not answered at the decision (their calls are in `rest`).
+    pub(crate) pending: Vec<usize>,
+    /// The round's calls still in flight; releases every voter's key unless told otherwise.
+    pub(crate) rest: Rest<T>,
+    /// When the round started (before the first send) and how long it took to decide.
+    pub(crate) start: Instant,
+    pub(crate) elapsed: Duration,
+}
+
+/// The drift allowance of `ttl` and the deadline of each call of a round: the node timeout,
+/// but never more than the validity the TTL can leave.
+pub(crate) fn limits(config: &crate::LockConfig, ttl: Duration) -> (Duration, Duration) {
+    let allowance = drift(ttl, config.drift_factor_value());
+    let limit = config
+        .node_timeout_value()
+        .min(ttl.saturating_sub(allowance));
+    (allowance, limit)
+}
 
 impl Round<'_> {
-    /// One acquire round under a fresh token, decided in the caller's task as soon as a
-    /// quorum granted (validity measured then) or a quorum no longer can. What is left then
-    /// goes to a background task (see [`Rest`]): a won round's slower votes, or the release
-    /// of a failed round's keys wherever they may have been written; a cancelled caller's
-    /// [`Rest`] releases every key the round may have written.
-    pub(crate) async fn acquire(&self, resource: Resource<'_>, ttl: Ttl) -> Attempt {
-        let ttl = ttl.get();
-        let allowance = drift(ttl, self.config.drift_factor_value());
-        let limit = self.per_call(ttl, allowance);
-        // Queueing for a turn happens before the clock starts: it never eats validity.
-        let permit = self.flight.permit().await;
-        let shared = Arc::new(Shared {
-            voters: self.voters.clone(),
-            token: LockToken::new(),
-            config: self.config.clone(),
-        });
+    /// The acquire round of `vote` (a script that takes the key under `shared`'s token),
+    /// decided as soon as a quorum granted (validity measured then) or no longer can. Its
+    /// [`Rest`] releases every voter's key when dropped as it is (a cancelled caller
+    /// included); the caller narrows that once it knows the outcome.
+    pub(crate) async fn grant_round<T: Grant>(
+        &self,
+        turn: &Turn,
+        shared: &Arc<Shared>,
+        ttl: Duration,
+        vote: &Vote<T>,
+    ) -> Granted<T> {
+        let (allowance, limit) = limits(self.config, ttl);
         let start = Instant::now();
-        let calls = (0..shared.voters.len())
-            .map(|i| {
-                let shared = shared.clone();
-                Box::pin(async move {
-                    let Some(voter) = shared.voters.get(i) else {
-                        return (i, Err(NodeError::Protocol("no such voter".into())));
-                    };
-                    // Acknowledged by replicas when configured (see `acks`).
-                    let vote = acks::acquire(
-                        &voter.node,
-                        &voter.key,
-                        shared.token.as_str(),
-                        ttl,
-                        &shared.config,
-                        limit,
-                    );
-                    (i, on_connection(voter, vote).await)
-                }) as Call<'static, AcquireReply>
+        let ask = Ask {
+            shared,
+            targets: None,
+            deadline: start + limit,
+            patience: ttl,
+            release_on_cancel: true,
+            early: true,
+        };
+        let (answers, rest) = self.ask(turn, ask, vote, |r| r.held().is_none()).await;
+        let elapsed = start.elapsed();
+        let voters = &*self.voters;
+        let grants = (0..voters.len())
+            .filter(|i| answers.counted(*i, |r| r.held().is_none()))
+            .filter_map(|i| match answers.answers.get(i) {
+                Some(Some(Ok(reply))) => Some((i, reply.clone())),
+                _ => None,
             })
             .collect();
-        // Until the decision, a cancelled caller's `Rest` releases the keys on every voter.
-        let mut rest = Rest {
-            calls,
-            release: Some((0..self.voters.len()).collect()),
-            shared: shared.clone(),
-            patience: ttl,
-            flight: self.flight.clone(),
-        };
-        let mut answers = Answers::new(self.voters.len(), self.rule());
-        gather(
-            &self.voters,
-            &mut rest.calls,
-            &mut answers,
-            start + limit,
-            |reply| *reply == AcquireReply::Granted,
-        )
-        .await;
-        let elapsed = start.elapsed();
-        drop(permit);
-        let voters = &*self.voters;
-        let (failures_seen, redirected) = failure_signs(answers.answers.iter().flatten());
-        let granted: Vec<usize> = (0..voters.len())
-            .filter(|i| answers.counted(*i, |r| *r == AcquireReply::Granted))
-            .collect();
         let cleanup = which(&answers.answers, |a| {
-            matches!(a, Some(Ok(AcquireReply::Granted))) || may_have_written(a)
+            matches!(a, Some(Ok(r)) if r.held().is_none()) || may_have_written(a)
         });
-        let answers_pending = unasked(voters, &answers, Instant::now() < start + limit);
+        let pending = which(&answers.answers, Option::is_none);
+        let unanswered = unasked(voters, &answers, Instant::now() < start + limit);
         let votes: Vec<(&str, AcquireVote)> = answers
             .named(voters, limit)
             .into_iter()
             .map(|(node, answer)| {
-                let vote = match answer {
-                    Ok(AcquireReply::Granted) => AcquireVote::Granted,
-                    Ok(AcquireReply::Held(left)) => AcquireVote::Held(left),
+                let vote = match answer.map(|r| r.held()) {
+                    Ok(None) => AcquireVote::Granted,
+                    Ok(Some(left)) => AcquireVote::Held(left),
                     Err(error) => AcquireVote::Failed(error),
                 };
                 (node, vote)
@@ -96,64 +110,124 @@ impl Round<'_> {
             .collect();
         let mut decision = decide_acquire(&votes, ttl, elapsed, allowance);
         if let AcquireDecision::Unavailable { failures, .. } = &mut decision {
-            drop_unasked(&mut failures.0, &answers_pending);
+            drop_unasked(&mut failures.0, &unanswered);
         }
-        drop(votes);
+        Granted {
+            decision,
+            grants,
+            cleanup,
+            pending,
+            rest,
+            start,
+            elapsed,
+        }
+    }
+
+    /// The lock a won acquire round made.
+    pub(crate) fn granted_lock(
+        &self,
+        resource: Resource<'_>,
+        shared: &Shared,
+        ttl: Duration,
+        start: Instant,
+        by: impl Iterator<Item = usize> + Clone,
+    ) -> Lock {
+        let allowance = drift(ttl, self.config.drift_factor_value());
+        Lock {
+            resource: resource.as_str().into(),
+            token: shared.token.clone(),
+            ttl,
+            deadline: start
+                .checked_add(ttl.saturating_sub(allowance))
+                .unwrap_or(start),
+            granted_by: self
+                .topology
+                .granted_by(by.filter_map(|i| self.voters.get(i)).map(|v| v.node.addr())),
+            fencing_token: None,
+            owner: 0,
+            late: None,
+        }
+    }
+
+    /// The attempt a lost or spent acquire decision makes.
+    pub(crate) fn not_acquired(
+        &self,
+        decision: AcquireDecision,
+        elapsed: Duration,
+        ttl: Duration,
+    ) -> Attempt {
+        match decision {
+            AcquireDecision::Contended { retry_hint } => Attempt::Contended(retry_hint),
+            AcquireDecision::Unavailable { answered, failures } => {
+                Attempt::Failed(unavailable(self.voters.len(), answered, failures))
+            }
+            AcquireDecision::Acquired { .. } | AcquireDecision::Expired => {
+                Attempt::Failed(LockError::ValidityExpired { elapsed, ttl })
+            }
+        }
+    }
+
+    /// One plain acquire round under a fresh token (acknowledged by replicas when configured,
+    /// see `acks`). What is left at the decision goes to a background task (see [`Rest`]): a
+    /// won round's slower votes, or the release of a failed round's keys wherever they may
+    /// have been written; a cancelled caller's [`Rest`] releases every key the round may have
+    /// written.
+    pub(crate) async fn acquire(&self, resource: Resource<'_>, ttl: Ttl) -> Attempt {
+        let ttl = ttl.get();
+        let (_, limit) = limits(self.config, ttl);
+        let turn = self.turn().await;
+        let shared = self.shared(LockToken::new());
+        let vote: &Vote<AcquireReply> = &move |shared: Arc<Shared>, i| {
+            Box::pin(async move {
+                let voter = shared.voters.get(i).ok_or_else(no_voter)?;
+                let token = shared.token.as_str();
+                acks::acquire(&voter.node, &voter.key, token, ttl, &shared.config, limit).await
+            })
+        };
+        let round = self.grant_round(&turn, &shared, ttl, vote).await;
+        drop(turn);
+        let Granted {
+            decision,
+            grants,
+            cleanup,
+            mut rest,
+            start,
+            elapsed,
+            ..
+        } = round;
+        tracing::debug!(
+            resource = resource.as_str(),
+            votes = grants.len(),
+            voters = self.voters.len(),
+            ?elapsed,
+            ?decision,
+            "acquire round"
+        );
         // A won round's slower votes go on, each sent as soon as its connection is open: a
         // late grant belongs to the lock (`LateVotes`: listed in `granted_by`, or deleted
         // when it lands after the lock's release). A failed round's calls are dropped before
         // the release is queued behind them: a request not yet written is never sent, and
         // one already written runs before the release on the same connection.
-        let late = match decision {
-            AcquireDecision::Acquired { .. } if !rest.calls.is_empty() => {
-                let late = Arc::new(LateVotes::default());
-                rest.late_grants(late.clone());
-                Some(late)
-            }
-            AcquireDecision::Acquired { .. } => {
-                rest.release = None;
-                None
-            }
-            _ => {
-                rest.release = Some(cleanup);
-                None
-            }
+        if !matches!(decision, AcquireDecision::Acquired { .. }) {
+            rest.release = Some(cleanup);
+            return self.not_acquired(decision, elapsed, ttl);
+        }
+        let late = if rest.calls.is_empty() {
+            rest.release = None;
+            None
+        } else {
+            let late = Arc::new(LateVotes::default());
+            rest.late_grants(late.clone());
+            Some(late)
         };
         drop(rest);
-        self.note_failures(failures_seen, redirected);
-        tracing::debug!(
-            resource = resource.as_str(),
-            votes = granted.len(),
-            voters = voters.len(),
-            ?elapsed,
-            ?decision,
-            "acquire round"
-        );
-        match decision {
-            AcquireDecision::Acquired { .. } => Attempt::Acquired(Lock {
-                resource: resource.as_str().into(),
-                token: shared.token.clone(),
-                ttl,
-                deadline: start
-                    .checked_add(ttl.saturating_sub(allowance))
-                    .unwrap_or(start),
-                granted_by: self.topology.granted_by(
-                    granted
-                        .iter()
-                        .filter_map(|i| voters.get(*i))
-                        .map(|v| v.node.addr()),
-                ),
-                fencing_token: None,
-                owner: 0,
-                late,
-            }),
-            AcquireDecision::Contended { retry_hint } => Attempt::Contended(retry_hint),
-            AcquireDecision::Expired => {
-                Attempt::Failed(LockError::ValidityExpired { elapsed, ttl })
-            }
-            AcquireDecision::Unavailable { answered, failures } => {
-                Attempt::Failed(unavailable(voters.len(), answered, failures))
-            }
-        }
+        let mut lock = self.granted_lock(resource, &shared, ttl, start, grants.iter().map(|g| g.0));
+        lock.late = late;
+        Attempt::Acquired(lock)
     }
+}
+
+/// A voter index out of range (never: the calls are made from the voters).
+pub(crate) fn no_voter() -> NodeError {
+    NodeError::Protocol("no such voter".into())
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
-use futures::future::{BoxFuture, poll_fn};
+use futures::future::{BoxFuture, FutureExt, poll_fn};
 use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::time::Instant;
 
@@ -26,26 +26,42 @@ pub(super) struct Rule {
 }
 
 /// The answers of one round, by voter index; `None` until a voter answered.
-pub(super) struct Answers<T> {
+pub(crate) struct Answers<T> {
     /// What each voter answered (a refused voter's answer included: it may have written).
-    pub(super) answers: Vec<Option<Result<T, NodeError>>>,
+    pub(crate) answers: Vec<Option<Result<T, NodeError>>>,
     /// Why a voter's answer does not count, when it does not.
     refused: Vec<Option<NodeError>>,
     /// The facts of the voters whose answers counted so far (shared, not copied).
     admitted: Vec<Arc<ServerFacts>>,
     rule: Rule,
     pub(super) count: Count,
+    /// Whether the round is decided as soon as its outcome is settled, or waits for all.
+    early: bool,
 }
 
 impl<T> Answers<T> {
-    pub(super) fn new(voters: usize, rule: Rule) -> Self {
+    pub(super) fn new(voters: usize, rule: Rule, early: bool) -> Self {
         Answers {
             answers: (0..voters).map(|_| None).collect(),
             refused: (0..voters).map(|_| None).collect(),
             admitted: Vec::new(),
             rule,
             count: Count::new(voters),
+            early,
         }
+    }
+
+    /// Voter `i` is not asked in this round: its vote counts as failed.
+    pub(super) fn skip(&mut self, i: usize) {
+        self.count.record(None);
+        if let Some(slot) = self.refused.get_mut(i) {
+            *slot = Some(NodeError::Server("not asked in this round".into()));
+        }
+    }
+
+    /// Whether the answers still missing can no longer change the outcome.
+    fn settled(&self) -> bool {
+        self.early && self.count.settled().is_some()
     }
 
     /// Record voter `i`'s answer; `yes` tells a yes from a no. An answer from a voter that
@@ -81,7 +97,7 @@ impl<T> Answers<T> {
     }
 
     /// Whether voter `i`'s answer counted and `pick` likes it.
-    pub(super) fn counted(&self, i: usize, pick: impl Fn(&T) -> bool) -> bool {
+    pub(crate) fn counted(&self, i: usize, pick: impl Fn(&T) -> bool) -> bool {
         matches!(self.answers.get(i), Some(Some(Ok(value))) if pick(value))
             && matches!(self.refused.get(i), Some(None))
     }
@@ -90,7 +106,7 @@ impl<T> Answers<T> {
     /// them: a voter that did not answer in time counts as timed out after `limit`, a refused
     /// one as failed with the reason, and a failed one from a server that may never vote here
     /// reports that reason (it says what to change).
-    pub(super) fn named(
+    pub(crate) fn named(
         self,
         voters: &[Voter],
         limit: Duration,
@@ -118,21 +134,6 @@ impl<T> Answers<T> {
 
 pub(super) type Call<'v, T> = BoxFuture<'v, (usize, Result<T, NodeError>)>;
 
-/// Send `call` to every voter at once.
-pub(super) fn send<'v, T: 'v>(
-    voters: &'v [Voter],
-    call: impl Fn(&'v Voter) -> BoxFuture<'v, Result<T, NodeError>>,
-) -> FuturesUnordered<Call<'v, T>> {
-    voters
-        .iter()
-        .enumerate()
-        .map(|(i, voter)| {
-            let answer = call(voter);
-            Box::pin(async move { (i, answer.await) }) as Call<'v, T>
-        })
-        .collect()
-}
-
 /// Collect answers as they arrive until the outcome is settled (`yes` tells a yes from a no;
 /// an error is a failed vote) or the deadline passes. The calls still in flight stay in
 /// `calls` for the caller to hand on or drop.
@@ -144,36 +145,31 @@ pub(super) async fn gather<T>(
     yes: impl Fn(&T) -> bool,
 ) {
     let mut timer = pin!(tokio::time::sleep_until(deadline));
-    while answers.count.settled().is_none() {
+    while !answers.settled() {
         let next = poll_fn(|cx| match calls.poll_next_unpin(cx) {
             Poll::Ready(answer) => Poll::Ready(answer),
             Poll::Pending => timer.as_mut().poll(cx).map(|()| None),
         })
         .await;
-        let Some((i, answer)) = next else { return };
-        let Some(voter) = voters.get(i) else { continue };
-        let said_yes = answer.as_ref().is_ok_and(&yes);
-        answers.record(voter, i, answer, said_yes);
-    }
-}
-
-/// Whether any answer failed, and whether any was a redirect (MOVED/ASK).
-pub(super) fn failure_signs<'a, T: 'a>(
-    answers: impl Iterator<Item = &'a Result<T, NodeError>>,
-) -> (bool, bool) {
-    let (mut seen, mut redirected) = (false, false);
-    for answer in answers {
-        if let Err(error) = answer {
-            seen = true;
-            redirected |= matches!(error, NodeError::Redirected(_));
+        let Some(mut next) = next else { return };
+        // Answers already in cost no time: all of them count before the round is decided.
+        loop {
+            let (i, answer) = next;
+            if let Some(voter) = voters.get(i) {
+                let said_yes = answer.as_ref().is_ok_and(&yes);
+                answers.record(voter, i, answer, said_yes);
+            }
+            match calls.next().now_or_never() {
+                Some(Some(ready)) => next = ready,
+                _ => break,
+            }
         }
     }
-    (seen, redirected)
 }
 
 /// The addresses of the voters that had not answered when a round was decided early (before
 /// its deadline): they did not fail, the round simply did not need them.
-pub(super) fn unasked<'v, T>(
+pub(crate) fn unasked<'v, T>(
     voters: &'v [Voter],
     answers: &Answers<T>,
     early: bool,
@@ -190,12 +186,12 @@ pub(super) fn unasked<'v, T>(
 }
 
 /// Remove the voters that were not needed from a list of failures.
-pub(super) fn drop_unasked(failures: &mut Vec<crate::error::NodeFailure>, unasked: &[&str]) {
+pub(crate) fn drop_unasked(failures: &mut Vec<crate::error::NodeFailure>, unasked: &[&str]) {
     failures.retain(|f| !unasked.contains(&f.node.as_str()));
 }
 
 /// The indices of the answers that `keep` picks.
-pub(super) fn which<T>(answers: &[Option<T>], keep: impl Fn(&Option<T>) -> bool) -> Vec<usize> {
+pub(crate) fn which<T>(answers: &[Option<T>], keep: impl Fn(&Option<T>) -> bool) -> Vec<usize> {
     answers
         .iter()
         .enumerate()

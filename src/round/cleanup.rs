@@ -42,12 +42,12 @@ pub(super) async fn release_where(
 /// one already written runs first on its connection) and our token is compare-and-deleted
 /// on those voters, each awaited up to `patience`; without, the calls are awaited up to
 /// `patience`. Without a tokio runtime nothing can run, and the keys expire with their TTL.
-pub(super) struct Rest<T: Send + 'static> {
-    pub(super) calls: FuturesUnordered<Call<'static, T>>,
-    pub(super) release: Option<Vec<usize>>,
-    pub(super) shared: Arc<Shared>,
-    pub(super) patience: Duration,
-    pub(super) flight: Arc<InFlight>,
+pub(crate) struct Rest<T: Send + 'static> {
+    pub(crate) calls: FuturesUnordered<Call<'static, T>>,
+    pub(crate) release: Option<Vec<usize>>,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) patience: Duration,
+    pub(crate) flight: Arc<InFlight>,
 }
 
 impl Rest<AcquireReply> {
@@ -55,7 +55,7 @@ impl Rest<AcquireReply> {
     /// rest): a grant that lands is recorded in `late`, or deleted at once when the lock was
     /// released meanwhile. Each vote is awaited up to `patience` (the TTL: after it the key
     /// is gone anyway).
-    pub(super) fn late_grants(&mut self, late: Arc<LateVotes>) {
+    pub(crate) fn late_grants(&mut self, late: Arc<LateVotes>) {
         self.release = Some(Vec::new());
         let mut calls = std::mem::take(&mut self.calls);
         let (shared, patience) = (self.shared.clone(), self.patience);
@@ -97,7 +97,7 @@ impl<T: Send + 'static> Drop for Rest<T> {
                 drop(calls);
                 release_where(&shared.voters, &targets, &shared.token, patience).await;
             }),
-            None if calls.is_empty() => return,
+            None if calls.is_empty() || patience.is_zero() => return,
             None => Box::pin(async move {
                 let _ = tokio::time::timeout(patience, calls.count()).await;
             }),

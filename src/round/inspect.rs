@@ -1,17 +1,47 @@
 //! The info round: every voter's token and remaining time, decided by quorum.
 
-use futures::future::join_all;
+use std::sync::Arc;
+use std::time::Duration;
 
-use crate::error::{LockError, NodeError};
+use tokio::time::Instant;
+
+use crate::error::LockError;
 use crate::input::Resource;
 use crate::lock::{LockInfo, LockToken, NodeLockState};
-use crate::node::{KeyState, with_deadline};
+use crate::node::KeyState;
 use crate::quorum::{InfoDecision, collect_failures, decide_info, quorum, unavailable};
-use crate::topology::{admit_votes, voters_share_master};
+use crate::topology::voters_share_master;
 
-use super::Round;
+use super::acquire::no_voter;
+use super::{Ask, Round, Shared, Vote};
 
 impl Round<'_> {
+    /// A read round: `vote` on every voter, every answer awaited (each voter is reported)
+    /// until the node timeout; the answers in voter order, refused voters' as their reason.
+    pub(crate) async fn read_all<T: Send + 'static>(
+        &self,
+        vote: &Vote<T>,
+    ) -> Vec<(String, Result<T, crate::error::NodeError>)> {
+        let turn = self.turn().await;
+        let limit = self.config.node_timeout_value();
+        // Reads write nothing and carry no token of ours.
+        let shared = self.shared(LockToken::new());
+        let ask = Ask {
+            shared: &shared,
+            targets: None,
+            deadline: Instant::now() + limit,
+            patience: Duration::ZERO,
+            release_on_cancel: false,
+            early: false,
+        };
+        let (answers, _rest) = self.ask(&turn, ask, vote, |_| true).await;
+        answers
+            .named(&self.voters, limit)
+            .into_iter()
+            .map(|(node, answer)| (node.to_string(), answer))
+            .collect()
+    }
+
     /// One info round: every voter's token and remaining time, decided by quorum.
     pub(crate) async fn inspect(
         &self,
@@ -19,26 +49,27 @@ impl Round<'_> {
         token: Option<&LockToken>,
     ) -> Result<LockInfo, LockError> {
         let voters = &self.voters;
-        let limit = self.config.node_timeout_value();
-        let results: Vec<Result<KeyState, NodeError>> = join_all(
-            voters
-                .iter()
-                .map(|v| with_deadline(limit, v.node.inspect(&v.key))),
-        )
-        .await;
-        let results = admit_votes(self.mode, self.config, voters, results);
-        let answers: Vec<Option<KeyState>> =
-            results.iter().map(|r| r.as_ref().ok().cloned()).collect();
+        let vote: &Vote<KeyState> = &|shared: Arc<Shared>, i| {
+            Box::pin(async move {
+                let voter = shared.voters.get(i).ok_or_else(no_voter)?;
+                voter.node.inspect(&voter.key).await
+            })
+        };
+        let results = self.read_all(vote).await;
+        let answers: Vec<Option<KeyState>> = results
+            .iter()
+            .map(|(_, r)| r.as_ref().ok().cloned())
+            .collect();
         let nodes: Vec<NodeLockState> = voters
             .iter()
-            .zip(&results)
-            .map(|(voter, result)| {
+            .zip(results)
+            .map(|(voter, (node, result))| {
                 let (holder, remaining, error) = match result {
-                    Ok((holder, remaining)) => (holder.clone(), *remaining, None),
-                    Err(error) => (None, None, Some(error.clone())),
+                    Ok((holder, remaining)) => (holder, remaining, None),
+                    Err(error) => (None, None, Some(error)),
                 };
                 NodeLockState {
-                    node: voter.node.addr().to_string(),
+                    node,
                     key: String::from_utf8_lossy(&voter.key).into_owned(),
                     holder,
                     remaining,
@@ -46,7 +77,6 @@ impl Round<'_> {
                 }
             })
             .collect();
-        self.note_errors(nodes.iter().filter_map(|n| n.error.as_ref()));
         let (locked, holder, remaining) =
             match decide_info(&answers, self.config.drift_factor_value()) {
                 InfoDecision::Locked { token, remaining } => (true, Some(token), remaining),

@@ -1,6 +1,7 @@
 //! The admission rule: who may vote in a round, given each voter's facts (one vote per
 //! server, no cluster node in independent mode, optionally no evicting or quarantined server).
 
+#[cfg(test)]
 use std::borrow::Borrow;
 
 use tokio::time::Instant;
@@ -20,6 +21,7 @@ use super::ServerFacts;
 ///   was seen to restart or change role, less than the longest TTL ago, and may have lost keys,
 /// - when an earlier voter is the same server (same `run_id`): one server never votes twice,
 ///   whether it was listed under two names or two voter keys moved onto one master.
+#[cfg(test)]
 pub(crate) fn admit<F: Borrow<ServerFacts>>(
     mode: Mode,
     config: &LockConfig,
@@ -29,6 +31,7 @@ pub(crate) fn admit<F: Borrow<ServerFacts>>(
 }
 
 /// [`admit`] at `now`.
+#[cfg(test)]
 pub(crate) fn admit_at<F: Borrow<ServerFacts>>(
     mode: Mode,
     config: &LockConfig,
