@@ -5,12 +5,8 @@
 
 use std::time::Duration;
 
-use crate::acks::ReplicaAcks;
-use crate::retry::RetryPolicy;
-
-// Named by the setters' docs; the checks that return it are in `validate`.
-#[cfg(doc)]
 use crate::error::LockError;
+use crate::retry::RetryPolicy;
 
 /// The longest TTL accepted: one day. A lock meant to be held longer should be kept alive
 /// with an auto-extending guard, so that a crashed holder does not block others for days.
@@ -368,6 +364,30 @@ const DEFAULT_FENCING_RETENTION: Duration = Duration::from_secs(60);
 
 mod getters;
 mod validate;
+
+/// The replica acknowledgement a vote needs: `replicas` replicas within `timeout`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ReplicaAcks {
+    /// How many replicas must acknowledge a write (`WAIT`'s `numreplicas`), at least 1.
+    pub(crate) replicas: usize,
+    /// How long `WAIT` may block, before the cap of [`wait_limit`].
+    pub(crate) timeout: Duration,
+}
+
+impl ReplicaAcks {
+    /// Check the values against the node timeout they must fit in.
+    pub(crate) fn validate(&self, node_timeout: Duration) -> Result<(), LockError> {
+        if self.timeout < Duration::from_millis(1) || self.timeout >= node_timeout {
+            return Err(LockError::InvalidConfig(format!(
+                "replica_acks timeout must be at least 1 ms and shorter than node_timeout \
+                 ({node_timeout:?}), which bounds the whole vote (script, WAIT and round trip); \
+                 got {:?}: raise node_timeout or lower the acks timeout",
+                self.timeout
+            )));
+        }
+        Ok(())
+    }
+}
 
 #[cfg(test)]
 mod tests;

@@ -73,16 +73,10 @@
 //! return 1
 //! ```
 
-use std::time::Duration;
-
-use crate::error::NodeError;
-use crate::node::NodeResult;
-
 mod accessors;
 mod acked;
 mod decide;
 mod round;
-mod scripts;
 
 /// What sets a counter key apart from every lock key of the same prefix: lock keys continue
 /// after the prefix with `{` (cluster mode) or with the resource name, which is UTF-8; `0xFF`
@@ -103,55 +97,6 @@ pub(crate) fn fence_key(prefix: &str, lock_key: &[u8]) -> Vec<u8> {
     key.extend_from_slice(FENCE_MARK);
     key.extend_from_slice(rest);
     key
-}
-
-/// A node's answer to the fenced acquire script.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum FencedReply {
-    /// The key was set with our token: the voter's fencing counter (0 when it has none) and
-    /// its clock (`TIME`) in microseconds since the Unix epoch.
-    Granted { counter: u64, time: u64 },
-    /// Someone else holds the key; their remaining time (`None`: the key has no expiry).
-    Held(Option<Duration>),
-}
-
-/// How far ahead of its voter's clock a counter may be: tokens never run ahead of the fastest
-/// voter's clock by more than the clock offset between voters, so a counter further ahead
-/// than this was not written by a fencing commit (or a clock was stepped back by more than a
-/// day). Such a counter, up to `u64::MAX`, makes its voter's vote fail
-/// ([`NodeError::FencingCounter`]) instead of blocking the resource for good.
-pub(crate) const MAX_COUNTER_LEAD: Duration = Duration::from_secs(24 * 3600);
-
-/// Check a counter read next to a voter's clock (see [`MAX_COUNTER_LEAD`]).
-pub(crate) fn check_counter_lead(counter: u64, time: u64, key: &[u8]) -> Result<u64, NodeError> {
-    let lead = MAX_COUNTER_LEAD.as_micros() as u64;
-    if counter > time.saturating_add(lead) {
-        return Err(NodeError::FencingCounter {
-            key: display_key(key),
-            found: format!("{counter}, more than a day ahead of the server's clock ({time} us)"),
-        });
-    }
-    Ok(counter)
-}
-
-/// A key for error messages: printable ASCII as is, other bytes as `\xNN` (as `redis-cli`
-/// shows them), so that the key can be typed back.
-pub(crate) fn display_key(key: &[u8]) -> String {
-    let mut out = String::with_capacity(key.len() + 8);
-    for &byte in key {
-        if byte.is_ascii_graphic() && byte != b'\\' && byte != b'"' {
-            out.push(char::from(byte));
-        } else {
-            out.push_str(&format!("\\x{byte:02x}"));
-        }
-    }
-    format!("\"{out}\"")
-}
-
-/// The default of the fencing methods of [`crate::node::Node`].
-pub(crate) fn fencing_unsupported<'a, T: Send + 'static>(addr: &str) -> NodeResult<'a, T> {
-    let error = NodeError::Server(format!("{addr} cannot run fencing scripts"));
-    Box::pin(async move { Err(error) })
 }
 
 #[cfg(test)]

@@ -10,10 +10,8 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 
-use crate::acks::AckedWriter;
 use crate::cluster_replies::SlotRange;
 use crate::error::NodeError;
-use crate::fencing::{FencedReply, fencing_unsupported};
 use crate::server::ServerFacts;
 
 /// A node's answer to the acquire script.
@@ -21,6 +19,16 @@ use crate::server::ServerFacts;
 pub(crate) enum AcquireReply {
     /// The key was set with our token.
     Granted,
+    /// Someone else holds the key; their remaining time (`None`: the key has no expiry).
+    Held(Option<Duration>),
+}
+
+/// A node's answer to the fenced acquire script.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FencedReply {
+    /// The key was set with our token: the voter's fencing counter (0 when it has none) and
+    /// its clock (`TIME`) in microseconds since the Unix epoch.
+    Granted { counter: u64, time: u64 },
     /// Someone else holds the key; their remaining time (`None`: the key has no expiry).
     Held(Option<Duration>),
 }
@@ -67,11 +75,28 @@ pub(crate) trait Node: Send + Sync + fmt::Debug {
     /// `cluster_enabled`, eviction policy...); `None` before the first connection. Who may
     /// vote is decided on these (see `server::admit`).
     fn facts(&self) -> Option<std::sync::Arc<ServerFacts>>;
-    /// Where replica-acknowledged writes go (see `acks`): connections of their own, since
-    /// `WAIT` blocks the connection it is sent on. `None`: this node cannot wait for
-    /// replicas, so an acknowledged vote on it always fails.
-    fn acked_writer(&self) -> Option<AckedWriter<'_>> {
-        None
+    /// Run `script` (from the one registry, `scripts`) with `keys` and `args`, then `WAIT
+    /// replicas wait_ms`, pipelined on a connection of its own (`WAIT` blocks the connection
+    /// it is sent on): the script's reply and how many replicas acknowledged. By default
+    /// this node cannot wait for replicas, so an acknowledged vote on it fails.
+    fn run_acked<'a>(
+        &'a self,
+        _script: &'static redis::Script,
+        _keys: &'a [&'a [u8]],
+        _args: &'a [&'a [u8]],
+        replicas: usize,
+        _wait_ms: u64,
+    ) -> NodeResult<'a, (redis::Value, i64)> {
+        let error = NodeError::NotReplicated {
+            acked: 0,
+            needed: replicas,
+        };
+        Box::pin(async move { Err(error) })
+    }
+    /// [`NodeError::WrongType`] when `key` holds something other than a string (a key
+    /// without expiry that `SET NX` cannot tell from a held lock). By default: not checked.
+    fn check_string_key<'a>(&'a self, _key: &'a [u8]) -> NodeResult<'a, ()> {
+        Box::pin(async { Ok(()) })
     }
     /// Read the server's facts afresh, for the health report (and record them, so that a
     /// role change is seen). By default: the facts of the current connection.
@@ -105,7 +130,7 @@ pub(crate) trait Node: Send + Sync + fmt::Debug {
         _token: &'a str,
         _ttl: Duration,
     ) -> NodeResult<'a, FencedReply> {
-        fencing_unsupported(self.addr())
+        unsupported(self.addr())
     }
     /// Run the commit script: `counter = max(counter, fencing_token)`, kept for `retention`,
     /// while `key` holds `token`; `true` when it did.
@@ -117,12 +142,18 @@ pub(crate) trait Node: Send + Sync + fmt::Debug {
         _fencing_token: u64,
         _retention: Duration,
     ) -> NodeResult<'a, bool> {
-        fencing_unsupported(self.addr())
+        unsupported(self.addr())
     }
     /// Read what every later token granted by this voter exceeds: `max(counter, clock)`.
     fn read_fence<'a>(&'a self, _counter: &'a [u8]) -> NodeResult<'a, u64> {
-        fencing_unsupported(self.addr())
+        unsupported(self.addr())
     }
+}
+
+/// The default of the fencing methods of [`Node`]: the vote fails.
+fn unsupported<'a, T: Send + 'static>(addr: &str) -> NodeResult<'a, T> {
+    let error = NodeError::Server(format!("{addr} cannot run fencing scripts"));
+    Box::pin(async move { Err(error) })
 }
 
 /// Run one node call under a deadline; a missed deadline is [`NodeError::Timeout`].

@@ -12,17 +12,26 @@ use std::time::Duration;
 
 use redis::Value;
 
-use crate::acks::{AckedConnections, AckedWriter};
 use crate::cluster_replies::{SlotRange, parse_cluster_shards, parse_cluster_slots};
 use crate::error::NodeError;
-use crate::fencing::FencedReply;
-use crate::node::{AcquireReply, KeyState, Node, NodeResult};
-use crate::scripts::SCRIPTS;
+use crate::node::{AcquireReply, FencedReply, KeyState, Node, NodeResult};
+use crate::scripts::{SCRIPTS, ttl_millis};
 use crate::server::{FactsCell, ServerFacts};
 
+mod acked;
 mod connection;
+mod fenced;
 mod replies;
 mod seeds;
+
+use acked::AckedConnections;
+#[cfg(test)]
+pub(crate) use fenced::{
+    MAX_COUNTER_LEAD, check_counter_lead, parse_acquire_fenced, parse_commit, parse_counter_bytes,
+    parse_read,
+};
+#[cfg(not(test))]
+pub(crate) use fenced::{parse_acquire_fenced, parse_commit};
 
 pub(crate) use connection::addr_string;
 use connection::{Conn, lock};
@@ -77,7 +86,7 @@ impl RedisNode {
     }
 
     /// [`NodeError::WrongType`] when `key` holds something other than a string.
-    async fn check_string_key(&self, key: &[u8]) -> Result<(), NodeError> {
+    async fn key_is_string(&self, key: &[u8]) -> Result<(), NodeError> {
         let kind: String = self
             .query(async |conn| redis::cmd("TYPE").arg(key).query_async(conn).await)
             .await?;
@@ -104,10 +113,6 @@ impl RedisNode {
         })
         .await
     }
-}
-
-fn ttl_millis(ttl: Duration) -> Vec<u8> {
-    ttl.as_millis().to_string().into_bytes()
 }
 
 impl Node for RedisNode {
@@ -138,7 +143,7 @@ impl Node for RedisNode {
             // Our keys always expire: a key without expiry may be a foreign value (a list, a
             // hash) that SET NX cannot tell apart from a held lock.
             if reply == AcquireReply::Held(None) {
-                self.check_string_key(key).await?;
+                self.key_is_string(key).await?;
             }
             Ok(reply)
         })
@@ -190,12 +195,23 @@ impl Node for RedisNode {
         self.facts.get()
     }
 
-    fn acked_writer(&self) -> Option<AckedWriter<'_>> {
-        Some(AckedWriter {
-            addr: &self.addr,
-            connections: &self.acked,
-            facts: &self.facts,
-        })
+    fn run_acked<'a>(
+        &'a self,
+        script: &'static redis::Script,
+        keys: &'a [&'a [u8]],
+        args: &'a [&'a [u8]],
+        replicas: usize,
+        wait_ms: u64,
+    ) -> NodeResult<'a, (Value, i64)> {
+        let (addr, facts) = (&self.addr, &*self.facts);
+        Box::pin(
+            self.acked
+                .write(addr, facts, script, (keys, args), (replicas, wait_ms)),
+        )
+    }
+
+    fn check_string_key<'a>(&'a self, key: &'a [u8]) -> NodeResult<'a, ()> {
+        Box::pin(self.key_is_string(key))
     }
 
     fn probe(&self) -> NodeResult<'_, ServerFacts> {

@@ -53,3 +53,8 @@ impl Scripts {
         futures::future::try_join_all(loads).await.map(|_| ())
     }
 }
+
+/// A TTL as the scripts take it: whole milliseconds, in decimal.
+pub(crate) fn ttl_millis(ttl: std::time::Duration) -> Vec<u8> {
+    ttl.as_millis().to_string().into_bytes()
+}

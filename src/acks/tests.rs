@@ -1,6 +1,7 @@
 //! Replica-acknowledged votes of `acks`, unit-tested.
 
 use super::*;
+use crate::config::ReplicaAcks;
 
 fn acks(replicas: usize, ms: u64) -> ReplicaAcks {
     ReplicaAcks {

@@ -6,14 +6,14 @@
 
 use std::time::Duration;
 
-use crate::acks::{judged, writer_of};
+use crate::acks::{judged, write};
 use crate::config::LockConfig;
 use crate::error::NodeError;
 use crate::topology::Voter;
 
-use super::FencedReply;
-use super::scripts::{parse_acquire_fenced, parse_commit};
-use crate::scripts::SCRIPTS;
+use crate::node::FencedReply;
+use crate::redis_node::{parse_acquire_fenced, parse_commit};
+use crate::scripts::{SCRIPTS, ttl_millis};
 
 /// The fenced acquire on `node`: acknowledged by replicas when configured (a grant counts
 /// only once `n` replicas have the key), plain otherwise. `per_call` caps the `WAIT`.
@@ -29,17 +29,10 @@ pub(super) async fn acquire_fenced(
     let Some(acks) = config.replica_acks_value() else {
         return node.acquire_fenced(key, counter, token, ttl).await;
     };
-    let writer = writer_of(node.as_ref(), acks)?;
-    let ttl = ttl.as_millis().to_string();
-    let (reply, acked) = writer
-        .write_keys(
-            &SCRIPTS.fence_acquire,
-            &[key, counter],
-            &[token.as_bytes(), ttl.as_bytes()],
-            acks,
-            per_call,
-        )
-        .await?;
+    let ttl = ttl_millis(ttl);
+    let args: &[&[u8]] = &[token.as_bytes(), &ttl];
+    let script = &SCRIPTS.fence_acquire;
+    let (reply, acked) = write(node, script, &[key, counter], args, acks, per_call).await?;
     match parse_acquire_fenced(&reply, counter)? {
         granted @ FencedReply::Granted { .. } => judged(granted, acked, acks.replicas),
         // Nothing was written: replication is beside the point.
@@ -64,24 +57,17 @@ pub(super) async fn fence_commit(
             .fence_commit(key, counter, token, fencing_token, retention)
             .await;
     };
-    let writer = writer_of(node.as_ref(), acks)?;
     let (fencing_token, retention) = (
         fencing_token.to_string(),
         retention.as_millis().max(1).to_string(),
     );
-    let (reply, acked) = writer
-        .write_keys(
-            &SCRIPTS.fence_commit,
-            &[key, counter],
-            &[
-                token.as_bytes(),
-                fencing_token.as_bytes(),
-                retention.as_bytes(),
-            ],
-            acks,
-            per_call,
-        )
-        .await?;
+    let args: &[&[u8]] = &[
+        token.as_bytes(),
+        fencing_token.as_bytes(),
+        retention.as_bytes(),
+    ];
+    let script = &SCRIPTS.fence_commit;
+    let (reply, acked) = write(node, script, &[key, counter], args, acks, per_call).await?;
     match parse_commit(&reply, counter)? {
         true => judged(true, acked, acks.replicas),
         false => Ok(false),

@@ -14,7 +14,8 @@ use crate::round::{Ask, Attempt, Grant, Granted, Round, Shared, Vote};
 
 use super::acked;
 use super::decide::{CommitDecision, decide_commit, next_token, quorum_floor};
-use super::{FencedReply, fence_key};
+use super::fence_key;
+use crate::node::FencedReply;
 
 impl Grant for FencedReply {
     fn held(&self) -> Option<Option<std::time::Duration>> {

@@ -10,7 +10,7 @@ use tokio::time::{Instant, sleep};
 
 use crate::cluster_replies::SlotRange;
 use crate::error::NodeError;
-use crate::fencing::FencedReply;
+use crate::node::FencedReply;
 use crate::node::{AcquireReply, KeyState, Node, NodeResult};
 use crate::server::ServerFacts;
 use crate::sim::{NOT_A_CLUSTER, SimNode, TTL};

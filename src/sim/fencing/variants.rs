@@ -12,7 +12,8 @@ use tokio::time::Instant;
 
 use super::{DRIFT_FACTOR, FencedLink, PREFIX, RESOURCE, Variant};
 use crate::error::NodeError;
-use crate::fencing::{FencedReply, fence_key};
+use crate::fencing::fence_key;
+use crate::node::FencedReply;
 use crate::node::{Node, with_deadline};
 use crate::quorum::{drift, quorum, validity};
 use crate::sim::TTL;

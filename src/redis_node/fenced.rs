@@ -1,15 +1,50 @@
 //! The fencing scripts on a real node (fenced acquire, commit, counter read) and the parsers
-//! of their replies. The scripts are in the one registry, `scripts`, preloaded on connect.
+//! of their replies (see `fencing` for the protocol). The scripts are in the one registry,
+//! `scripts`, preloaded on connect.
 
 use std::time::Duration;
 
 use redis::Value;
 
 use crate::error::NodeError;
-use crate::redis_node::{RedisNode, parse_acquire, parse_flag};
+use crate::node::FencedReply;
 use crate::scripts::SCRIPTS;
 
-use super::{FencedReply, check_counter_lead, display_key};
+use super::RedisNode;
+use super::replies::{parse_acquire, parse_flag};
+
+/// How far ahead of its voter's clock a counter may be: tokens never run ahead of the fastest
+/// voter's clock by more than the clock offset between voters, so a counter further ahead
+/// than this was not written by a fencing commit (or a clock was stepped back by more than a
+/// day). Such a counter, up to `u64::MAX`, makes its voter's vote fail
+/// ([`NodeError::FencingCounter`]) instead of blocking the resource for good.
+pub(crate) const MAX_COUNTER_LEAD: Duration = Duration::from_secs(24 * 3600);
+
+/// Check a counter read next to a voter's clock (see [`MAX_COUNTER_LEAD`]).
+pub(crate) fn check_counter_lead(counter: u64, time: u64, key: &[u8]) -> Result<u64, NodeError> {
+    let lead = MAX_COUNTER_LEAD.as_micros() as u64;
+    if counter > time.saturating_add(lead) {
+        return Err(NodeError::FencingCounter {
+            key: display_key(key),
+            found: format!("{counter}, more than a day ahead of the server's clock ({time} us)"),
+        });
+    }
+    Ok(counter)
+}
+
+/// A key for error messages: printable ASCII as is, other bytes as `\xNN` (as `redis-cli`
+/// shows them), so that the key can be typed back.
+pub(crate) fn display_key(key: &[u8]) -> String {
+    let mut out = String::with_capacity(key.len() + 8);
+    for &byte in key {
+        if byte.is_ascii_graphic() && byte != b'\\' && byte != b'"' {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("\\x{byte:02x}"));
+        }
+    }
+    format!("\"{out}\"")
+}
 
 /// A counter value as stored, parsed as the commit script writes it: canonical decimal
 /// digits (`0`, or no leading zero), within `u64`. A missing counter reads as 0. Anything
@@ -142,7 +177,7 @@ pub(crate) fn parse_read(value: &Value, key: &[u8]) -> Result<u64, NodeError> {
 
 /// The fencing scripts on a real node; its [`crate::node::Node`] methods call these.
 impl RedisNode {
-    pub(crate) async fn run_acquire_fenced(
+    pub(super) async fn run_acquire_fenced(
         &self,
         key: &[u8],
         counter: &[u8],
@@ -160,7 +195,7 @@ impl RedisNode {
         parse_acquire_fenced(&reply, counter)
     }
 
-    pub(crate) async fn run_fence_commit(
+    pub(super) async fn run_fence_commit(
         &self,
         key: &[u8],
         counter: &[u8],
@@ -183,7 +218,7 @@ impl RedisNode {
         parse_commit(&reply, counter)
     }
 
-    pub(crate) async fn run_read_fence(&self, counter: &[u8]) -> Result<u64, NodeError> {
+    pub(super) async fn run_read_fence(&self, counter: &[u8]) -> Result<u64, NodeError> {
         let reply = self
             .query(async |conn| {
                 SCRIPTS
