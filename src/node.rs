@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 
-use crate::cluster_replies::SlotRange;
+use crate::adapter::cluster_replies::SlotRange;
 use crate::error::NodeError;
 use crate::server::ServerFacts;
 

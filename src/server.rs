@@ -17,8 +17,8 @@ use std::time::Duration;
 use redis::aio::MultiplexedConnection;
 use tokio::time::Instant;
 
+use crate::adapter::info::parse_info;
 use crate::error::NodeError;
-use crate::info::parse_info;
 
 mod admit;
 mod cell;

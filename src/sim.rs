@@ -141,7 +141,7 @@ fn run_with(scenario: &Scenario, config: LockConfig) -> Vec<Hold> {
                                 sleep(Duration::from_millis(rng.random_range(0..600))).await;
                             }
                             let until = Instant::now().min(lock.deadline);
-                            holds.lock().unwrap_or_else(|p| p.into_inner()).push(Hold {
+                            crate::mutex::lock(&holds).push(Hold {
                                 client,
                                 took,
                                 from,
@@ -159,7 +159,7 @@ fn run_with(scenario: &Scenario, config: LockConfig) -> Vec<Hold> {
         for client in clients {
             let _ = client.await;
         }
-        holds.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        crate::mutex::lock(&holds).clone()
     })
 }
 
@@ -333,5 +333,4 @@ fn data_loss_yields_a_shrunk_counterexample() {
 
 // The delayed-restart rule in the model: the data-loss counterexample, closed.
 #[cfg(test)]
-#[path = "sim_delayed_restart.rs"]
 mod delayed_restart;

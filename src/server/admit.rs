@@ -8,7 +8,7 @@ use tokio::time::Instant;
 
 use crate::config::{LockConfig, Mode};
 use crate::error::NodeError;
-use crate::quarantine::{Verdict, delayed_restart};
+use crate::features::quarantine::{Verdict, delayed_restart};
 
 use super::ServerFacts;
 

@@ -2,7 +2,7 @@
 //! simulated nodes, delays, losses, crashes and drifting clocks as `sim`, checked for token
 //! monotonicity among all holders; and two cheaper protocols the checker must reject.
 //!
-//! - [`Variant::Engine`]: the crate's two-round construction (see `crate::fencing`), with
+//! - [`Variant::Engine`]: the crate's two-round construction (see `crate::features::fencing`), with
 //!   nodes that report their counter and clock ([`Terms`]); the same engine with nodes that
 //!   report only one of them is the counter-only construction (the one before the clock term)
 //!   or a clock-only one.
@@ -219,16 +219,13 @@ fn run_setup(scenario: &Scenario, setup: &Setup) -> Vec<FencedHold> {
                     match held {
                         Some((from, until, token)) => {
                             held_count += 1;
-                            holds
-                                .lock()
-                                .unwrap_or_else(|p| p.into_inner())
-                                .push(FencedHold {
-                                    client,
-                                    asked,
-                                    from,
-                                    until,
-                                    token,
-                                });
+                            crate::mutex::lock(&holds).push(FencedHold {
+                                client,
+                                asked,
+                                from,
+                                until,
+                                token,
+                            });
                         }
                         None => sleep(Duration::from_millis(rng.random_range(0..200))).await,
                     }
@@ -238,7 +235,7 @@ fn run_setup(scenario: &Scenario, setup: &Setup) -> Vec<FencedHold> {
         for client in clients {
             let _ = client.await;
         }
-        holds.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        crate::mutex::lock(&holds).clone()
     })
 }
 

@@ -11,7 +11,7 @@ use rand::RngExt;
 use rand::rngs::StdRng;
 use tokio::time::{Instant, sleep};
 
-use crate::cluster_replies::SlotRange;
+use crate::adapter::cluster_replies::SlotRange;
 use crate::error::NodeError;
 use crate::node::{AcquireReply, KeyState, Node, NodeResult, SharedNode, UnservedSlot};
 use crate::server::ServerFacts;
@@ -42,7 +42,7 @@ impl SimNode {
     ) -> Result<T, NodeError> {
         let now = Instant::now();
         let since = now.duration_since(self.epoch).as_millis() as u64;
-        let mut data = self.data.lock().unwrap_or_else(|p| p.into_inner());
+        let mut data = crate::mutex::lock(&self.data);
         data.wiped.resize(self.crashes.len(), false);
         for (i, crash) in self.crashes.iter().enumerate() {
             if crash.loses_data && since >= crash.at_ms && !data.wiped[i] {
@@ -110,7 +110,7 @@ impl SimLink {
         op: impl FnOnce(&mut HashMap<Vec<u8>, (String, Instant)>, Instant) -> T + Send,
     ) -> Result<T, NodeError> {
         let (to_node, to_client, lose_request, lose_reply) = {
-            let mut rng = self.rng.lock().unwrap_or_else(|p| p.into_inner());
+            let mut rng = crate::mutex::lock(&self.rng);
             let max = self.max_delay.as_millis() as u64;
             (
                 Duration::from_millis(rng.random_range(0..=max)),

@@ -5,7 +5,7 @@ use std::sync::atomic::AtomicUsize;
 use futures::future::join_all;
 
 use super::*;
-use crate::cluster_replies::SlotRange;
+use crate::adapter::cluster_replies::SlotRange;
 use crate::error::NodeError;
 use crate::node::{AcquireReply, KeyState, Node, NodeResult, SharedNode};
 use crate::server::ServerFacts;

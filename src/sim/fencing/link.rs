@@ -8,7 +8,7 @@ use rand::RngExt;
 use rand::rngs::StdRng;
 use tokio::time::{Instant, sleep};
 
-use crate::cluster_replies::SlotRange;
+use crate::adapter::cluster_replies::SlotRange;
 use crate::error::NodeError;
 use crate::node::FencedReply;
 use crate::node::{AcquireReply, KeyState, Node, NodeResult};
@@ -103,7 +103,7 @@ impl FencedLink {
         op: impl FnOnce(&mut Keys, Instant) -> T + Send,
     ) -> Result<T, NodeError> {
         let (to_node, to_client, lose_request, lose_reply) = {
-            let mut rng = self.rng.lock().unwrap_or_else(|p| p.into_inner());
+            let mut rng = crate::mutex::lock(&self.rng);
             (
                 self.delay(&mut rng),
                 self.delay(&mut rng),

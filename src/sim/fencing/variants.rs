@@ -11,11 +11,11 @@ use rand::seq::SliceRandom;
 use tokio::time::Instant;
 
 use super::{DRIFT_FACTOR, FencedLink, PREFIX, RESOURCE, Variant};
+use crate::engine::quorum::{drift, quorum, validity};
 use crate::error::NodeError;
-use crate::fencing::fence_key;
+use crate::features::fencing::fence_key;
 use crate::node::FencedReply;
 use crate::node::{Node, with_deadline};
-use crate::quorum::{drift, quorum, validity};
 use crate::sim::TTL;
 
 /// Send one request per link, each in its own task (a sent request lands even when nobody

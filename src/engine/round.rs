@@ -25,8 +25,8 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
 use crate::config::{LockConfig, Mode};
+use crate::engine::flight::InFlight;
 use crate::error::{LockError, NodeError};
-use crate::flight::InFlight;
 use crate::lock::{Lock, LockToken};
 use crate::topology::Voter;
 use crate::topology_cache::TopologyCache;

@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::acks;
+use crate::engine::quorum::{AcquireDecision, AcquireVote, decide_acquire, drift, unavailable};
 use crate::error::{LockError, NodeError};
+use crate::features::acks;
 use crate::input::{Resource, Ttl};
 use crate::lock::{LateVotes, Lock, LockToken};
 use crate::node::AcquireReply;
-use crate::quorum::{AcquireDecision, AcquireVote, decide_acquire, drift, unavailable};
 
 use super::answers::{drop_unasked, unasked, which};
 use super::cleanup::Rest;

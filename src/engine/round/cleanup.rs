@@ -7,7 +7,7 @@ use std::time::Duration;
 use futures::future::{BoxFuture, join_all};
 use futures::stream::{FuturesUnordered, StreamExt};
 
-use crate::flight::InFlight;
+use crate::engine::flight::InFlight;
 use crate::lock::{LateVotes, LockToken};
 use crate::node::AcquireReply;
 use crate::node::with_deadline;

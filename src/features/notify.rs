@@ -21,13 +21,15 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
+
+use crate::mutex::lock;
 use std::time::Duration;
 
 use rand::RngExt;
 use tokio::sync::Notify;
 
-use crate::quorum::quorum;
+use crate::engine::quorum::quorum;
 use crate::topology::Voter;
 
 mod subscriber;
@@ -53,13 +55,6 @@ pub(crate) fn channel_of(key: &[u8]) -> Vec<u8> {
     channel.extend_from_slice(key);
     channel.extend_from_slice(CHANNEL_SUFFIX);
     channel
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    match mutex.lock() {
-        Ok(guard) => guard,
-        Err(poisoned) => poisoned.into_inner(),
-    }
 }
 
 /// The release notices of one manager: its wait queues and its subscriber connections.

@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
+use crate::engine::quorum::{ReleaseDecision, decide_release, unavailable};
 use crate::error::LockError;
 use crate::lock::Lock;
-use crate::quorum::{ReleaseDecision, decide_release, unavailable};
 
 use super::acquire::no_voter;
 use super::answers::{drop_unasked, unasked};

@@ -12,10 +12,10 @@ use std::time::Duration;
 
 use redis::Value;
 
-use crate::cluster_replies::{SlotRange, parse_cluster_shards, parse_cluster_slots};
+use crate::adapter::cluster_replies::{SlotRange, parse_cluster_shards, parse_cluster_slots};
+use crate::adapter::scripts::{SCRIPTS, ttl_millis};
 use crate::error::NodeError;
 use crate::node::{AcquireReply, FencedReply, KeyState, Node, NodeResult};
-use crate::scripts::{SCRIPTS, ttl_millis};
 use crate::server::{FactsCell, ServerFacts};
 
 mod acked;
@@ -33,8 +33,9 @@ pub(crate) use fenced::{
 #[cfg(not(test))]
 pub(crate) use fenced::{parse_acquire_fenced, parse_commit};
 
+use crate::mutex::lock;
+use connection::Conn;
 pub(crate) use connection::addr_string;
-use connection::{Conn, lock};
 use replies::parse_inspect;
 pub(crate) use replies::{parse_acquire, parse_flag};
 pub(crate) use seeds::RedisSeeds;

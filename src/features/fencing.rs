@@ -73,7 +73,6 @@
 //! return 1
 //! ```
 
-mod accessors;
 mod acked;
 mod decide;
 mod round;

@@ -15,11 +15,11 @@
 
 use std::time::Duration;
 
+use crate::adapter::redis_node::{parse_acquire, parse_flag};
+use crate::adapter::scripts::{SCRIPTS, ttl_millis};
 use crate::config::{LockConfig, Mode, ReplicaAcks};
 use crate::error::{LockError, NodeError};
 use crate::node::{AcquireReply, SharedNode};
-use crate::redis_node::{parse_acquire, parse_flag};
-use crate::scripts::{SCRIPTS, ttl_millis};
 use crate::server::ServerFacts;
 
 /// The `WAIT` timeout in whole milliseconds: the configured timeout, capped by the vote's

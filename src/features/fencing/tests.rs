@@ -6,13 +6,13 @@ use redis::Value;
 
 use super::decide::{CommitDecision, decide_commit, next_token, quorum_floor};
 use super::*;
-use crate::error::NodeError;
-use crate::keys::{derive_cluster_keys, independent_key, key_slot};
-use crate::node::FencedReply;
-use crate::redis_node::{
+use crate::adapter::redis_node::{
     MAX_COUNTER_LEAD, check_counter_lead, parse_acquire_fenced, parse_commit, parse_counter_bytes,
     parse_read,
 };
+use crate::error::NodeError;
+use crate::keys::{derive_cluster_keys, independent_key, key_slot};
+use crate::node::FencedReply;
 use proptest::prelude::*;
 
 fn ok(node: &str) -> (String, Result<bool, NodeError>) {

@@ -8,7 +8,8 @@ use std::time::Duration;
 use redis::aio::MultiplexedConnection;
 use redis::{PushInfo, PushKind, Value};
 
-use super::{Shared, lock};
+use super::Shared;
+use crate::mutex::lock;
 
 /// Where a channel stands on a subscriber connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,8 +7,9 @@ use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 use redis::aio::MultiplexedConnection;
 
+use crate::adapter::scripts::SCRIPTS;
 use crate::error::NodeError;
-use crate::scripts::SCRIPTS;
+use crate::mutex::lock;
 use crate::server::{FactsCell, ServerFacts};
 
 use super::RedisNode;
@@ -25,12 +26,6 @@ pub(super) enum Conn {
     /// Open; the number tells it from a later connection, so that an old failure does not
     /// drop a newer connection.
     Open(MultiplexedConnection, u64),
-}
-
-pub(super) fn lock(state: &std::sync::Mutex<Conn>) -> std::sync::MutexGuard<'_, Conn> {
-    state
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// `host:port` of a connection address.

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use redis::Value;
 
+use crate::adapter::scripts::SCRIPTS;
 use crate::error::NodeError;
 use crate::node::FencedReply;
-use crate::scripts::SCRIPTS;
 
 use super::RedisNode;
 use super::replies::{parse_acquire, parse_flag};

@@ -6,11 +6,11 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
+use crate::engine::quorum::{AcquireDecision, collect_failures, unavailable};
+use crate::engine::round::{Ask, Attempt, Grant, Granted, Round, Shared, Vote};
 use crate::error::NodeError;
 use crate::input::{Resource, Ttl};
 use crate::lock::LockToken;
-use crate::quorum::{AcquireDecision, collect_failures, unavailable};
-use crate::round::{Ask, Attempt, Grant, Granted, Round, Shared, Vote};
 
 use super::acked;
 use super::decide::{CommitDecision, decide_commit, next_token, quorum_floor};
@@ -37,7 +37,7 @@ impl Round<'_> {
     /// decision is not part of the commit, so its key is released too.
     pub(crate) async fn acquire_fenced(&self, resource: Resource<'_>, ttl: Ttl) -> Attempt {
         let ttl = ttl.get();
-        let (allowance, limit) = crate::round::limits(self.config, ttl);
+        let (allowance, limit) = crate::engine::round::limits(self.config, ttl);
         let turn = self.turn().await;
         let shared = self.shared(LockToken::new());
 

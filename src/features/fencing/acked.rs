@@ -6,14 +6,14 @@
 
 use std::time::Duration;
 
-use crate::acks::{judged, write};
 use crate::config::LockConfig;
 use crate::error::NodeError;
+use crate::features::acks::{judged, write};
 use crate::topology::Voter;
 
+use crate::adapter::redis_node::{parse_acquire_fenced, parse_commit};
+use crate::adapter::scripts::{SCRIPTS, ttl_millis};
 use crate::node::FencedReply;
-use crate::redis_node::{parse_acquire_fenced, parse_commit};
-use crate::scripts::{SCRIPTS, ttl_millis};
 
 /// The fenced acquire on `node`: acknowledged by replicas when configured (a grant counts
 /// only once `n` replicas have the key), plain otherwise. `per_call` caps the `WAIT`.

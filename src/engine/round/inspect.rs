@@ -5,11 +5,11 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::engine::quorum::{InfoDecision, collect_failures, decide_info, quorum, unavailable};
 use crate::error::LockError;
 use crate::input::Resource;
 use crate::lock::{LockInfo, LockToken, NodeLockState};
 use crate::node::KeyState;
-use crate::quorum::{InfoDecision, collect_failures, decide_info, quorum, unavailable};
 use crate::topology::voters_share_master;
 
 use super::acquire::no_voter;

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
+use crate::engine::quorum::{quorum, validity};
 use crate::error::{NodeError, NodeFailure, NodeFailures};
-use crate::quorum::{quorum, validity};
 
 /// The decision of the commit round.
 #[derive(Debug, Clone, PartialEq, Eq)]

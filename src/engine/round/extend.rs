@@ -5,11 +5,11 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use crate::acks;
+use crate::engine::quorum::{ExtendDecision, decide_extend, unavailable};
 use crate::error::LockError;
+use crate::features::acks;
 use crate::input::Ttl;
 use crate::lock::Lock;
-use crate::quorum::{ExtendDecision, decide_extend, unavailable};
 
 use super::acquire::{limits, no_voter};
 use super::answers::{drop_unasked, unasked, which};

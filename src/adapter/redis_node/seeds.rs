@@ -24,10 +24,7 @@ impl NodeRegistry {
         connect_timeout: Duration,
     ) -> Arc<RedisNode> {
         let addr = addr_string(info.addr());
-        let mut nodes = match self.nodes.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut nodes = crate::mutex::lock(&self.nodes);
         nodes
             .entry(addr)
             .or_insert_with(|| Arc::new(RedisNode::new(info.clone(), connect_timeout)))
@@ -36,10 +33,7 @@ impl NodeRegistry {
 
     /// The connection settings of the node at `addr`, if it is known.
     fn settings(&self, addr: &str) -> Option<redis::ConnectionInfo> {
-        let nodes = match self.nodes.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let nodes = crate::mutex::lock(&self.nodes);
         nodes.get(addr).map(|node| node.info.clone())
     }
 }

@@ -11,8 +11,8 @@ use std::time::Duration;
 use redis::Value;
 use redis::aio::MultiplexedConnection;
 
+use crate::adapter::scripts::SCRIPTS;
 use crate::error::NodeError;
-use crate::scripts::SCRIPTS;
 use crate::server::{FactsCell, ServerFacts};
 
 /// How many idle connections for acknowledged writes a node keeps. More votes in flight open
@@ -31,7 +31,7 @@ pub(crate) struct AckedConnections {
 impl std::fmt::Debug for AckedConnections {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AckedConnections")
-            .field("idle", &self.idle_mut().len())
+            .field("idle", &crate::mutex::lock(&self.idle).len())
             .finish_non_exhaustive()
     }
 }
@@ -46,13 +46,6 @@ impl AckedConnections {
         }
     }
 
-    fn idle_mut(&self) -> std::sync::MutexGuard<'_, Vec<MultiplexedConnection>> {
-        match self.idle.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        }
-    }
-
     /// An idle connection, or a new one (its server's facts recorded in `facts`, the scripts
     /// loaded).
     async fn take(
@@ -60,7 +53,7 @@ impl AckedConnections {
         addr: &str,
         facts: &FactsCell,
     ) -> Result<MultiplexedConnection, NodeError> {
-        if let Some(conn) = self.idle_mut().pop() {
+        if let Some(conn) = crate::mutex::lock(&self.idle).pop() {
             return Ok(conn);
         }
         let timeout = self.connect_timeout;
@@ -96,7 +89,7 @@ impl AckedConnections {
 
     /// Give a connection back after a complete exchange.
     fn give_back(&self, conn: MultiplexedConnection) {
-        let mut idle = self.idle_mut();
+        let mut idle = crate::mutex::lock(&self.idle);
         if idle.len() < MAX_IDLE {
             idle.push(conn);
         }

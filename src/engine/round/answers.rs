@@ -11,8 +11,8 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::time::Instant;
 
 use crate::config::{LockConfig, Mode};
+use crate::engine::quorum::Count;
 use crate::error::NodeError;
-use crate::quorum::Count;
 use crate::server::{ServerFacts, admit_one, refusal};
 use crate::topology::Voter;
 
