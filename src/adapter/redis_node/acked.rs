@@ -11,9 +11,8 @@ use std::time::Duration;
 use redis::Value;
 use redis::aio::MultiplexedConnection;
 
-use crate::adapter::scripts::SCRIPTS;
 use crate::error::NodeError;
-use crate::server::{FactsCell, ServerFacts};
+use crate::server::FactsCell;
 
 /// How many idle connections for acknowledged writes a node keeps. More votes in flight open
 /// more connections; those beyond this many are closed after use.
@@ -56,35 +55,11 @@ impl AckedConnections {
         if let Some(conn) = crate::mutex::lock(&self.idle).pop() {
             return Ok(conn);
         }
-        let timeout = self.connect_timeout;
-        let open = async {
-            #[cfg(feature = "tls")]
-            if matches!(self.info.addr(), redis::ConnectionAddr::TcpTls { .. }) {
-                crate::tls::ensure_crypto_provider();
-            }
-            let client = redis::Client::open(self.info.clone())
-                .map_err(|e| NodeError::Connect(e.to_string()))?;
-            // No response timeout of its own: every use is under the round's deadline, and a
-            // connection whose call was cut short is dropped, never given back.
-            let config = redis::AsyncConnectionConfig::new()
-                .set_connection_timeout(Some(timeout))
-                .set_response_timeout(None);
-            let mut conn = client
-                .get_multiplexed_async_connection_with_config(&config)
-                .await
-                .map_err(|e| NodeError::from_connect(&e))?;
-            // A new connection may reach a restarted server before the node's main connection
-            // notices: record who answers, so that the voting rules see it.
-            facts.record(addr, ServerFacts::read(&mut conn).await?);
-            SCRIPTS
-                .preload(&conn)
-                .await
-                .map_err(|e| NodeError::from_redis(&e))?;
-            Ok::<_, NodeError>(conn)
-        };
-        tokio::time::timeout(timeout, open)
-            .await
-            .map_err(|_| NodeError::Timeout(timeout))?
+        // The one way a node's connection opens (see `connection`): a new connection may
+        // reach a restarted server before the node's main connection notices, so who answers
+        // is recorded for the voting rules. No response timeout of its own: every use is under
+        // the round's deadline, and a connection whose call was cut short is never given back.
+        super::connection::open(self.info.clone(), self.connect_timeout, addr, facts).await
     }
 
     /// Give a connection back after a complete exchange.

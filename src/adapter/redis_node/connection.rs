@@ -39,7 +39,7 @@ pub(crate) fn addr_string(addr: &redis::ConnectionAddr) -> String {
 
 /// Open a connection, read the server's facts into `facts`, and preload the scripts, all
 /// within `timeout`.
-async fn open(
+pub(super) async fn open(
     info: redis::ConnectionInfo,
     timeout: Duration,
     addr: &str,
