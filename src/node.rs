@@ -75,22 +75,19 @@ pub(crate) trait Node: Send + Sync + fmt::Debug {
     /// `cluster_enabled`, eviction policy...); `None` before the first connection. Who may
     /// vote is decided on these (see `server::admit`).
     fn facts(&self) -> Option<std::sync::Arc<ServerFacts>>;
-    /// Run `script` (from the one registry, `scripts`) with `keys` and `args`, then `WAIT
-    /// replicas wait_ms`, pipelined on a connection of its own (`WAIT` blocks the connection
-    /// it is sent on): the script's reply and how many replicas acknowledged. By default
-    /// this node cannot wait for replicas, so an acknowledged vote on it fails.
-    fn run_acked<'a>(
+    /// Run `script` (from the one registry, `adapter::scripts`) with `keys` and `args`; with
+    /// `wait` = `(replicas, milliseconds)`, followed by `WAIT replicas milliseconds` pipelined
+    /// on a connection of its own (`WAIT` blocks the connection it is sent on). The script's
+    /// reply, and how many replicas acknowledged (`None` without `wait`). By default this
+    /// node runs no scripts: the vote fails.
+    fn run<'a>(
         &'a self,
         _script: &'static redis::Script,
         _keys: &'a [&'a [u8]],
         _args: &'a [&'a [u8]],
-        replicas: usize,
-        _wait_ms: u64,
-    ) -> NodeResult<'a, (redis::Value, i64)> {
-        let error = NodeError::NotReplicated {
-            acked: 0,
-            needed: replicas,
-        };
+        _wait: Option<(usize, u64)>,
+    ) -> NodeResult<'a, (redis::Value, Option<i64>)> {
+        let error = NodeError::Server(format!("{} cannot run this script", self.addr()));
         Box::pin(async move { Err(error) })
     }
     /// [`NodeError::WrongType`] when `key` holds something other than a string (a key
@@ -119,41 +116,6 @@ pub(crate) trait Node: Send + Sync + fmt::Debug {
     fn subscriber_info(&self) -> Option<redis::ConnectionInfo> {
         None
     }
-
-    // Fencing tokens (see `fencing`): a node that does not implement them fails the vote.
-
-    /// Run the fenced acquire script: take `key` and read the fencing `counter`.
-    fn acquire_fenced<'a>(
-        &'a self,
-        _key: &'a [u8],
-        _counter: &'a [u8],
-        _token: &'a str,
-        _ttl: Duration,
-    ) -> NodeResult<'a, FencedReply> {
-        unsupported(self.addr())
-    }
-    /// Run the commit script: `counter = max(counter, fencing_token)`, kept for `retention`,
-    /// while `key` holds `token`; `true` when it did.
-    fn fence_commit<'a>(
-        &'a self,
-        _key: &'a [u8],
-        _counter: &'a [u8],
-        _token: &'a str,
-        _fencing_token: u64,
-        _retention: Duration,
-    ) -> NodeResult<'a, bool> {
-        unsupported(self.addr())
-    }
-    /// Read what every later token granted by this voter exceeds: `max(counter, clock)`.
-    fn read_fence<'a>(&'a self, _counter: &'a [u8]) -> NodeResult<'a, u64> {
-        unsupported(self.addr())
-    }
-}
-
-/// The default of the fencing methods of [`Node`]: the vote fails.
-fn unsupported<'a, T: Send + 'static>(addr: &str) -> NodeResult<'a, T> {
-    let error = NodeError::Server(format!("{addr} cannot run fencing scripts"));
-    Box::pin(async move { Err(error) })
 }
 
 /// Run one node call under a deadline; a missed deadline is [`NodeError::Timeout`].

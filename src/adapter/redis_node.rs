@@ -15,7 +15,7 @@ use redis::Value;
 use crate::adapter::cluster_replies::{SlotRange, parse_cluster_shards, parse_cluster_slots};
 use crate::adapter::scripts::{SCRIPTS, ttl_millis};
 use crate::error::NodeError;
-use crate::node::{AcquireReply, FencedReply, KeyState, Node, NodeResult};
+use crate::node::{AcquireReply, KeyState, Node, NodeResult};
 use crate::server::{FactsCell, ServerFacts};
 
 mod acked;
@@ -31,7 +31,7 @@ pub(crate) use fenced::{
     parse_read,
 };
 #[cfg(not(test))]
-pub(crate) use fenced::{parse_acquire_fenced, parse_commit};
+pub(crate) use fenced::{parse_acquire_fenced, parse_commit, parse_read};
 
 use crate::mutex::lock;
 use connection::Conn;
@@ -105,8 +105,22 @@ impl RedisNode {
         key: &[u8],
         args: &[&[u8]],
     ) -> Result<Value, NodeError> {
+        self.script_keys(script, &[key], args).await
+    }
+
+    /// Run `script` with `keys` and `args` on the node's connection (`EVALSHA`, reloaded on
+    /// `NOSCRIPT`).
+    async fn script_keys(
+        &self,
+        script: &redis::Script,
+        keys: &[&[u8]],
+        args: &[&[u8]],
+    ) -> Result<Value, NodeError> {
         self.query(async |conn| {
-            let mut invocation = script.key(key);
+            let mut invocation = script.prepare_invoke();
+            for key in keys {
+                invocation.key(*key);
+            }
             for arg in args {
                 invocation.arg(*arg);
             }
@@ -196,19 +210,23 @@ impl Node for RedisNode {
         self.facts.get()
     }
 
-    fn run_acked<'a>(
+    fn run<'a>(
         &'a self,
         script: &'static redis::Script,
         keys: &'a [&'a [u8]],
         args: &'a [&'a [u8]],
-        replicas: usize,
-        wait_ms: u64,
-    ) -> NodeResult<'a, (Value, i64)> {
-        let (addr, facts) = (&self.addr, &*self.facts);
-        Box::pin(
-            self.acked
-                .write(addr, facts, script, (keys, args), (replicas, wait_ms)),
-        )
+        wait: Option<(usize, u64)>,
+    ) -> NodeResult<'a, (Value, Option<i64>)> {
+        Box::pin(async move {
+            if let Some(wait) = wait {
+                let (addr, facts) = (&self.addr, &*self.facts);
+                let reply = self.acked.write(addr, facts, script, (keys, args), wait);
+                return acked_reply(reply.await);
+            }
+            self.script_keys(script, keys, args)
+                .await
+                .map(|v| (v, None))
+        })
     }
 
     fn check_string_key<'a>(&'a self, key: &'a [u8]) -> NodeResult<'a, ()> {
@@ -247,33 +265,11 @@ impl Node for RedisNode {
     fn subscriber_info(&self) -> Option<redis::ConnectionInfo> {
         Some(self.info.clone())
     }
+}
 
-    // Fencing: the scripts and their replies live in `fencing`.
-
-    fn acquire_fenced<'a>(
-        &'a self,
-        key: &'a [u8],
-        counter: &'a [u8],
-        token: &'a str,
-        ttl: Duration,
-    ) -> NodeResult<'a, FencedReply> {
-        Box::pin(self.run_acquire_fenced(key, counter, token, ttl))
-    }
-
-    fn fence_commit<'a>(
-        &'a self,
-        key: &'a [u8],
-        counter: &'a [u8],
-        token: &'a str,
-        fencing_token: u64,
-        retention: Duration,
-    ) -> NodeResult<'a, bool> {
-        Box::pin(self.run_fence_commit(key, counter, token, fencing_token, retention))
-    }
-
-    fn read_fence<'a>(&'a self, counter: &'a [u8]) -> NodeResult<'a, u64> {
-        Box::pin(self.run_read_fence(counter))
-    }
+/// An acknowledged write's reply as the port gives it.
+fn acked_reply(reply: Result<(Value, i64), NodeError>) -> Result<(Value, Option<i64>), NodeError> {
+    reply.map(|(value, acked)| (value, Some(acked)))
 }
 
 #[cfg(test)]

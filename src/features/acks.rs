@@ -40,6 +40,26 @@ pub(crate) fn judged<T>(reply: T, acked: i64, needed: usize) -> Result<T, NodeEr
     }
 }
 
+/// The `WAIT` a vote asks for under `config` (`None`: no replica acks), capped by the vote's
+/// deadline `per_call`.
+pub(crate) fn wait_of(config: &LockConfig, per_call: Duration) -> Option<(usize, u64)> {
+    let acks = config.replica_acks_value()?;
+    Some((acks.replicas, wait_limit(acks, per_call)))
+}
+
+/// A write's reply once replicas were asked: counted only when `acked` reached what
+/// `config` asks for (a write sent without `WAIT` needs none).
+pub(crate) fn confirmed<T>(
+    reply: T,
+    acked: Option<i64>,
+    config: &LockConfig,
+) -> Result<T, NodeError> {
+    match (acked, config.replica_acks_value()) {
+        (Some(acked), Some(acks)) => judged(reply, acked, acks.replicas),
+        _ => Ok(reply),
+    }
+}
+
 /// Run the acquire script on `node`: acknowledged by replicas when the configuration asks for
 /// it (then `per_call` is the vote's deadline, which caps the `WAIT`), plain otherwise.
 pub(crate) async fn acquire(
@@ -50,12 +70,12 @@ pub(crate) async fn acquire(
     config: &LockConfig,
     per_call: Duration,
 ) -> Result<AcquireReply, NodeError> {
-    let Some(acks) = config.replica_acks_value() else {
+    let Some(wait) = wait_of(config, per_call) else {
         return node.acquire(key, token, ttl).await;
     };
     let ttl = ttl_millis(ttl);
     let args: &[&[u8]] = &[token.as_bytes(), &ttl];
-    let (reply, acked) = write(node, &SCRIPTS.acquire, &[key], args, acks, per_call).await?;
+    let (reply, acked) = node.run(&SCRIPTS.acquire, &[key], args, Some(wait)).await?;
     let reply = parse_acquire(&reply)?;
     if reply != AcquireReply::Granted {
         // Nothing was written: replication is beside the point.
@@ -64,7 +84,7 @@ pub(crate) async fn acquire(
         }
         return Ok(reply);
     }
-    judged(reply, acked, acks.replicas)
+    confirmed(reply, acked, config)
 }
 
 /// Run the extend script on `node`, acknowledged by replicas when configured (see
@@ -77,37 +97,16 @@ pub(crate) async fn extend(
     config: &LockConfig,
     per_call: Duration,
 ) -> Result<bool, NodeError> {
-    let Some(acks) = config.replica_acks_value() else {
+    let Some(wait) = wait_of(config, per_call) else {
         return node.extend(key, token, ttl).await;
     };
     let ttl = ttl_millis(ttl);
     let args: &[&[u8]] = &[token.as_bytes(), &ttl];
-    let (reply, acked) = write(node, &SCRIPTS.extend, &[key], args, acks, per_call).await?;
+    let (reply, acked) = node.run(&SCRIPTS.extend, &[key], args, Some(wait)).await?;
     match parse_flag(&reply)? {
-        true => judged(true, acked, acks.replicas),
+        true => confirmed(true, acked, config),
         false => Ok(false),
     }
-}
-
-/// `script` then `WAIT` on `node` (see [`crate::node::Node::run_acked`]), the `WAIT`
-/// capped by the vote's deadline `per_call`: the script's reply and the replicas that
-/// acknowledged.
-pub(crate) async fn write(
-    node: &SharedNode,
-    script: &'static redis::Script,
-    keys: &[&[u8]],
-    args: &[&[u8]],
-    acks: &ReplicaAcks,
-    per_call: Duration,
-) -> Result<(redis::Value, i64), NodeError> {
-    node.run_acked(
-        script,
-        keys,
-        args,
-        acks.replicas,
-        wait_limit(acks, per_call),
-    )
-    .await
 }
 
 /// With replica acks configured, the voters whose server reported fewer connected replicas

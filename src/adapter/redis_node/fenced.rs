@@ -1,16 +1,14 @@
-//! The fencing scripts on a real node (fenced acquire, commit, counter read) and the parsers
-//! of their replies (see `fencing` for the protocol). The scripts are in the one registry,
-//! `scripts`, preloaded on connect.
+//! The parsers of the fencing scripts' replies (fenced acquire, commit, counter read; see
+//! `features::fencing` for the protocol). The scripts are in the one registry, `scripts`,
+//! preloaded on connect, and run through the port's `Node::run`.
 
 use std::time::Duration;
 
 use redis::Value;
 
-use crate::adapter::scripts::SCRIPTS;
 use crate::error::NodeError;
 use crate::node::FencedReply;
 
-use super::RedisNode;
 use super::replies::{parse_acquire, parse_flag};
 
 /// How far ahead of its voter's clock a counter may be: tokens never run ahead of the fastest
@@ -172,62 +170,5 @@ pub(crate) fn parse_read(value: &Value, key: &[u8]) -> Result<u64, NodeError> {
                 "fencing read script returned {other:?}"
             )))
         }
-    }
-}
-
-/// The fencing scripts on a real node; its [`crate::node::Node`] methods call these.
-impl RedisNode {
-    pub(super) async fn run_acquire_fenced(
-        &self,
-        key: &[u8],
-        counter: &[u8],
-        token: &str,
-        ttl: Duration,
-    ) -> Result<FencedReply, NodeError> {
-        let ttl = ttl.as_millis().to_string();
-        let reply = self
-            .query(async |conn| {
-                let mut invocation = SCRIPTS.fence_acquire.key(key);
-                invocation.key(counter).arg(token).arg(&ttl);
-                invocation.invoke_async::<Value>(conn).await
-            })
-            .await?;
-        parse_acquire_fenced(&reply, counter)
-    }
-
-    pub(super) async fn run_fence_commit(
-        &self,
-        key: &[u8],
-        counter: &[u8],
-        token: &str,
-        fencing_token: u64,
-        retention: Duration,
-    ) -> Result<bool, NodeError> {
-        let retention = retention.as_millis().max(1).to_string();
-        let reply = self
-            .query(async |conn| {
-                let mut invocation = SCRIPTS.fence_commit.key(key);
-                invocation
-                    .key(counter)
-                    .arg(token)
-                    .arg(fencing_token.to_string())
-                    .arg(&retention);
-                invocation.invoke_async::<Value>(conn).await
-            })
-            .await?;
-        parse_commit(&reply, counter)
-    }
-
-    pub(super) async fn run_read_fence(&self, counter: &[u8]) -> Result<u64, NodeError> {
-        let reply = self
-            .query(async |conn| {
-                SCRIPTS
-                    .fence_read
-                    .key(counter)
-                    .invoke_async::<Value>(conn)
-                    .await
-            })
-            .await?;
-        parse_read(&reply, counter)
     }
 }

@@ -106,17 +106,10 @@ impl Round<'_> {
                 let counter = fence_key(shared.config.key_prefix_str(), &voter.key);
                 let token = shared.token.as_str();
                 let config = &shared.config;
-                acked::fence_commit(
-                    voter,
-                    &counter,
-                    token,
-                    fencing_token,
-                    retention,
-                    config,
-                    limit,
-                )
-                .await
-                .map(|ack| ack && counts)
+                let fence = (fencing_token, retention);
+                acked::fence_commit(voter, &counter, token, fence, config, limit)
+                    .await
+                    .map(|ack| ack && counts)
             })
         };
         // Until the decision, a cancelled caller's rest releases every voter's key.
@@ -176,7 +169,7 @@ impl Round<'_> {
             Box::pin(async move {
                 let voter = shared.voters.get(i).ok_or_else(no_voter)?;
                 let counter = fence_key(shared.config.key_prefix_str(), &voter.key);
-                voter.node.read_fence(&counter).await
+                acked::read_fence(voter, &counter).await
             })
         };
         let reads = self.read_all(vote).await;

@@ -10,8 +10,10 @@ use tokio::time::{Instant, sleep};
 
 use crate::adapter::cluster_replies::SlotRange;
 use crate::error::NodeError;
-use crate::node::FencedReply;
-use crate::node::{AcquireReply, KeyState, Node, NodeResult};
+use redis::Value;
+
+use crate::adapter::scripts::SCRIPTS;
+use crate::node::{AcquireReply, FencedReply, KeyState, Node, NodeResult};
 use crate::server::ServerFacts;
 use crate::sim::{NOT_A_CLUSTER, SimNode, TTL};
 
@@ -231,16 +233,85 @@ impl Node for FencedLink {
         }))
     }
 
-    /// `acquire_fenced.lua`.
-    fn acquire_fenced<'a>(
+    /// The fencing scripts, as the real node runs them (by the registry's script), with the
+    /// replies the real scripts give, so that the real parsers read them.
+    fn run<'a>(
         &'a self,
-        key: &'a [u8],
-        counter: &'a [u8],
-        token: &'a str,
+        script: &'static redis::Script,
+        keys: &'a [&'a [u8]],
+        args: &'a [&'a [u8]],
+        _wait: Option<(usize, u64)>,
+    ) -> NodeResult<'a, (Value, Option<i64>)> {
+        Box::pin(async move {
+            let text = |i: usize| args.get(i).map(|a| String::from_utf8_lossy(a).into_owned());
+            let number = |i: usize| text(i).and_then(|t| t.parse::<u64>().ok()).unwrap_or(0);
+            let (key, counter) = (keys.first().copied(), keys.get(1).copied());
+            let hash = script.get_hash();
+            let reply = if hash == SCRIPTS.fence_acquire.get_hash() {
+                let (key, counter) = (key.unwrap_or_default(), counter.unwrap_or_default());
+                let ttl = Duration::from_millis(number(1));
+                match self
+                    .acquire_fenced(key, counter, &text(0).unwrap_or_default(), ttl)
+                    .await?
+                {
+                    FencedReply::Granted { counter, time } => {
+                        let mut reply = vec![Value::Int(1), bulk(counter)];
+                        reply.extend(time_parts(time));
+                        Value::Array(reply)
+                    }
+                    FencedReply::Held(left) => Value::Array(vec![Value::Int(0), pttl(left)]),
+                }
+            } else if hash == SCRIPTS.fence_commit.get_hash() {
+                let (key, counter) = (key.unwrap_or_default(), counter.unwrap_or_default());
+                let fence = (number(1), Duration::from_millis(number(2)));
+                let token = text(0).unwrap_or_default();
+                let done = self.fence_commit(key, counter, &token, fence).await?;
+                Value::Int(i64::from(done))
+            } else if hash == SCRIPTS.fence_read.get_hash() {
+                let counter = key.unwrap_or_default();
+                let (value, time) = self.read_fence(counter).await?;
+                let mut reply = vec![bulk(value)];
+                reply.extend(time_parts(time));
+                Value::Array(reply)
+            } else {
+                return Err(NodeError::Server(
+                    "the model runs the fencing scripts only".into(),
+                ));
+            };
+            Ok((reply, None))
+        })
+    }
+}
+
+/// A counter as the scripts return it.
+fn bulk(value: u64) -> Value {
+    Value::BulkString(value.to_string().into_bytes())
+}
+
+/// `TIME`'s two parts (seconds, microseconds) of a time in microseconds.
+fn time_parts(us: u64) -> [Value; 2] {
+    [bulk(us / 1_000_000), bulk(us % 1_000_000)]
+}
+
+/// A remaining time as `PTTL` gives it (-1: no expiry), rounded up to a millisecond.
+fn pttl(left: Option<Duration>) -> Value {
+    Value::Int(left.map_or(-1, |d| {
+        i64::try_from(d.as_micros().div_ceil(1000)).unwrap_or(i64::MAX)
+    }))
+}
+
+/// The fencing scripts' work on the model's keys.
+impl FencedLink {
+    /// `acquire_fenced.lua`.
+    pub(super) async fn acquire_fenced(
+        &self,
+        key: &[u8],
+        counter: &[u8],
+        token: &str,
         ttl: Duration,
-    ) -> NodeResult<'a, FencedReply> {
+    ) -> Result<FencedReply, NodeError> {
         let node = &self.node;
-        Box::pin(self.call(move |keys, now| {
+        self.call(move |keys, now| {
             if let Some((_, expires)) = keys.get(key) {
                 return FencedReply::Held(Some(expires.duration_since(now)));
             }
@@ -251,30 +322,33 @@ impl Node for FencedLink {
                 Terms::CounterOnly => FencedReply::Granted { counter, time: 0 },
                 Terms::TimeOnly => FencedReply::Granted { counter: 0, time },
             }
-        }))
+        })
+        .await
     }
 
     /// `fence_commit.lua`.
-    fn fence_commit<'a>(
-        &'a self,
-        key: &'a [u8],
-        counter: &'a [u8],
-        token: &'a str,
-        fencing_token: u64,
-        retention: Duration,
-    ) -> NodeResult<'a, bool> {
+    async fn fence_commit(
+        &self,
+        key: &[u8],
+        counter: &[u8],
+        token: &str,
+        (fencing_token, retention): (u64, Duration),
+    ) -> Result<bool, NodeError> {
         let node = &self.node;
-        Box::pin(self.call(move |keys, now| {
+        self.call(move |keys, now| {
             if keys.get(key).is_none_or(|(holder, _)| holder != token) {
                 return false;
             }
             let value = counter_of(keys, counter).max(fencing_token);
             set_counter(keys, counter, value, node.expiry(now, retention));
             true
-        }))
+        })
+        .await
     }
 
-    fn read_fence<'a>(&'a self, counter: &'a [u8]) -> NodeResult<'a, u64> {
-        Box::pin(self.call(move |keys, now| counter_of(keys, counter).max(self.time_us(now))))
+    /// `fence_read.lua`: the counter and the clock.
+    async fn read_fence(&self, counter: &[u8]) -> Result<(u64, u64), NodeError> {
+        self.call(move |keys, now| (counter_of(keys, counter), self.time_us(now)))
+            .await
     }
 }
