@@ -1,8 +1,12 @@
 //! One voter's node: what the quorum engine and topology discovery ask of a Redis master.
 //!
-//! The engine talks to nodes only through the [`Node`] trait, so that the same voting and
-//! discovery code runs against real Redis (`redis_node`) and against the in-memory nodes of the
-//! model-based property tests.
+//! The engine and the features talk to nodes only through the [`Node`] trait, so that the same
+//! voting and discovery code runs against real Redis (`adapter::redis_node`) and against the
+//! in-memory nodes of the model-based property tests. Every vote is one primitive, a script of
+//! the registry run with its keys and arguments, optionally followed by `WAIT`
+//! ([`Node::run`]); the rest reads what a server says about itself (facts, cluster slots, its
+//! clock) or where to subscribe. A new feature is a new script and a new decision, never a new
+//! method here.
 
 use std::fmt;
 use std::sync::Arc;
@@ -53,19 +57,6 @@ pub(crate) trait Node: Send + Sync + fmt::Debug {
     fn is_connected(&self) -> bool {
         false
     }
-    /// Run the acquire script.
-    fn acquire<'a>(
-        &'a self,
-        key: &'a [u8],
-        token: &'a str,
-        ttl: Duration,
-    ) -> NodeResult<'a, AcquireReply>;
-    /// Run the compare-and-PEXPIRE script; `true` when the key held our token.
-    fn extend<'a>(&'a self, key: &'a [u8], token: &'a str, ttl: Duration) -> NodeResult<'a, bool>;
-    /// Run the compare-and-delete script; `true` when the key held our token.
-    fn release<'a>(&'a self, key: &'a [u8], token: &'a str) -> NodeResult<'a, bool>;
-    /// Read token and remaining time.
-    fn inspect<'a>(&'a self, key: &'a [u8]) -> NodeResult<'a, KeyState>;
     /// Which master serves which slots, from `CLUSTER SHARDS` (Redis 7+).
     fn cluster_shards(&self) -> NodeResult<'_, Vec<SlotRange>>;
     /// Which master serves which slots, from `CLUSTER SLOTS` (any Redis Cluster version).
@@ -78,18 +69,15 @@ pub(crate) trait Node: Send + Sync + fmt::Debug {
     /// Run `script` (from the one registry, `adapter::scripts`) with `keys` and `args`; with
     /// `wait` = `(replicas, milliseconds)`, followed by `WAIT replicas milliseconds` pipelined
     /// on a connection of its own (`WAIT` blocks the connection it is sent on). The script's
-    /// reply, and how many replicas acknowledged (`None` without `wait`). By default this
-    /// node runs no scripts: the vote fails.
+    /// reply, and how many replicas acknowledged (`None` without `wait`). Every vote of
+    /// every round kind is one such call (see `engine::round::votes`).
     fn run<'a>(
         &'a self,
-        _script: &'static redis::Script,
-        _keys: &'a [&'a [u8]],
-        _args: &'a [&'a [u8]],
-        _wait: Option<(usize, u64)>,
-    ) -> NodeResult<'a, (redis::Value, Option<i64>)> {
-        let error = NodeError::Server(format!("{} cannot run this script", self.addr()));
-        Box::pin(async move { Err(error) })
-    }
+        script: &'static redis::Script,
+        keys: &'a [&'a [u8]],
+        args: &'a [&'a [u8]],
+        wait: Option<(usize, u64)>,
+    ) -> NodeResult<'a, (redis::Value, Option<i64>)>;
     /// [`NodeError::WrongType`] when `key` holds something other than a string (a key
     /// without expiry that `SET NX` cannot tell from a held lock). By default: not checked.
     fn check_string_key<'a>(&'a self, _key: &'a [u8]) -> NodeResult<'a, ()> {
@@ -152,16 +140,13 @@ impl Node for UnservedSlot {
     fn connect(&self) -> NodeResult<'_, ()> {
         self.fail()
     }
-    fn acquire<'a>(&'a self, _: &'a [u8], _: &'a str, _: Duration) -> NodeResult<'a, AcquireReply> {
-        self.fail()
-    }
-    fn extend<'a>(&'a self, _: &'a [u8], _: &'a str, _: Duration) -> NodeResult<'a, bool> {
-        self.fail()
-    }
-    fn release<'a>(&'a self, _: &'a [u8], _: &'a str) -> NodeResult<'a, bool> {
-        self.fail()
-    }
-    fn inspect<'a>(&'a self, _: &'a [u8]) -> NodeResult<'a, KeyState> {
+    fn run<'a>(
+        &'a self,
+        _: &'static redis::Script,
+        _: &'a [&'a [u8]],
+        _: &'a [&'a [u8]],
+        _: Option<(usize, u64)>,
+    ) -> NodeResult<'a, (redis::Value, Option<i64>)> {
         self.fail()
     }
     fn cluster_shards(&self) -> NodeResult<'_, Vec<SlotRange>> {

@@ -13,9 +13,8 @@ use std::time::Duration;
 use redis::Value;
 
 use crate::adapter::cluster_replies::{SlotRange, parse_cluster_shards, parse_cluster_slots};
-use crate::adapter::scripts::{SCRIPTS, ttl_millis};
 use crate::error::NodeError;
-use crate::node::{AcquireReply, KeyState, Node, NodeResult};
+use crate::node::{Node, NodeResult};
 use crate::server::{FactsCell, ServerFacts};
 
 mod acked;
@@ -36,8 +35,7 @@ pub(crate) use fenced::{parse_acquire_fenced, parse_commit, parse_read};
 use crate::mutex::lock;
 use connection::Conn;
 pub(crate) use connection::addr_string;
-use replies::parse_inspect;
-pub(crate) use replies::{parse_acquire, parse_flag};
+pub(crate) use replies::{parse_acquire, parse_flag, parse_inspect};
 pub(crate) use seeds::RedisSeeds;
 
 /// A real Redis master reached directly by its address, with one lazily opened multiplexed
@@ -99,15 +97,6 @@ impl RedisNode {
         }
     }
 
-    async fn script(
-        &self,
-        script: &redis::Script,
-        key: &[u8],
-        args: &[&[u8]],
-    ) -> Result<Value, NodeError> {
-        self.script_keys(script, &[key], args).await
-    }
-
     /// Run `script` with `keys` and `args` on the node's connection (`EVALSHA`, reloaded on
     /// `NOSCRIPT`).
     async fn script_keys(
@@ -141,53 +130,6 @@ impl Node for RedisNode {
 
     fn is_connected(&self) -> bool {
         matches!(&*lock(&self.conn), Conn::Open(..))
-    }
-
-    fn acquire<'a>(
-        &'a self,
-        key: &'a [u8],
-        token: &'a str,
-        ttl: Duration,
-    ) -> NodeResult<'a, AcquireReply> {
-        Box::pin(async move {
-            let ttl = ttl_millis(ttl);
-            let reply = self
-                .script(&SCRIPTS.acquire, key, &[token.as_bytes(), &ttl])
-                .await?;
-            let reply = parse_acquire(&reply)?;
-            // Our keys always expire: a key without expiry may be a foreign value (a list, a
-            // hash) that SET NX cannot tell apart from a held lock.
-            if reply == AcquireReply::Held(None) {
-                self.key_is_string(key).await?;
-            }
-            Ok(reply)
-        })
-    }
-
-    fn extend<'a>(&'a self, key: &'a [u8], token: &'a str, ttl: Duration) -> NodeResult<'a, bool> {
-        Box::pin(async move {
-            let ttl = ttl_millis(ttl);
-            let reply = self
-                .script(&SCRIPTS.extend, key, &[token.as_bytes(), &ttl])
-                .await?;
-            parse_flag(&reply)
-        })
-    }
-
-    fn release<'a>(&'a self, key: &'a [u8], token: &'a str) -> NodeResult<'a, bool> {
-        Box::pin(async move {
-            let reply = self
-                .script(&SCRIPTS.release, key, &[token.as_bytes()])
-                .await?;
-            parse_flag(&reply)
-        })
-    }
-
-    fn inspect<'a>(&'a self, key: &'a [u8]) -> NodeResult<'a, KeyState> {
-        Box::pin(async move {
-            let reply = self.script(&SCRIPTS.inspect, key, &[]).await?;
-            parse_inspect(&reply)
-        })
     }
 
     fn cluster_shards(&self) -> NodeResult<'_, Vec<SlotRange>> {

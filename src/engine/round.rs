@@ -16,6 +16,7 @@ mod cleanup;
 mod extend;
 mod inspect;
 mod release;
+pub(crate) mod votes;
 
 use std::sync::Arc;
 use std::time::Duration;

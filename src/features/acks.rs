@@ -70,15 +70,15 @@ pub(crate) async fn acquire(
     config: &LockConfig,
     per_call: Duration,
 ) -> Result<AcquireReply, NodeError> {
-    let Some(wait) = wait_of(config, per_call) else {
-        return node.acquire(key, token, ttl).await;
-    };
     let ttl = ttl_millis(ttl);
     let args: &[&[u8]] = &[token.as_bytes(), &ttl];
-    let (reply, acked) = node.run(&SCRIPTS.acquire, &[key], args, Some(wait)).await?;
+    let wait = wait_of(config, per_call);
+    let (reply, acked) = node.run(&SCRIPTS.acquire, &[key], args, wait).await?;
     let reply = parse_acquire(&reply)?;
     if reply != AcquireReply::Granted {
-        // Nothing was written: replication is beside the point.
+        // Our keys always expire: a key without expiry may be a foreign value (a list, a
+        // hash) that SET NX cannot tell apart from a held lock. Nothing was written:
+        // replication is beside the point.
         if reply == AcquireReply::Held(None) {
             node.check_string_key(key).await?;
         }
@@ -97,12 +97,10 @@ pub(crate) async fn extend(
     config: &LockConfig,
     per_call: Duration,
 ) -> Result<bool, NodeError> {
-    let Some(wait) = wait_of(config, per_call) else {
-        return node.extend(key, token, ttl).await;
-    };
     let ttl = ttl_millis(ttl);
     let args: &[&[u8]] = &[token.as_bytes(), &ttl];
-    let (reply, acked) = node.run(&SCRIPTS.extend, &[key], args, Some(wait)).await?;
+    let wait = wait_of(config, per_call);
+    let (reply, acked) = node.run(&SCRIPTS.extend, &[key], args, wait).await?;
     match parse_flag(&reply)? {
         true => confirmed(true, acked, config),
         false => Ok(false),

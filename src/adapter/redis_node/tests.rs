@@ -1,6 +1,7 @@
 //! The reply parsers of `redis_node`, unit-tested on hand-built replies.
 
 use super::*;
+use crate::node::AcquireReply;
 
 #[test]
 fn script_replies_parse() {

@@ -15,6 +15,7 @@ use crate::topology::Voter;
 
 use super::Shared;
 use super::answers::Call;
+use super::votes::release;
 
 /// Compare-and-delete `token` on the voters at `targets`, each awaited until `patience`
 /// passes: long enough that the request is always sent (redis-rs drops a request whose caller
@@ -26,12 +27,12 @@ pub(super) async fn release_where(
     token: &LockToken,
     patience: Duration,
 ) {
-    join_all(
-        targets
-            .iter()
-            .filter_map(|i| voters.get(*i))
-            .map(|voter| with_deadline(patience, voter.node.release(&voter.key, token.as_str()))),
-    )
+    join_all(targets.iter().filter_map(|i| voters.get(*i)).map(|voter| {
+        with_deadline(
+            patience,
+            release(voter.node.as_ref(), &voter.key, token.as_str()),
+        )
+    }))
     .await;
 }
 

@@ -52,7 +52,7 @@ impl Round<'_> {
         let vote: &Vote<KeyState> = &|shared: Arc<Shared>, i| {
             Box::pin(async move {
                 let voter = shared.voters.get(i).ok_or_else(no_voter)?;
-                voter.node.inspect(&voter.key).await
+                super::votes::inspect(voter.node.as_ref(), &voter.key).await
             })
         };
         let results = self.read_all(vote).await;

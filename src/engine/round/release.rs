@@ -26,7 +26,7 @@ impl Round<'_> {
         let vote: &Vote<bool> = &|shared: Arc<Shared>, i| {
             Box::pin(async move {
                 let voter = shared.voters.get(i).ok_or_else(no_voter)?;
-                voter.node.release(&voter.key, shared.token.as_str()).await
+                super::votes::release(voter.node.as_ref(), &voter.key, shared.token.as_str()).await
             })
         };
         let ask = Ask {

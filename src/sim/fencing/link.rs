@@ -13,8 +13,9 @@ use crate::error::NodeError;
 use redis::Value;
 
 use crate::adapter::scripts::SCRIPTS;
-use crate::node::{AcquireReply, FencedReply, KeyState, Node, NodeResult};
+use crate::node::{FencedReply, Node, NodeResult};
 use crate::server::ServerFacts;
+use crate::sim::node::{answered, lock_script, pttl};
 use crate::sim::{NOT_A_CLUSTER, SimNode, TTL};
 
 /// The broken variants' counters have no TTL; the model stores them with an expiry far past
@@ -172,51 +173,6 @@ impl Node for FencedLink {
         Box::pin(async { Ok(()) })
     }
 
-    fn acquire<'a>(
-        &'a self,
-        key: &'a [u8],
-        token: &'a str,
-        ttl: Duration,
-    ) -> NodeResult<'a, AcquireReply> {
-        Box::pin(self.call(move |keys, now| match keys.get(key) {
-            Some((_, expires)) => AcquireReply::Held(Some(expires.duration_since(now))),
-            None => {
-                keys.insert(
-                    key.to_vec(),
-                    (token.to_string(), self.node.expiry(now, ttl)),
-                );
-                AcquireReply::Granted
-            }
-        }))
-    }
-
-    fn extend<'a>(&'a self, key: &'a [u8], token: &'a str, ttl: Duration) -> NodeResult<'a, bool> {
-        Box::pin(self.call(move |keys, now| match keys.get_mut(key) {
-            Some((holder, expires)) if holder == token => {
-                *expires = self.node.expiry(now, ttl);
-                true
-            }
-            _ => false,
-        }))
-    }
-
-    fn release<'a>(&'a self, key: &'a [u8], token: &'a str) -> NodeResult<'a, bool> {
-        Box::pin(self.call(move |keys, _| {
-            let ours = keys.get(key).is_some_and(|(holder, _)| holder == token);
-            if ours {
-                keys.remove(key);
-            }
-            ours
-        }))
-    }
-
-    fn inspect<'a>(&'a self, key: &'a [u8]) -> NodeResult<'a, KeyState> {
-        Box::pin(self.call(move |keys, now| match keys.get(key) {
-            Some((holder, expires)) => (Some(holder.clone()), Some(expires.duration_since(now))),
-            None => (None, Some(Duration::ZERO)),
-        }))
-    }
-
     fn cluster_shards(&self) -> NodeResult<'_, Vec<SlotRange>> {
         Box::pin(async { Err(NodeError::Server(NOT_A_CLUSTER.into())) })
     }
@@ -259,7 +215,10 @@ impl Node for FencedLink {
                         reply.extend(time_parts(time));
                         Value::Array(reply)
                     }
-                    FencedReply::Held(left) => Value::Array(vec![Value::Int(0), pttl(left)]),
+                    FencedReply::Held(left) => {
+                        let left = pttl(left.unwrap_or_default());
+                        Value::Array(vec![Value::Int(0), left])
+                    }
                 }
             } else if hash == SCRIPTS.fence_commit.get_hash() {
                 let (key, counter) = (key.unwrap_or_default(), counter.unwrap_or_default());
@@ -274,9 +233,11 @@ impl Node for FencedLink {
                 reply.extend(time_parts(time));
                 Value::Array(reply)
             } else {
-                return Err(NodeError::Server(
-                    "the model runs the fencing scripts only".into(),
-                ));
+                // The lock scripts, as `SimLink` runs them.
+                let node = &self.node;
+                let reply =
+                    self.call(move |map, now| lock_script(node, script, keys, args, map, now));
+                return answered(reply.await?);
             };
             Ok((reply, None))
         })
@@ -291,13 +252,6 @@ fn bulk(value: u64) -> Value {
 /// `TIME`'s two parts (seconds, microseconds) of a time in microseconds.
 fn time_parts(us: u64) -> [Value; 2] {
     [bulk(us / 1_000_000), bulk(us % 1_000_000)]
-}
-
-/// A remaining time as `PTTL` gives it (-1: no expiry), rounded up to a millisecond.
-fn pttl(left: Option<Duration>) -> Value {
-    Value::Int(left.map_or(-1, |d| {
-        i64::try_from(d.as_micros().div_ceil(1000)).unwrap_or(i64::MAX)
-    }))
 }
 
 /// The fencing scripts' work on the model's keys.
