@@ -37,6 +37,21 @@ pub(crate) enum FencedReply {
     Held(Option<Duration>),
 }
 
+/// One call of the port's one primitive, [`Node::run`]: a script of the registry
+/// (`adapter::scripts`), its keys and arguments, and the `WAIT` that follows it, as
+/// `(replicas, milliseconds)`, when replicas must acknowledge the write.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ScriptCall<'a> {
+    pub(crate) script: &'static redis::Script,
+    pub(crate) keys: &'a [&'a [u8]],
+    pub(crate) args: &'a [&'a [u8]],
+    pub(crate) wait: Option<(usize, u64)>,
+}
+
+/// What [`Node::run`] returns: the script's reply, and how many replicas acknowledged it
+/// (`None` without `WAIT`).
+pub(crate) type ScriptReply = (redis::Value, Option<i64>);
+
 /// What a node reports about a key: its token, and its remaining time (`None`: no expiry).
 pub(crate) type KeyState = (Option<String>, Option<Duration>);
 
@@ -71,13 +86,7 @@ pub(crate) trait Node: Send + Sync + fmt::Debug {
     /// on a connection of its own (`WAIT` blocks the connection it is sent on). The script's
     /// reply, and how many replicas acknowledged (`None` without `wait`). Every vote of
     /// every round kind is one such call (see `engine::round::votes`).
-    fn run<'a>(
-        &'a self,
-        script: &'static redis::Script,
-        keys: &'a [&'a [u8]],
-        args: &'a [&'a [u8]],
-        wait: Option<(usize, u64)>,
-    ) -> NodeResult<'a, (redis::Value, Option<i64>)>;
+    fn run<'a>(&'a self, call: ScriptCall<'a>) -> NodeResult<'a, ScriptReply>;
     /// [`NodeError::WrongType`] when `key` holds something other than a string (a key
     /// without expiry that `SET NX` cannot tell from a held lock). By default: not checked.
     fn check_string_key<'a>(&'a self, _key: &'a [u8]) -> NodeResult<'a, ()> {
@@ -140,13 +149,7 @@ impl Node for UnservedSlot {
     fn connect(&self) -> NodeResult<'_, ()> {
         self.fail()
     }
-    fn run<'a>(
-        &'a self,
-        _: &'static redis::Script,
-        _: &'a [&'a [u8]],
-        _: &'a [&'a [u8]],
-        _: Option<(usize, u64)>,
-    ) -> NodeResult<'a, (redis::Value, Option<i64>)> {
+    fn run<'a>(&'a self, _: ScriptCall<'a>) -> NodeResult<'a, ScriptReply> {
         self.fail()
     }
     fn cluster_shards(&self) -> NodeResult<'_, Vec<SlotRange>> {

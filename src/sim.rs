@@ -73,33 +73,43 @@ fn run(scenario: &Scenario) -> Vec<Hold> {
     )
 }
 
-/// [`run`] with the clients' configuration.
-fn run_with(scenario: &Scenario, config: LockConfig) -> Vec<Hold> {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
+/// A current-thread runtime on a paused clock, for one replay.
+fn paused_runtime() -> tokio::runtime::Runtime {
+    match tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .start_paused(true)
         .build()
     {
         Ok(rt) => rt,
         Err(e) => panic!("cannot build a tokio runtime: {e}"),
-    };
+    }
+}
+
+/// The simulated masters of `scenario`, their clocks started at `epoch`.
+fn sim_nodes(scenario: &Scenario, epoch: Instant) -> Vec<Arc<SimNode>> {
+    scenario
+        .clock_rates
+        .iter()
+        .zip(&scenario.crashes)
+        .enumerate()
+        .map(|(i, (rate, crashes))| {
+            Arc::new(SimNode {
+                name: format!("sim{i}"),
+                clock_rate: *rate,
+                crashes: crashes.clone(),
+                epoch,
+                data: Mutex::new(NodeData::default()),
+            })
+        })
+        .collect()
+}
+
+/// [`run`] with the clients' configuration.
+fn run_with(scenario: &Scenario, config: LockConfig) -> Vec<Hold> {
+    let runtime = paused_runtime();
     runtime.block_on(async {
         let epoch = Instant::now();
-        let nodes: Vec<Arc<SimNode>> = scenario
-            .clock_rates
-            .iter()
-            .zip(&scenario.crashes)
-            .enumerate()
-            .map(|(i, (rate, crashes))| {
-                Arc::new(SimNode {
-                    name: format!("sim{i}"),
-                    clock_rate: *rate,
-                    crashes: crashes.clone(),
-                    epoch,
-                    data: Mutex::new(NodeData::default()),
-                })
-            })
-            .collect();
+        let nodes = sim_nodes(scenario, epoch);
         let holds = Arc::new(Mutex::new(Vec::new()));
         let mut clients = Vec::new();
         for client in 0..scenario.clients {

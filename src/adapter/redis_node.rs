@@ -14,7 +14,7 @@ use redis::Value;
 
 use crate::adapter::cluster_replies::{SlotRange, parse_cluster_shards, parse_cluster_slots};
 use crate::error::NodeError;
-use crate::node::{Node, NodeResult};
+use crate::node::{Node, NodeResult, ScriptCall, ScriptReply};
 use crate::server::{FactsCell, ServerFacts};
 
 mod acked;
@@ -152,13 +152,13 @@ impl Node for RedisNode {
         self.facts.get()
     }
 
-    fn run<'a>(
-        &'a self,
-        script: &'static redis::Script,
-        keys: &'a [&'a [u8]],
-        args: &'a [&'a [u8]],
-        wait: Option<(usize, u64)>,
-    ) -> NodeResult<'a, (Value, Option<i64>)> {
+    fn run<'a>(&'a self, call: ScriptCall<'a>) -> NodeResult<'a, ScriptReply> {
+        let ScriptCall {
+            script,
+            keys,
+            args,
+            wait,
+        } = call;
         Box::pin(async move {
             if let Some(wait) = wait {
                 let (addr, facts) = (&self.addr, &*self.facts);

@@ -19,7 +19,7 @@ use crate::adapter::redis_node::{parse_acquire, parse_flag};
 use crate::adapter::scripts::{SCRIPTS, ttl_millis};
 use crate::config::{LockConfig, Mode, ReplicaAcks};
 use crate::error::{LockError, NodeError};
-use crate::node::{AcquireReply, SharedNode};
+use crate::node::{AcquireReply, ScriptCall, SharedNode};
 use crate::server::ServerFacts;
 
 /// The `WAIT` timeout in whole milliseconds: the configured timeout, capped by the vote's
@@ -73,7 +73,14 @@ pub(crate) async fn acquire(
     let ttl = ttl_millis(ttl);
     let args: &[&[u8]] = &[token.as_bytes(), &ttl];
     let wait = wait_of(config, per_call);
-    let (reply, acked) = node.run(&SCRIPTS.acquire, &[key], args, wait).await?;
+    let (reply, acked) = node
+        .run(ScriptCall {
+            script: &SCRIPTS.acquire,
+            keys: &[key],
+            args,
+            wait,
+        })
+        .await?;
     let reply = parse_acquire(&reply)?;
     if reply != AcquireReply::Granted {
         // Our keys always expire: a key without expiry may be a foreign value (a list, a
@@ -100,7 +107,14 @@ pub(crate) async fn extend(
     let ttl = ttl_millis(ttl);
     let args: &[&[u8]] = &[token.as_bytes(), &ttl];
     let wait = wait_of(config, per_call);
-    let (reply, acked) = node.run(&SCRIPTS.extend, &[key], args, wait).await?;
+    let (reply, acked) = node
+        .run(ScriptCall {
+            script: &SCRIPTS.extend,
+            keys: &[key],
+            args,
+            wait,
+        })
+        .await?;
     match parse_flag(&reply)? {
         true => confirmed(true, acked, config),
         false => Ok(false),

@@ -52,14 +52,7 @@ struct Outcome {
 /// `later_acquire`: whether the second client gets the lock once the first lock's TTL and
 /// C's quarantine are over (liveness).
 fn counterexample(config: LockConfig) -> Outcome {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => panic!("cannot build a tokio runtime: {e}"),
-    };
+    let runtime = crate::sim::paused_runtime();
     runtime.block_on(async {
         let epoch = Instant::now();
         let crash = |at_ms, down_ms, loses_data| Crash {

@@ -27,7 +27,7 @@ mod link;
 mod sequences;
 mod variants;
 
-use super::{Scenario, SimNode, SimSeeds, TTL, scenario};
+use super::{Scenario, SimSeeds, TTL, scenario};
 use crate::config::LockConfig;
 use crate::manager::LockManager;
 use crate::node::SharedNode;
@@ -116,31 +116,10 @@ fn run(scenario: &Scenario, variant: Variant, node_timeout: Duration) -> Vec<Fen
 /// Run the scenario as `setup` says on a paused clock; return every hold with its token.
 fn run_setup(scenario: &Scenario, setup: &Setup) -> Vec<FencedHold> {
     let (variant, node_timeout) = (setup.variant, setup.node_timeout);
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => panic!("cannot build a tokio runtime: {e}"),
-    };
+    let runtime = crate::sim::paused_runtime();
     runtime.block_on(async {
         let epoch = Instant::now();
-        let nodes: Vec<Arc<SimNode>> = scenario
-            .clock_rates
-            .iter()
-            .zip(&scenario.crashes)
-            .enumerate()
-            .map(|(i, (rate, crashes))| {
-                Arc::new(SimNode {
-                    name: format!("sim{i}"),
-                    clock_rate: *rate,
-                    crashes: crashes.clone(),
-                    epoch,
-                    data: Mutex::new(Default::default()),
-                })
-            })
-            .collect();
+        let nodes = crate::sim::sim_nodes(scenario, epoch);
         let mut config = LockConfig::new()
             .node_timeout(node_timeout)
             .drift_factor(DRIFT_FACTOR)

@@ -15,7 +15,7 @@ use tokio::time::{Instant, sleep};
 use crate::adapter::cluster_replies::SlotRange;
 use crate::adapter::scripts::SCRIPTS;
 use crate::error::NodeError;
-use crate::node::{Node, NodeResult, SharedNode, UnservedSlot};
+use crate::node::{Node, NodeResult, ScriptCall, ScriptReply, SharedNode, UnservedSlot};
 use crate::server::ServerFacts;
 use crate::topology::Seeds;
 
@@ -124,19 +124,8 @@ impl SimLink {
         if self.hung {
             return std::future::pending().await;
         }
-        let order = self.order.lock().await;
-        sleep(to_node).await;
-        if lose_request {
-            drop(order);
-            return std::future::pending().await;
-        }
-        let result = self.node.apply(op);
-        drop(order);
-        sleep(to_client).await;
-        if lose_reply {
-            return std::future::pending().await;
-        }
-        result
+        let lost = (lose_request, lose_reply);
+        deliver(&self.node, &self.order, (to_node, to_client), lost, op).await
     }
 }
 
@@ -149,14 +138,11 @@ impl Node for SimLink {
         Box::pin(async { Ok(()) })
     }
 
-    fn run<'a>(
-        &'a self,
-        script: &'static redis::Script,
-        keys: &'a [&'a [u8]],
-        args: &'a [&'a [u8]],
-        _wait: Option<(usize, u64)>,
-    ) -> NodeResult<'a, (Value, Option<i64>)> {
+    fn run<'a>(&'a self, call: ScriptCall<'a>) -> NodeResult<'a, ScriptReply> {
         let node = &self.node;
+        let ScriptCall {
+            script, keys, args, ..
+        } = call;
         Box::pin(async move {
             let reply = self.call(move |map, now| lock_script(node, script, keys, args, map, now));
             answered(reply.await?)
@@ -176,6 +162,31 @@ impl Node for SimLink {
     fn facts(&self) -> Option<std::sync::Arc<ServerFacts>> {
         Some(std::sync::Arc::new(self.node.facts()))
     }
+}
+
+/// One request over an ordered, lossy link to `node`: it applies after `to_node`, in the order
+/// the requests were sent (as on one TCP connection, `order`), and its reply arrives
+/// `to_client` later; a lost request or reply never answers.
+pub(super) async fn deliver<T>(
+    node: &SimNode,
+    order: &tokio::sync::Mutex<()>,
+    (to_node, to_client): (Duration, Duration),
+    (lose_request, lose_reply): (bool, bool),
+    op: impl FnOnce(&mut HashMap<Vec<u8>, (String, Instant)>, Instant) -> T,
+) -> Result<T, NodeError> {
+    let order = order.lock().await;
+    sleep(to_node).await;
+    if lose_request {
+        drop(order);
+        return std::future::pending().await;
+    }
+    let result = node.apply(op);
+    drop(order);
+    sleep(to_client).await;
+    if lose_reply {
+        return std::future::pending().await;
+    }
+    result
 }
 
 /// The lock scripts on the model's keys, with the replies the real scripts give, so that the

@@ -7,7 +7,7 @@ use futures::future::join_all;
 use super::*;
 use crate::adapter::cluster_replies::SlotRange;
 use crate::error::NodeError;
-use crate::node::{Node, NodeResult, SharedNode};
+use crate::node::{Node, NodeResult, ScriptCall, ScriptReply, SharedNode};
 use crate::server::ServerFacts;
 
 /// A standalone seed whose connection opens after `delay`, or fails after it.
@@ -33,13 +33,7 @@ impl Node for SlowSeed {
             }
         })
     }
-    fn run<'a>(
-        &'a self,
-        _: &'static redis::Script,
-        _: &'a [&'a [u8]],
-        _: &'a [&'a [u8]],
-        _: Option<(usize, u64)>,
-    ) -> NodeResult<'a, (redis::Value, Option<i64>)> {
+    fn run<'a>(&'a self, _: ScriptCall<'a>) -> NodeResult<'a, ScriptReply> {
         Box::pin(async { Ok((redis::Value::Int(1), None)) })
     }
     fn cluster_shards(&self) -> NodeResult<'_, Vec<SlotRange>> {

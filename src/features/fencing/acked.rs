@@ -13,6 +13,7 @@ use crate::config::LockConfig;
 use crate::error::NodeError;
 use crate::features::acks::{confirmed, wait_of};
 use crate::node::FencedReply;
+use crate::node::ScriptCall;
 use crate::topology::Voter;
 
 /// The fenced acquire on `voter`: acknowledged by replicas when configured (a grant counts
@@ -30,7 +31,12 @@ pub(super) async fn acquire_fenced(
     let wait = wait_of(config, per_call);
     let (reply, acked) = voter
         .node
-        .run(&SCRIPTS.fence_acquire, keys, args, wait)
+        .run(ScriptCall {
+            script: &SCRIPTS.fence_acquire,
+            keys,
+            args,
+            wait,
+        })
         .await?;
     match parse_acquire_fenced(&reply, counter)? {
         granted @ FencedReply::Granted { .. } => confirmed(granted, acked, config),
@@ -62,7 +68,12 @@ pub(super) async fn fence_commit(
     let wait = wait_of(config, per_call);
     let (reply, acked) = voter
         .node
-        .run(&SCRIPTS.fence_commit, keys, args, wait)
+        .run(ScriptCall {
+            script: &SCRIPTS.fence_commit,
+            keys,
+            args,
+            wait,
+        })
         .await?;
     match parse_commit(&reply, counter)? {
         true => confirmed(true, acked, config),
@@ -74,7 +85,12 @@ pub(super) async fn fence_commit(
 pub(super) async fn read_fence(voter: &Voter, counter: &[u8]) -> Result<u64, NodeError> {
     let (reply, _) = voter
         .node
-        .run(&SCRIPTS.fence_read, &[counter], &[], None)
+        .run(ScriptCall {
+            script: &SCRIPTS.fence_read,
+            keys: &[counter],
+            args: &[],
+            wait: None,
+        })
         .await?;
     parse_read(&reply, counter)
 }

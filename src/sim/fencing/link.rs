@@ -6,16 +6,16 @@ use std::time::Duration;
 
 use rand::RngExt;
 use rand::rngs::StdRng;
-use tokio::time::{Instant, sleep};
+use tokio::time::Instant;
 
 use crate::adapter::cluster_replies::SlotRange;
 use crate::error::NodeError;
 use redis::Value;
 
 use crate::adapter::scripts::SCRIPTS;
-use crate::node::{FencedReply, Node, NodeResult};
+use crate::node::{FencedReply, Node, NodeResult, ScriptCall, ScriptReply};
 use crate::server::ServerFacts;
-use crate::sim::node::{answered, lock_script, pttl};
+use crate::sim::node::{answered, deliver, lock_script, pttl};
 use crate::sim::{NOT_A_CLUSTER, SimNode, TTL};
 
 /// The broken variants' counters have no TTL; the model stores them with an expiry far past
@@ -114,19 +114,8 @@ impl FencedLink {
                 rng.random_ratio(self.loss_percent, 100),
             )
         };
-        let order = self.order.lock().await;
-        sleep(to_node).await;
-        if lose_request {
-            drop(order);
-            return std::future::pending().await;
-        }
-        let result = self.node.apply(op);
-        drop(order);
-        sleep(to_client).await;
-        if lose_reply {
-            return std::future::pending().await;
-        }
-        result
+        let lost = (lose_request, lose_reply);
+        deliver(&self.node, &self.order, (to_node, to_client), lost, op).await
     }
 
     /// The one-round variant's acquire: `SET NX PX`, then `INCR` the counter and return it.
@@ -191,13 +180,10 @@ impl Node for FencedLink {
 
     /// The fencing scripts, as the real node runs them (by the registry's script), with the
     /// replies the real scripts give, so that the real parsers read them.
-    fn run<'a>(
-        &'a self,
-        script: &'static redis::Script,
-        keys: &'a [&'a [u8]],
-        args: &'a [&'a [u8]],
-        _wait: Option<(usize, u64)>,
-    ) -> NodeResult<'a, (Value, Option<i64>)> {
+    fn run<'a>(&'a self, call: ScriptCall<'a>) -> NodeResult<'a, ScriptReply> {
+        let ScriptCall {
+            script, keys, args, ..
+        } = call;
         Box::pin(async move {
             let text = |i: usize| args.get(i).map(|a| String::from_utf8_lossy(a).into_owned());
             let number = |i: usize| text(i).and_then(|t| t.parse::<u64>().ok()).unwrap_or(0);
