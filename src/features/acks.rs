@@ -19,7 +19,7 @@ use crate::adapter::redis_node::{parse_acquire, parse_flag};
 use crate::adapter::scripts::{SCRIPTS, ttl_millis};
 use crate::config::{LockConfig, Mode, ReplicaAcks};
 use crate::error::{LockError, NodeError};
-use crate::node::{AcquireReply, ScriptCall, SharedNode};
+use crate::node::{AcquireReply, ScriptCall, ScriptReply, SharedNode};
 use crate::server::ServerFacts;
 
 /// The `WAIT` timeout in whole milliseconds: the configured timeout, capped by the vote's
@@ -60,6 +60,29 @@ pub(crate) fn confirmed<T>(
     }
 }
 
+/// A script whose arguments are our token and a TTL (acquire, extend) on `node`, followed by
+/// `WAIT` when `config` asks replicas to acknowledge (capped by the vote's deadline
+/// `per_call`).
+async fn token_ttl(
+    node: &SharedNode,
+    script: &'static redis::Script,
+    (key, token, ttl): (&[u8], &str, Duration),
+    config: &LockConfig,
+    per_call: Duration,
+) -> Result<ScriptReply, NodeError> {
+    let ttl = ttl_millis(ttl);
+    let args: &[&[u8]] = &[token.as_bytes(), &ttl];
+    let wait = wait_of(config, per_call);
+    let keys: &[&[u8]] = &[key];
+    node.run(ScriptCall {
+        script,
+        keys,
+        args,
+        wait,
+    })
+    .await
+}
+
 /// Run the acquire script on `node`: acknowledged by replicas when the configuration asks for
 /// it (then `per_call` is the vote's deadline, which caps the `WAIT`), plain otherwise.
 pub(crate) async fn acquire(
@@ -70,17 +93,8 @@ pub(crate) async fn acquire(
     config: &LockConfig,
     per_call: Duration,
 ) -> Result<AcquireReply, NodeError> {
-    let ttl = ttl_millis(ttl);
-    let args: &[&[u8]] = &[token.as_bytes(), &ttl];
-    let wait = wait_of(config, per_call);
-    let (reply, acked) = node
-        .run(ScriptCall {
-            script: &SCRIPTS.acquire,
-            keys: &[key],
-            args,
-            wait,
-        })
-        .await?;
+    let script = &SCRIPTS.acquire;
+    let (reply, acked) = token_ttl(node, script, (key, token, ttl), config, per_call).await?;
     let reply = parse_acquire(&reply)?;
     if reply != AcquireReply::Granted {
         // Our keys always expire: a key without expiry may be a foreign value (a list, a
@@ -104,17 +118,8 @@ pub(crate) async fn extend(
     config: &LockConfig,
     per_call: Duration,
 ) -> Result<bool, NodeError> {
-    let ttl = ttl_millis(ttl);
-    let args: &[&[u8]] = &[token.as_bytes(), &ttl];
-    let wait = wait_of(config, per_call);
-    let (reply, acked) = node
-        .run(ScriptCall {
-            script: &SCRIPTS.extend,
-            keys: &[key],
-            args,
-            wait,
-        })
-        .await?;
+    let script = &SCRIPTS.extend;
+    let (reply, acked) = token_ttl(node, script, (key, token, ttl), config, per_call).await?;
     match parse_flag(&reply)? {
         true => confirmed(true, acked, config),
         false => Ok(false),
