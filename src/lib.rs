@@ -52,7 +52,8 @@
 //!   under one per-node deadline; what is left goes to a background task that a cancelled
 //!   caller cannot stop. `round::answers`: admission and the gathering of answers;
 //!   `round::acquire`, `round::extend`, `round::release`, `round::inspect`: one vote and one
-//!   decision each; `round::cleanup`: what is left of a round, finished in the background.
+//!   decision each; `round::votes`: the release and inspect votes as script calls;
+//!   `round::cleanup`: what is left of a round, finished in the background.
 //! - `engine::flight`: a manager's bound on rounds in flight, and its background tasks, which
 //!   [`LockManager::close`] waits for ([`CloseReport`]).
 //! - `engine::quorum`: how a round is decided (quorum, drift, validity), pure and
