@@ -52,7 +52,8 @@
 //!   under one per-node deadline; what is left goes to a background task that a cancelled
 //!   caller cannot stop. `round::answers`: admission and the gathering of answers;
 //!   `round::acquire`, `round::extend`, `round::release`, `round::inspect`: one vote and one
-//!   decision each; `round::votes`: the release and inspect votes as script calls;
+//!   decision each; `round::votes`: every plain vote as one script call of the port
+//!   (acquire and extend followed by `WAIT` when replicas must acknowledge them);
 //!   `round::cleanup`: what is left of a round, finished in the background.
 //! - `engine::flight`: a manager's bound on rounds in flight, and its background tasks, which
 //!   [`LockManager::close`] waits for ([`CloseReport`]).
@@ -63,13 +64,13 @@
 //! The opt-in features (`features`), on the engine and the port:
 //! - `features::fencing`: fencing tokens: the fenced acquire and its commit round on the
 //!   engine, their decisions, the counter keys.
-//! - `features::acks`: replica-acknowledged votes (`LockConfig::replica_acks`): a vote runs
-//!   its script and `WAIT` through the port, and an unacknowledged vote fails.
+//! - `features::acks`: replica-acknowledged votes (`LockConfig::replica_acks`): why `WAIT`
+//!   runs on connections of its own, and the connect-time check that voters have replicas.
 //! - `features::notify`: notified waits: release notices over sharded pub/sub, and the
 //!   per-manager FIFO queue of waiters that a notice wakes before their backoff timer.
 //! - `features::quarantine`: delayed restarts, enforced (`LockConfig::delayed_restart`): the
 //!   pure rule that keeps a voter that may have lost its keys from voting until the longest
-//!   TTL passed.
+//!   TTL passed, handed to admission by the manager as a veto (`server::Veto`).
 //! - `features::health`: [`HealthReport`], every voter probed at once (facts, round trip,
 //!   clock rate) and judged by pure functions into findings with a severity and a fix.
 //!

@@ -196,6 +196,7 @@ impl LockManager {
             config: &self.inner.config,
             topology: &self.inner.topology,
             flight: &self.inner.flight,
+            veto: crate::features::quarantine::quarantine,
         })
     }
 }

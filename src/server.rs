@@ -25,7 +25,7 @@ mod cell;
 
 #[cfg(test)]
 pub(crate) use admit::admit;
-pub(crate) use admit::{admit_one, quarantine, refusal};
+pub(crate) use admit::{Veto, admit_one, refusal};
 pub(crate) use cell::FactsCell;
 
 /// The facts of one Redis server, from one `INFO` reply (and two `CONFIG GET`s), with when

@@ -56,6 +56,8 @@ pub(crate) struct Round<'a> {
     pub(crate) config: &'a Arc<LockConfig>,
     pub(crate) topology: &'a TopologyCache,
     pub(crate) flight: &'a Arc<InFlight>,
+    /// What the features add to the admission of votes (delayed restarts).
+    pub(crate) veto: crate::server::Veto,
 }
 
 /// A round's turn under the manager's bound on rounds in flight, held until the round is
@@ -208,6 +210,7 @@ impl Round<'_> {
         Rule {
             mode: self.mode,
             config: self.config.clone(),
+            veto: self.veto,
         }
     }
 

@@ -29,6 +29,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::config::LockConfig;
+use crate::error::NodeError;
 use crate::server::ServerFacts;
 
 /// Whether a voter may vote now under the delayed-restart rule.
@@ -107,6 +109,24 @@ pub(crate) fn delayed_restart(
             ),
         },
         _ => Verdict::Admit,
+    }
+}
+
+/// [`NodeError::Quarantined`] when delayed restarts are on and `facts` are quarantined at
+/// `now`.
+/// The admission [`Veto`](crate::server::Veto) of delayed restarts.
+pub(crate) fn quarantine(
+    config: &LockConfig,
+    facts: &ServerFacts,
+    now: Instant,
+) -> Option<NodeError> {
+    let max_ttl = config.delayed_restart_value()?;
+    match delayed_restart(facts, max_ttl, config.drift_factor_value(), now) {
+        Verdict::Admit => None,
+        Verdict::Quarantined { until, cause } => Some(NodeError::Quarantined {
+            remaining: until.saturating_duration_since(now),
+            reason: cause,
+        }),
     }
 }
 

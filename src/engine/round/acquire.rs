@@ -9,7 +9,6 @@ use tokio::time::Instant;
 
 use crate::engine::quorum::{AcquireDecision, AcquireVote, decide_acquire, drift, unavailable};
 use crate::error::{LockError, NodeError};
-use crate::features::acks;
 use crate::input::{Resource, Ttl};
 use crate::lock::{LateVotes, Lock, LockToken};
 use crate::node::AcquireReply;
@@ -181,7 +180,8 @@ impl Round<'_> {
             Box::pin(async move {
                 let voter = shared.voters.get(i).ok_or_else(no_voter)?;
                 let token = shared.token.as_str();
-                acks::acquire(&voter.node, &voter.key, token, ttl, &shared.config, limit).await
+                super::votes::acquire(&voter.node, &voter.key, token, ttl, &shared.config, limit)
+                    .await
             })
         };
         let round = self.grant_round(&turn, &shared, ttl, vote).await;

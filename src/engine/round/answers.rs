@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use crate::config::{LockConfig, Mode};
 use crate::engine::quorum::Count;
 use crate::error::NodeError;
-use crate::server::{ServerFacts, admit_one, refusal};
+use crate::server::{ServerFacts, Veto, admit_one, refusal};
 use crate::topology::Voter;
 
 /// Who may vote in a round: the voting rule of `server::admit` (one vote per server, no
@@ -23,6 +23,8 @@ use crate::topology::Voter;
 pub(super) struct Rule {
     pub(super) mode: Mode,
     pub(super) config: Arc<LockConfig>,
+    /// What the features add to admission (see [`Veto`]).
+    pub(super) veto: Veto,
 }
 
 /// The answers of one round, by voter index; `None` until a voter answered.
@@ -74,6 +76,7 @@ impl<T> Answers<T> {
                 let verdict = admit_one(
                     self.rule.mode,
                     &self.rule.config,
+                    self.rule.veto,
                     self.admitted.iter().map(|f| &**f),
                     facts.as_deref(),
                     Instant::now(),

@@ -7,7 +7,6 @@ use tokio::time::Instant;
 
 use crate::engine::quorum::{ExtendDecision, decide_extend, unavailable};
 use crate::error::LockError;
-use crate::features::acks;
 use crate::input::Ttl;
 use crate::lock::Lock;
 
@@ -35,7 +34,8 @@ impl Round<'_> {
             Box::pin(async move {
                 let voter = shared.voters.get(i).ok_or_else(no_voter)?;
                 let token = shared.token.as_str();
-                acks::extend(&voter.node, &voter.key, token, ttl, &shared.config, limit).await
+                super::votes::extend(&voter.node, &voter.key, token, ttl, &shared.config, limit)
+                    .await
             })
         };
         let ask = Ask {

@@ -1,12 +1,119 @@
-//! The votes of the lock scripts that no feature changes (release, inspect), each one call of
-//! the port's one script call (`Node::run`) with its reply parsed. The acquire and extend
-//! votes are in `features::acks` (the same call, with `WAIT` when replicas must acknowledge),
-//! the fenced ones in `features::fencing`.
+//! The votes of the lock scripts, each one call of the port's one script call (`Node::run`)
+//! with its reply parsed: acquire and extend followed by `WAIT` when replicas must
+//! acknowledge them (`LockConfig::replica_acks`, see `features::acks`), release and inspect
+//! plain. The fenced votes are in `features::fencing`, on the same call.
 
-use crate::adapter::redis_node::{parse_flag, parse_inspect};
-use crate::adapter::scripts::SCRIPTS;
+use std::time::Duration;
+
+use crate::adapter::redis_node::{parse_acquire, parse_flag, parse_inspect};
+use crate::adapter::scripts::{SCRIPTS, ttl_millis};
+use crate::config::{LockConfig, ReplicaAcks};
 use crate::error::NodeError;
-use crate::node::{KeyState, Node, ScriptCall};
+use crate::node::{AcquireReply, KeyState, Node, ScriptCall, ScriptReply, SharedNode};
+
+/// The `WAIT` timeout in whole milliseconds: the configured timeout, capped by the vote's
+/// deadline `per_call`, and never 0 (which would make `WAIT` block forever).
+pub(crate) fn wait_limit(acks: &ReplicaAcks, per_call: Duration) -> u64 {
+    let limit = acks.timeout.min(per_call).as_millis();
+    u64::try_from(limit).unwrap_or(u64::MAX).max(1)
+}
+
+/// The vote of a write that `acked` replicas acknowledged when `needed` were asked for.
+pub(crate) fn judged<T>(reply: T, acked: i64, needed: usize) -> Result<T, NodeError> {
+    match usize::try_from(acked) {
+        Ok(acked) if acked >= needed => Ok(reply),
+        _ => Err(NodeError::NotReplicated {
+            acked: usize::try_from(acked).unwrap_or(0),
+            needed,
+        }),
+    }
+}
+
+/// The `WAIT` a vote asks for under `config` (`None`: no replica acks), capped by the vote's
+/// deadline `per_call`.
+pub(crate) fn wait_of(config: &LockConfig, per_call: Duration) -> Option<(usize, u64)> {
+    let acks = config.replica_acks_value()?;
+    Some((acks.replicas, wait_limit(acks, per_call)))
+}
+
+/// A write's reply once replicas were asked: counted only when `acked` reached what
+/// `config` asks for (a write sent without `WAIT` needs none).
+pub(crate) fn confirmed<T>(
+    reply: T,
+    acked: Option<i64>,
+    config: &LockConfig,
+) -> Result<T, NodeError> {
+    match (acked, config.replica_acks_value()) {
+        (Some(acked), Some(acks)) => judged(reply, acked, acks.replicas),
+        _ => Ok(reply),
+    }
+}
+
+/// A script whose arguments are our token and a TTL (acquire, extend) on `node`, followed by
+/// `WAIT` when `config` asks replicas to acknowledge (capped by the vote's deadline
+/// `per_call`).
+async fn token_ttl(
+    node: &SharedNode,
+    script: &'static redis::Script,
+    (key, token, ttl): (&[u8], &str, Duration),
+    config: &LockConfig,
+    per_call: Duration,
+) -> Result<ScriptReply, NodeError> {
+    let ttl = ttl_millis(ttl);
+    let args: &[&[u8]] = &[token.as_bytes(), &ttl];
+    let wait = wait_of(config, per_call);
+    let keys: &[&[u8]] = &[key];
+    node.run(ScriptCall {
+        script,
+        keys,
+        args,
+        wait,
+    })
+    .await
+}
+
+/// Run the acquire script on `node`: acknowledged by replicas when the configuration asks for
+/// it (then `per_call` is the vote's deadline, which caps the `WAIT`), plain otherwise.
+pub(crate) async fn acquire(
+    node: &SharedNode,
+    key: &[u8],
+    token: &str,
+    ttl: Duration,
+    config: &LockConfig,
+    per_call: Duration,
+) -> Result<AcquireReply, NodeError> {
+    let script = &SCRIPTS.acquire;
+    let (reply, acked) = token_ttl(node, script, (key, token, ttl), config, per_call).await?;
+    let reply = parse_acquire(&reply)?;
+    if reply != AcquireReply::Granted {
+        // Our keys always expire: a key without expiry may be a foreign value (a list, a
+        // hash) that SET NX cannot tell apart from a held lock. Nothing was written:
+        // replication is beside the point.
+        if reply == AcquireReply::Held(None) {
+            node.check_string_key(key).await?;
+        }
+        return Ok(reply);
+    }
+    confirmed(reply, acked, config)
+}
+
+/// Run the extend script on `node`, acknowledged by replicas when configured (see
+/// [`acquire`]). An extend that replicas did not acknowledge counts as failed.
+pub(crate) async fn extend(
+    node: &SharedNode,
+    key: &[u8],
+    token: &str,
+    ttl: Duration,
+    config: &LockConfig,
+    per_call: Duration,
+) -> Result<bool, NodeError> {
+    let script = &SCRIPTS.extend;
+    let (reply, acked) = token_ttl(node, script, (key, token, ttl), config, per_call).await?;
+    match parse_flag(&reply)? {
+        true => confirmed(true, acked, config),
+        false => Ok(false),
+    }
+}
 
 /// Compare-and-delete `token` at `key`; `true` when the key held it.
 pub(crate) async fn release(node: &dyn Node, key: &[u8], token: &str) -> Result<bool, NodeError> {

@@ -2,6 +2,9 @@
 
 use super::*;
 use crate::config::ReplicaAcks;
+use crate::engine::round::votes::{judged, wait_limit};
+use crate::error::NodeError;
+use std::time::Duration;
 
 fn acks(replicas: usize, ms: u64) -> ReplicaAcks {
     ReplicaAcks {

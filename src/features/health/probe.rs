@@ -7,8 +7,8 @@ use tokio::time::Instant;
 
 use crate::config::{LockConfig, Mode};
 use crate::error::NodeError;
+use crate::features::quarantine::quarantine;
 use crate::node::{SharedNode, with_deadline};
-use crate::server::quarantine;
 
 use super::offset::{clock_offset, clock_spread, spread_findings};
 use super::{
