@@ -104,6 +104,21 @@ fn sim_nodes(scenario: &Scenario, epoch: Instant) -> Vec<Arc<SimNode>> {
         .collect()
 }
 
+/// The randomness of one client's link to node `i`: one stream per link, from the seed.
+fn link_rng(seed: u64, client: usize, i: usize) -> Mutex<StdRng> {
+    Mutex::new(StdRng::seed_from_u64(
+        seed ^ ((client as u64) << 32) ^ i as u64,
+    ))
+}
+
+/// A client's manager over its links to the simulated masters.
+fn client_manager(config: &LockConfig, links: Vec<SharedNode>) -> LockManager {
+    match LockManager::with_seeds(config.clone(), Box::new(SimSeeds(links))) {
+        Ok(manager) => manager,
+        Err(e) => panic!("invalid simulation config: {e}"),
+    }
+}
+
 /// [`run`] with the clients' configuration.
 fn run_with(scenario: &Scenario, config: LockConfig) -> Vec<Hold> {
     let runtime = paused_runtime();
@@ -120,19 +135,14 @@ fn run_with(scenario: &Scenario, config: LockConfig) -> Vec<Hold> {
                     Arc::new(SimLink {
                         node: node.clone(),
                         order: tokio::sync::Mutex::new(()),
-                        rng: Mutex::new(StdRng::seed_from_u64(
-                            scenario.seed ^ ((client as u64) << 32) ^ i as u64,
-                        )),
+                        rng: link_rng(scenario.seed, client, i),
                         max_delay: Duration::from_millis(scenario.max_delay_ms),
                         loss_percent: scenario.loss_percent,
                         hung: scenario.hung == Some(i),
                     }) as SharedNode
                 })
                 .collect();
-            let manager = match LockManager::with_seeds(config.clone(), Box::new(SimSeeds(links))) {
-                Ok(manager) => manager,
-                Err(e) => panic!("invalid simulation config: {e}"),
-            };
+            let manager = client_manager(&config, links);
             let holds = holds.clone();
             let ops = scenario.ops_per_client;
             let mut rng = StdRng::seed_from_u64(scenario.seed.wrapping_add(client as u64));

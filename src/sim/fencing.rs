@@ -27,9 +27,8 @@ mod link;
 mod sequences;
 mod variants;
 
-use super::{Scenario, SimSeeds, TTL, scenario};
+use super::{Scenario, TTL, scenario};
 use crate::config::LockConfig;
-use crate::manager::LockManager;
 use crate::node::SharedNode;
 use crate::retry::RetryPolicy;
 use link::{FencedLink, Terms};
@@ -140,9 +139,7 @@ fn run_setup(scenario: &Scenario, setup: &Setup) -> Vec<FencedHold> {
                     Arc::new(FencedLink {
                         node: node.clone(),
                         order: tokio::sync::Mutex::new(()),
-                        rng: Mutex::new(StdRng::seed_from_u64(
-                            scenario.seed ^ ((client as u64) << 32) ^ i as u64,
-                        )),
+                        rng: crate::sim::link_rng(scenario.seed, client, i),
                         slow_ms: scenario.max_delay_ms,
                         loss_percent: scenario.loss_percent,
                         clock_offset_us: setup.offsets_ms.get(i).copied().unwrap_or(0) * 1000,
@@ -152,11 +149,7 @@ fn run_setup(scenario: &Scenario, setup: &Setup) -> Vec<FencedHold> {
                 })
                 .collect();
             let shared: Vec<SharedNode> = links.iter().map(|l| l.clone() as SharedNode).collect();
-            let manager = match LockManager::with_seeds(config.clone(), Box::new(SimSeeds(shared)))
-            {
-                Ok(manager) => manager,
-                Err(e) => panic!("invalid simulation config: {e}"),
-            };
+            let manager = crate::sim::client_manager(&config, shared);
             let holds = holds.clone();
             let ops = scenario.ops_per_client;
             let mut rng = StdRng::seed_from_u64(scenario.seed.wrapping_add(client as u64));

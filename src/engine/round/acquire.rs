@@ -177,12 +177,7 @@ impl Round<'_> {
         let turn = self.turn().await;
         let shared = self.shared(LockToken::new());
         let vote: &Vote<AcquireReply> = &move |shared: Arc<Shared>, i| {
-            Box::pin(async move {
-                let voter = shared.voters.get(i).ok_or_else(no_voter)?;
-                let token = shared.token.as_str();
-                super::votes::acquire(&voter.node, &voter.key, token, ttl, &shared.config, limit)
-                    .await
-            })
+            Box::pin(async move { super::votes::acquire(&shared, i, ttl, limit).await })
         };
         let round = self.grant_round(&turn, &shared, ttl, vote).await;
         drop(turn);

@@ -10,7 +10,7 @@ use crate::error::LockError;
 use crate::input::Ttl;
 use crate::lock::Lock;
 
-use super::acquire::{limits, no_voter};
+use super::acquire::limits;
 use super::answers::{drop_unasked, unasked, which};
 use super::{Ask, Round, Shared, Vote, may_have_written};
 
@@ -31,12 +31,7 @@ impl Round<'_> {
         let start = Instant::now();
         let shared = self.shared(lock.token.clone());
         let vote: &Vote<bool> = &move |shared: Arc<Shared>, i| {
-            Box::pin(async move {
-                let voter = shared.voters.get(i).ok_or_else(no_voter)?;
-                let token = shared.token.as_str();
-                super::votes::extend(&voter.node, &voter.key, token, ttl, &shared.config, limit)
-                    .await
-            })
+            Box::pin(async move { super::votes::extend(&shared, i, ttl, limit).await })
         };
         let ask = Ask {
             shared: &shared,

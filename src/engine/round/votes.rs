@@ -9,7 +9,10 @@ use crate::adapter::redis_node::{parse_acquire, parse_flag, parse_inspect};
 use crate::adapter::scripts::{SCRIPTS, ttl_millis};
 use crate::config::{LockConfig, ReplicaAcks};
 use crate::error::NodeError;
-use crate::node::{AcquireReply, KeyState, Node, ScriptCall, ScriptReply, SharedNode};
+use crate::node::{AcquireReply, KeyState, Node, ScriptCall, ScriptReply};
+
+use super::Shared;
+use super::acquire::no_voter;
 
 /// The `WAIT` timeout in whole milliseconds: the configured timeout, capped by the vote's
 /// deadline `per_call`, and never 0 (which would make `WAIT` block forever).
@@ -49,71 +52,67 @@ pub(crate) fn confirmed<T>(
     }
 }
 
-/// A script whose arguments are our token and a TTL (acquire, extend) on `node`, followed by
-/// `WAIT` when `config` asks replicas to acknowledge (capped by the vote's deadline
-/// `per_call`).
+/// A script whose arguments are our token and a TTL (acquire, extend) on voter `i` of
+/// `shared`, followed by `WAIT` when replicas must acknowledge it (capped by the vote's
+/// deadline `per_call`).
 async fn token_ttl(
-    node: &SharedNode,
+    (shared, i): (&Shared, usize),
     script: &'static redis::Script,
-    (key, token, ttl): (&[u8], &str, Duration),
-    config: &LockConfig,
-    per_call: Duration,
+    (ttl, per_call): (Duration, Duration),
 ) -> Result<ScriptReply, NodeError> {
+    let voter = shared.voters.get(i).ok_or_else(no_voter)?;
     let ttl = ttl_millis(ttl);
-    let args: &[&[u8]] = &[token.as_bytes(), &ttl];
-    let wait = wait_of(config, per_call);
-    let keys: &[&[u8]] = &[key];
-    node.run(ScriptCall {
+    let args: &[&[u8]] = &[shared.token.as_str().as_bytes(), &ttl];
+    let keys: &[&[u8]] = &[&voter.key];
+    let wait = wait_of(&shared.config, per_call);
+    let call = ScriptCall {
         script,
         keys,
         args,
         wait,
-    })
-    .await
+    };
+    voter.node.run(call).await
 }
 
-/// Run the acquire script on `node`: acknowledged by replicas when the configuration asks for
-/// it (then `per_call` is the vote's deadline, which caps the `WAIT`), plain otherwise.
+/// Voter `i`'s acquire vote: acknowledged by replicas when the configuration asks for it
+/// (then `per_call`, the vote's deadline, caps the `WAIT`), plain otherwise.
 pub(crate) async fn acquire(
-    node: &SharedNode,
-    key: &[u8],
-    token: &str,
+    shared: &Shared,
+    i: usize,
     ttl: Duration,
-    config: &LockConfig,
     per_call: Duration,
-) -> Result<AcquireReply, NodeError> {
-    let script = &SCRIPTS.acquire;
-    let (reply, acked) = token_ttl(node, script, (key, token, ttl), config, per_call).await?;
+) -> Vote<AcquireReply> {
+    let (reply, acked) = token_ttl((shared, i), &SCRIPTS.acquire, (ttl, per_call)).await?;
     let reply = parse_acquire(&reply)?;
     if reply != AcquireReply::Granted {
         // Our keys always expire: a key without expiry may be a foreign value (a list, a
         // hash) that SET NX cannot tell apart from a held lock. Nothing was written:
         // replication is beside the point.
-        if reply == AcquireReply::Held(None) {
-            node.check_string_key(key).await?;
+        if let (AcquireReply::Held(None), Some(voter)) = (reply, shared.voters.get(i)) {
+            voter.node.check_string_key(&voter.key).await?;
         }
         return Ok(reply);
     }
-    confirmed(reply, acked, config)
+    confirmed(reply, acked, &shared.config)
 }
 
-/// Run the extend script on `node`, acknowledged by replicas when configured (see
-/// [`acquire`]). An extend that replicas did not acknowledge counts as failed.
+/// Voter `i`'s extend vote, acknowledged by replicas when configured (see [`acquire`]): an
+/// extend that replicas did not acknowledge counts as failed.
 pub(crate) async fn extend(
-    node: &SharedNode,
-    key: &[u8],
-    token: &str,
+    shared: &Shared,
+    i: usize,
     ttl: Duration,
-    config: &LockConfig,
     per_call: Duration,
-) -> Result<bool, NodeError> {
-    let script = &SCRIPTS.extend;
-    let (reply, acked) = token_ttl(node, script, (key, token, ttl), config, per_call).await?;
+) -> Vote<bool> {
+    let (reply, acked) = token_ttl((shared, i), &SCRIPTS.extend, (ttl, per_call)).await?;
     match parse_flag(&reply)? {
-        true => confirmed(true, acked, config),
+        true => confirmed(true, acked, &shared.config),
         false => Ok(false),
     }
 }
+
+/// A vote's outcome.
+type Vote<T> = Result<T, NodeError>;
 
 /// Compare-and-delete `token` at `key`; `true` when the key held it.
 pub(crate) async fn release(node: &dyn Node, key: &[u8], token: &str) -> Result<bool, NodeError> {
