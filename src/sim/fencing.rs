@@ -516,16 +516,7 @@ fn tokens_stay_distinct_when_clocks_break_mutual_exclusion() {
     let mut overlapped = false;
     for seed in 0..32u64 {
         let holds = run(
-            &Scenario {
-                clock_rates: vec![2.0, 2.0, 2.0],
-                crashes: vec![vec![]; 3],
-                max_delay_ms: 5,
-                loss_percent: 0,
-                hung: None,
-                clients: 3,
-                ops_per_client: 6,
-                seed,
-            },
+            &crate::sim::fast_clocks(seed),
             Variant::Engine,
             Duration::from_millis(100),
         );
