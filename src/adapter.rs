@@ -6,9 +6,9 @@
 //!   (`fenced`), the lock scripts' replies (`replies`) and the registry of nodes by address
 //!   (`seeds`).
 //! - `scripts`: the one registry of Lua scripts, preloaded on connect.
-//! - `cluster_replies`: parsers of `CLUSTER SHARDS` / `CLUSTER SLOTS`; `info`: of `INFO`.
+//! - `cluster_replies`: parsers of `CLUSTER SHARDS` / `CLUSTER SLOTS`.
+//! - `redis_node::facts`: reading a server's facts (`INFO`, `CONFIG GET`).
 
 pub(crate) mod cluster_replies;
-pub(crate) mod info;
 pub(crate) mod redis_node;
 pub(crate) mod scripts;

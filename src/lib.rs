@@ -84,14 +84,15 @@
 //!   script, optionally followed by `WAIT`; read server facts; subscribe).
 //! - `server`: what a voter's server says about itself (`run_id`, `cluster_enabled`, eviction
 //!   policy), read once per connection; `server::admit`: the rule of who may vote on it (one
-//!   vote per server); `server::cell`: a node's current facts and what changed at its address.
+//!   vote per server); `server::cell`: a node's current facts and what changed at its address;
+//!   `server::info`: the parser of `INFO`.
 //! - `adapter`: all redis-rs code. `adapter::redis_node`: the real voter over one multiplexed
 //!   connection (`connection`: opening it; `acked`: connections of its own for acknowledged
 //!   writes; `fenced`: the fencing scripts' calls and replies; `replies`: the lock scripts'
 //!   replies; `seeds`: the nodes kept by address, the seeds of discovery);
 //!   `adapter::scripts`: the one registry of Lua scripts, preloaded on connect;
 //!   `adapter::cluster_replies`: parsers of `CLUSTER SHARDS` / `CLUSTER SLOTS`;
-//!   `adapter::info`: the parser of `INFO`.
+//!   `redis_node::facts`: reading a server's facts (`INFO`, `CONFIG GET`).
 //! - `mutex`: the one poison-tolerant lock of a std mutex.
 //! - `tls` (feature `tls`): the rustls crypto provider (the application's if it installed
 //!   one, else ring's) and the root CA given with `LockConfig::tls_root_ca`.
@@ -159,8 +160,8 @@ pub use features::health::{
 /// masters. These functions let an operator check where a resource's keys are, or lay out
 /// slots to match.
 pub mod cluster {
-    pub use crate::adapter::info::parse_info;
     pub use crate::keys::{
         MAX_CLUSTER_VOTERS, SLOT_COUNT, cluster_voter_keys, even_slot_ranges, key_slot, slot_band,
     };
+    pub use crate::server::info::parse_info;
 }

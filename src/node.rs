@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 
-use crate::adapter::cluster_replies::SlotRange;
 use crate::error::NodeError;
 use crate::server::ServerFacts;
 
@@ -51,6 +50,17 @@ pub(crate) struct ScriptCall<'a> {
 /// What [`Node::run`] returns: the script's reply, and how many replicas acknowledged it
 /// (`None` without `WAIT`).
 pub(crate) type ScriptReply = (redis::Value, Option<i64>);
+
+/// An inclusive slot range and the address of the master serving it. An empty `host` means
+/// the node does not know its own address (a node that never met a peer reports `ip: ""`):
+/// the caller uses the address it reached the node at, as `redis-cli` does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SlotRange {
+    pub(crate) start: u16,
+    pub(crate) end: u16,
+    pub(crate) host: String,
+    pub(crate) port: u16,
+}
 
 /// What a node reports about a key: its token, and its remaining time (`None`: no expiry).
 pub(crate) type KeyState = (Option<String>, Option<Duration>);

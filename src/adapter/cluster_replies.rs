@@ -3,16 +3,7 @@
 
 use redis::Value;
 
-/// An inclusive slot range and the address of the master serving it. An empty `host` means
-/// the node does not know its own address (a node that never met a peer reports `ip: ""`):
-/// the caller uses the address it reached the node at, as `redis-cli` does.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct SlotRange {
-    pub(crate) start: u16,
-    pub(crate) end: u16,
-    pub(crate) host: String,
-    pub(crate) port: u16,
-}
+use crate::node::SlotRange;
 
 fn text(value: &Value) -> Option<String> {
     match value {

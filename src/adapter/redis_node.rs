@@ -12,13 +12,14 @@ use std::time::Duration;
 
 use redis::Value;
 
-use crate::adapter::cluster_replies::{SlotRange, parse_cluster_shards, parse_cluster_slots};
+use crate::adapter::cluster_replies::{parse_cluster_shards, parse_cluster_slots};
 use crate::error::NodeError;
-use crate::node::{Node, NodeResult, ScriptCall, ScriptReply};
+use crate::node::{Node, NodeResult, ScriptCall, ScriptReply, SlotRange};
 use crate::server::{FactsCell, ServerFacts};
 
 mod acked;
 mod connection;
+mod facts;
 mod fenced;
 mod replies;
 mod seeds;
@@ -178,7 +179,7 @@ impl Node for RedisNode {
     fn probe(&self) -> NodeResult<'_, ServerFacts> {
         Box::pin(async move {
             let (mut conn, id) = self.connection().await?;
-            let facts = ServerFacts::read(&mut conn).await;
+            let facts = facts::read_facts(&mut conn).await;
             if matches!(facts, Err(NodeError::Io(_))) {
                 self.forget_connection(id);
             }

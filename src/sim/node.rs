@@ -12,10 +12,9 @@ use rand::rngs::StdRng;
 use redis::Value;
 use tokio::time::{Instant, sleep};
 
-use crate::adapter::cluster_replies::SlotRange;
 use crate::adapter::scripts::SCRIPTS;
 use crate::error::NodeError;
-use crate::node::{Node, NodeResult, ScriptCall, ScriptReply, SharedNode, UnservedSlot};
+use crate::node::{Node, NodeResult, ScriptCall, ScriptReply, SharedNode, SlotRange, UnservedSlot};
 use crate::server::ServerFacts;
 use crate::topology::Seeds;
 

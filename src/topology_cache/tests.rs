@@ -5,9 +5,9 @@ use std::sync::atomic::AtomicUsize;
 use futures::future::join_all;
 
 use super::*;
-use crate::adapter::cluster_replies::SlotRange;
+
 use crate::error::NodeError;
-use crate::node::{Node, NodeResult, ScriptCall, ScriptReply, SharedNode};
+use crate::node::{Node, NodeResult, ScriptCall, ScriptReply, SharedNode, SlotRange};
 use crate::server::ServerFacts;
 
 /// A standalone seed whose connection opens after `delay`, or fails after it.

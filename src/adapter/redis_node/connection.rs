@@ -10,7 +10,7 @@ use redis::aio::MultiplexedConnection;
 use crate::adapter::scripts::SCRIPTS;
 use crate::error::NodeError;
 use crate::mutex::lock;
-use crate::server::{FactsCell, ServerFacts};
+use crate::server::FactsCell;
 
 use super::RedisNode;
 
@@ -62,7 +62,7 @@ pub(super) async fn open(
             .await
             .map_err(|e| NodeError::from_connect(&e))?;
         // Who this server is, read once per connection (see `server`).
-        facts.record(addr, ServerFacts::read(&mut conn).await?);
+        facts.record(addr, super::facts::read_facts(&mut conn).await?);
         SCRIPTS
             .preload(&conn)
             .await

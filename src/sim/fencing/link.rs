@@ -8,12 +8,11 @@ use rand::RngExt;
 use rand::rngs::StdRng;
 use tokio::time::Instant;
 
-use crate::adapter::cluster_replies::SlotRange;
 use crate::error::NodeError;
 use redis::Value;
 
 use crate::adapter::scripts::SCRIPTS;
-use crate::node::{FencedReply, Node, NodeResult, ScriptCall, ScriptReply};
+use crate::node::{FencedReply, Node, NodeResult, ScriptCall, ScriptReply, SlotRange};
 use crate::server::ServerFacts;
 use crate::sim::node::{answered, deliver, lock_script, pttl};
 use crate::sim::{NOT_A_CLUSTER, SimNode, TTL};
