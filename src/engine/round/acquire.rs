@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::engine::quorum::{AcquireDecision, AcquireVote, decide_acquire, drift, unavailable};
-use crate::error::{LockError, NodeError};
+use crate::error::LockError;
 use crate::input::{Resource, Ttl};
 use crate::lock::{LateVotes, Lock, LockToken};
 use crate::node::AcquireReply;
@@ -220,9 +220,4 @@ impl Round<'_> {
         lock.late = late;
         Attempt::Acquired(lock)
     }
-}
-
-/// A voter index out of range (never: the calls are made from the voters).
-pub(crate) fn no_voter() -> NodeError {
-    NodeError::Protocol("no such voter".into())
 }

@@ -12,7 +12,7 @@ use crate::lock::{LockInfo, LockToken, NodeLockState};
 use crate::node::KeyState;
 use crate::topology::voters_share_master;
 
-use super::acquire::no_voter;
+use super::votes::no_voter;
 use super::{Ask, Round, Shared, Vote};
 
 impl Round<'_> {

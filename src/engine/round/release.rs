@@ -9,8 +9,8 @@ use crate::engine::quorum::{ReleaseDecision, decide_release, unavailable};
 use crate::error::LockError;
 use crate::lock::Lock;
 
-use super::acquire::no_voter;
 use super::answers::{drop_unasked, unasked};
+use super::votes::no_voter;
 use super::{Ask, Round, Shared, Vote};
 
 impl Round<'_> {

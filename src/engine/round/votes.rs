@@ -12,7 +12,6 @@ use crate::error::NodeError;
 use crate::node::{AcquireReply, KeyState, Node, ScriptCall, ScriptReply};
 
 use super::Shared;
-use super::acquire::no_voter;
 
 /// The `WAIT` timeout in whole milliseconds: the configured timeout, capped by the vote's
 /// deadline `per_call`, and never 0 (which would make `WAIT` block forever).
@@ -138,4 +137,9 @@ pub(crate) async fn inspect(node: &dyn Node, key: &[u8]) -> Result<KeyState, Nod
         })
         .await?;
     parse_inspect(&reply)
+}
+
+/// A voter index out of range (never: the calls are made from the voters).
+pub(crate) fn no_voter() -> NodeError {
+    NodeError::Protocol("no such voter".into())
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use tokio::time::Instant;
 
 use crate::engine::quorum::{AcquireDecision, collect_failures, unavailable};
+use crate::engine::round::votes::no_voter;
 use crate::engine::round::{Ask, Attempt, Grant, Granted, Round, Shared, Vote};
 use crate::error::NodeError;
 use crate::input::{Resource, Ttl};
@@ -24,10 +25,6 @@ impl Grant for FencedReply {
             FencedReply::Held(left) => Some(*left),
         }
     }
-}
-
-fn no_voter() -> NodeError {
-    NodeError::Protocol("no such voter".into())
 }
 
 impl Round<'_> {
