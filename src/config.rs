@@ -1,16 +1,11 @@
 //! How the lock behaves: timing allowances, retries, key naming, and how voters are chosen.
 //!
-//! The settings and their setters are here; the getters are in `getters`, the checks in
-//! `validate`.
+//! The settings, their setters and getters are here; the checks are in `validate`.
 
 use std::time::Duration;
 
-use crate::acks::ReplicaAcks;
-use crate::retry::RetryPolicy;
-
-// Named by the setters' docs; the checks that return it are in `validate`.
-#[cfg(doc)]
 use crate::error::LockError;
+use crate::retry::RetryPolicy;
 
 /// The longest TTL accepted: one day. A lock meant to be held longer should be kept alive
 /// with an auto-extending guard, so that a crashed holder does not block others for days.
@@ -368,8 +363,79 @@ impl LockConfig {
 /// The default of [`LockConfig::fencing_retention`].
 const DEFAULT_FENCING_RETENTION: Duration = Duration::from_secs(60);
 
-mod getters;
+// The values in use, for the manager and its rounds.
+impl LockConfig {
+    /// Whether fencing tokens are on.
+    pub fn fencing_enabled(&self) -> bool {
+        self.fencing
+    }
+
+    /// The fencing counters' retention in use.
+    pub(crate) fn fencing_retention_value(&self) -> Duration {
+        self.fencing_retention
+    }
+
+    /// The retry policy in use.
+    pub fn retry_policy(&self) -> &RetryPolicy {
+        &self.retry
+    }
+
+    /// The drift factor in use.
+    pub(crate) fn drift_factor_value(&self) -> f64 {
+        self.drift_factor
+    }
+
+    /// The per-node timeout in use.
+    pub(crate) fn node_timeout_value(&self) -> Duration {
+        self.node_timeout
+    }
+
+    /// The connect timeout in use.
+    pub(crate) fn connect_timeout_value(&self) -> Duration {
+        self.connect_timeout
+    }
+
+    /// The key prefix in use.
+    pub(crate) fn key_prefix_str(&self) -> &str {
+        &self.key_prefix
+    }
+
+    /// The number of cluster voters in use.
+    pub(crate) fn voter_count(&self) -> usize {
+        self.cluster_voters
+    }
+
+    /// The mode in use.
+    pub(crate) fn mode_value(&self) -> Mode {
+        self.mode
+    }
+}
+
 mod validate;
+
+/// The replica acknowledgement a vote needs: `replicas` replicas within `timeout`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ReplicaAcks {
+    /// How many replicas must acknowledge a write (`WAIT`'s `numreplicas`), at least 1.
+    pub(crate) replicas: usize,
+    /// How long `WAIT` may block, before the cap of [`wait_limit`].
+    pub(crate) timeout: Duration,
+}
+
+impl ReplicaAcks {
+    /// Check the values against the node timeout they must fit in.
+    pub(crate) fn validate(&self, node_timeout: Duration) -> Result<(), LockError> {
+        if self.timeout < Duration::from_millis(1) || self.timeout >= node_timeout {
+            return Err(LockError::InvalidConfig(format!(
+                "replica_acks timeout must be at least 1 ms and shorter than node_timeout \
+                 ({node_timeout:?}), which bounds the whole vote (script, WAIT and round trip); \
+                 got {:?}: raise node_timeout or lower the acks timeout",
+                self.timeout
+            )));
+        }
+        Ok(())
+    }
+}
 
 #[cfg(test)]
 mod tests;

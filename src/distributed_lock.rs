@@ -115,6 +115,13 @@ pub struct RedisDistributedLock {
 }
 
 impl RedisDistributedLock {
+    /// The fencing token of this handle's current acquisition ([`Lock::fencing_token`]):
+    /// `None` when the handle holds nothing or its manager has fencing off. Send it with every
+    /// write to the protected resource.
+    pub fn fencing_token(&self) -> Option<u64> {
+        self.lock().and_then(Lock::fencing_token)
+    }
+
     /// A lock on `resource` over the Redis nodes `nodes`, with the default [`LockConfig`].
     ///
     /// Nothing is connected yet: the first operation reads the topology and connects. One

@@ -134,6 +134,12 @@ impl LockManager {
 }
 
 impl LockGuard {
+    /// The lock's fencing token ([`Lock::fencing_token`]); `None` unless the manager has
+    /// fencing on. Extensions keep it.
+    pub fn fencing_token(&self) -> Option<u64> {
+        self.current().fencing_token()
+    }
+
     fn start(manager: LockManager, lock: Lock, options: GuardOptions) -> Self {
         let state = Arc::new(watch::Sender::new(State { lock, lost: None }));
         let watchdog = match tokio::runtime::Handle::try_current() {

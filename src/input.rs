@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use redis::IntoConnectionInfo;
 
+use crate::adapter::redis_node::addr_string;
 use crate::config::MAX_TTL;
+use crate::engine::quorum::{drift, validity};
 use crate::error::LockError;
 use crate::lock::Lock;
-use crate::quorum::{drift, validity};
-use crate::redis_node::addr_string;
 
 /// The longest resource name accepted, in bytes.
 pub const MAX_RESOURCE_LEN: usize = 4096;

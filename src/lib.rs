@@ -40,52 +40,69 @@
 //! - `distributed_lock`: [`RedisDistributedLock`], the simple one-resource facade over
 //!   [`LockManager`].
 //!
-//! How a vote is run and decided:
-//! - `input`: every check of user input, done once per call (URLs, resource names, TTLs).
-//! - `round`: one round (acquire, extend, release, inspect) on all voters under one deadline,
-//!   decided as soon as the outcome is known, in a task of its own that goes on with the
-//!   slower answers and the cleanup of a failed round, so a cancelled caller cannot stop it;
-//!   `round::answers`: who may vote and the gathering of answers; `round::acquire`,
-//!   `round::extend`, `round::release`, `round::inspect`: one kind of round each;
-//!   `round::cleanup`: what is left of a round, finished in the background.
-//! - `flight`: a manager's bound on rounds in flight, and its background tasks, which
-//!   [`LockManager::close`] waits for ([`CloseReport`]).
-//! - `quorum`: how a round is decided (quorum, drift, validity), pure and property-tested.
-//! - `fencing`: opt-in fencing tokens: a commit round after the acquire round, its decision,
-//!   the counter keys and scripts, and the token accessors of each lock handle.
-//! - `retry`: [`RetryPolicy`], exponential backoff with full jitter.
-//! - `acks`: replica-acknowledged votes (`LockConfig::replica_acks`): the script and `WAIT`
-//!   pipelined on connections of their own, and the rule that an unacknowledged vote fails.
-//! - `notify`: notified waits: release notices over sharded pub/sub, and the per-manager FIFO
-//!   queue of waiters that a notice wakes before their backoff timer.
+//! The layers, from the top: the handles above, the features, the round engine, the voter
+//! port, and the Redis adapter below it. Nothing imports a layer above its own, and `src/`
+//! has no import circle.
 //!
-//! Who votes:
+//! How a vote is run and decided (`engine`):
+//! - `input`: every check of user input, done once per call (URLs, resource names, TTLs).
+//! - `engine::round`: one mechanism for every round kind (`Round::ask`): a turn of the
+//!   in-flight bound, each call sent once its voter's connection is open, answers admitted
+//!   (one vote per server) as they arrive and decided as soon as the outcome is known,
+//!   under one per-node deadline; what is left goes to a background task that a cancelled
+//!   caller cannot stop. `round::answers`: admission and the gathering of answers;
+//!   `round::acquire`, `round::extend`, `round::release`, `round::inspect`: one vote and one
+//!   decision each; `round::votes`: every plain vote as one script call of the port
+//!   (acquire and extend followed by `WAIT` when replicas must acknowledge them);
+//!   `round::cleanup`: what is left of a round, finished in the background.
+//! - `engine::flight`: a manager's bound on rounds in flight, and its background tasks, which
+//!   [`LockManager::close`] waits for ([`CloseReport`]).
+//! - `engine::quorum`: how a round is decided (quorum, drift, validity), pure and
+//!   property-tested.
+//! - `retry`: [`RetryPolicy`], exponential backoff with full jitter.
+//!
+//! The opt-in features (`features`), on the engine and the port:
+//! - `features::fencing`: fencing tokens: the fenced acquire and its commit round on the
+//!   engine, their decisions, the counter keys.
+//! - `features::acks`: replica-acknowledged votes (`LockConfig::replica_acks`): why `WAIT`
+//!   runs on connections of its own, and the connect-time check that voters have replicas.
+//! - `features::notify`: notified waits: release notices over sharded pub/sub, and the
+//!   per-manager FIFO queue of waiters that a notice wakes before their backoff timer.
+//! - `features::quarantine`: delayed restarts, enforced (`LockConfig::delayed_restart`): the
+//!   pure rule that keeps a voter that may have lost its keys from voting until the longest
+//!   TTL passed, handed to admission by the manager as a veto (`server::Veto`).
+//! - `features::health`: [`HealthReport`], every voter probed at once (facts, round trip,
+//!   clock rate) and judged by pure functions into findings with a severity and a fix.
+//!
+//! Who votes, and the port to them:
 //! - `topology`: the voters (cluster masters or independent masters) and which key each
-//!   stores, and which answers may count as votes; `topology::mode`: cluster or independent,
-//!   decided from the seeds' answers; `topology::discovery`: reading the voters from the
-//!   seeds; `topology_cache`: the cached view and its background refresh.
+//!   stores; `topology::mode`: cluster or independent, decided from the seeds' answers;
+//!   `topology::discovery`: reading the voters from the seeds; `topology_cache`: the cached
+//!   view and its background refresh.
 //! - `keys`: the cluster key scheme (one slot window per voter), public as [`cluster`].
-//! - `node`: what the engine asks of one voter; `redis_node`: the real one, over one
-//!   multiplexed connection (`redis_node::connection`: opening it; `redis_node::replies`: the
-//!   parsers of the scripts' replies; `redis_node::seeds`: the nodes kept by address, the
-//!   seeds of discovery); `scripts`: the Lua it runs; `cluster_replies`: parsers of
-//!   `CLUSTER SHARDS` / `CLUSTER SLOTS`; `info`: the parser of `INFO`; `server`: what a
-//!   voter's server says about itself (`run_id`, `cluster_enabled`, eviction policy), read once
-//!   per connection; `server::admit`: the rule of who may vote on it (one vote per server);
-//!   `server::cell`: a node's current facts and what changed at its address before.
-//! - `quarantine`: delayed restarts, enforced (`LockConfig::delayed_restart`): the pure rule
-//!   that keeps a voter that may have lost its keys from voting until the longest TTL passed.
-//! - `health`: [`HealthReport`], every voter probed at once (facts, round trip, clock rate)
-//!   and judged by pure functions into findings with a severity and a fix.
+//! - `node`: the voter port, what the engine and the features ask of one voter (run a
+//!   script, optionally followed by `WAIT`; read server facts; subscribe).
+//! - `server`: what a voter's server says about itself (`run_id`, `cluster_enabled`, eviction
+//!   policy), read once per connection; `server::admit`: the rule of who may vote on it (one
+//!   vote per server); `server::cell`: a node's current facts and what changed at its address;
+//!   `server::info`: the parser of `INFO`.
+//! - `adapter`: all redis-rs code. `adapter::redis_node`: the real voter over one multiplexed
+//!   connection (`connection`: opening it; `acked`: connections of its own for acknowledged
+//!   writes; `fenced`: the fencing scripts' calls and replies; `replies`: the lock scripts'
+//!   replies; `seeds`: the nodes kept by address, the seeds of discovery);
+//!   `adapter::scripts`: the one registry of Lua scripts, preloaded on connect;
+//!   `adapter::cluster_replies`: parsers of `CLUSTER SHARDS` / `CLUSTER SLOTS`;
+//!   `redis_node::facts`: reading a server's facts (`INFO`, `CONFIG GET`).
+//! - `mutex`: the one poison-tolerant lock of a std mutex.
 //! - `tls` (feature `tls`): the rustls crypto provider (the application's if it installed
 //!   one, else ring's) and the root CA given with `LockConfig::tls_root_ca`.
 //!
 //! Configuration and errors:
-//! - `config`: [`LockConfig`], timing allowances, retries, key naming, mode; its getters in
-//!   `config::getters`, its checks in `config::validate`.
+//! - `config`: [`LockConfig`], timing allowances, retries, key naming, mode, with its getters;
+//!   its checks in `config::validate`. It imports no feature.
 //! - `error`: [`LockError`]; `error::node`: the per-node [`NodeError`] and [`NodeFailures`].
 //! - `sim` (tests only): the engine over simulated in-memory nodes, for model-based property
-//!   tests.
+//!   tests (`sim::fencing`: fencing; `sim::delayed_restart`: the delayed-restart rule).
 //!
 //! The workspace around this crate holds what is not the library: `harness/` (real
 //! `redis-server` processes, clusters and Docker containers for tests), `demo/` (the three
@@ -94,28 +111,20 @@
 #![deny(missing_docs, missing_debug_implementations)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-mod acks;
-mod cluster_replies;
+mod adapter;
 mod config;
 mod distributed_lock;
+mod engine;
 mod error;
-mod fencing;
-mod flight;
+mod features;
 mod guard;
-mod health;
-mod info;
 mod input;
 mod keys;
 mod lock;
 mod manager;
+mod mutex;
 mod node;
-mod notify;
-mod quarantine;
-mod quorum;
-mod redis_node;
 mod retry;
-mod round;
-mod scripts;
 mod server;
 #[cfg(test)]
 mod sim;
@@ -126,7 +135,7 @@ mod topology_cache;
 
 // The lock types a user holds and the handles that make them.
 pub use distributed_lock::RedisDistributedLock;
-pub use flight::CloseReport;
+pub use engine::flight::CloseReport;
 pub use guard::{GuardOptions, LockGuard, LostReason};
 pub use lock::{Lock, LockInfo, LockToken, NodeLockState};
 pub use manager::LockManager;
@@ -140,7 +149,7 @@ pub use retry::RetryPolicy;
 pub use error::{LockError, NodeError, NodeFailure, NodeFailures};
 
 // The voter health report.
-pub use health::{
+pub use features::health::{
     ClockOffset, ClockRate, Finding, HealthReport, ReplicaLag, Severity, VoterHealth,
 };
 
@@ -151,8 +160,8 @@ pub use health::{
 /// masters. These functions let an operator check where a resource's keys are, or lay out
 /// slots to match.
 pub mod cluster {
-    pub use crate::info::parse_info;
     pub use crate::keys::{
         MAX_CLUSTER_VOTERS, SLOT_COUNT, cluster_voter_keys, even_slot_ranges, key_slot, slot_band,
     };
+    pub use crate::server::info::parse_info;
 }

@@ -101,7 +101,7 @@ impl LateVotes {
     /// lock was released meanwhile: the caller deletes that key.
     pub(crate) fn landed(&self, voter: &str) -> bool {
         use std::sync::atomic::Ordering;
-        let mut granted = self.granted.lock().unwrap_or_else(|p| p.into_inner());
+        let mut granted = crate::mutex::lock(&self.granted);
         // Checked under the lock that `Lock::end_late_votes` does not take: the order that
         // matters is this check against the release round, which starts after `ended` is
         // set (SeqCst on both sides).
@@ -127,10 +127,7 @@ impl LateVotes {
     }
 
     fn granted(&self) -> Vec<String> {
-        self.granted
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        crate::mutex::lock(&self.granted).clone()
     }
 }
 
@@ -308,10 +305,7 @@ impl GrantedSets {
         I::IntoIter: Clone,
     {
         let addrs = addrs.into_iter();
-        let mut sets = match self.sets.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut sets = crate::mutex::lock(&self.sets);
         if let Some(found) = sets
             .iter()
             .find(|set| set.iter().map(String::as_str).eq(addrs.clone()))

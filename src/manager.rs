@@ -12,17 +12,17 @@ use std::time::Duration;
 
 use futures::future::join_all;
 
+use crate::adapter::redis_node::RedisSeeds;
 use crate::config::LockConfig;
 #[cfg(doc)]
 use crate::config::Mode;
+use crate::engine::flight::InFlight;
+use crate::engine::round::Round;
 use crate::error::LockError;
-use crate::flight::InFlight;
+use crate::features::notify::Notifier;
 use crate::input::{Resource, Ttl, parse_urls};
 use crate::lock::Lock;
 use crate::node::{SharedNode, with_deadline};
-use crate::notify::Notifier;
-use crate::redis_node::RedisSeeds;
-use crate::round::Round;
 use crate::topology::{Seeds, Topology, voters_share_master};
 use crate::topology_cache::TopologyCache;
 
@@ -119,7 +119,7 @@ impl LockManager {
         // (a minority of voters may be down), and a slow connection goes on opening.
         let limit = manager.inner.config.node_timeout_value();
         join_all(nodes.iter().map(|n| with_deadline(limit, n.connect()))).await;
-        crate::acks::check_replicas(&manager.inner.config, topology.mode(), &nodes)?;
+        crate::features::acks::check_replicas(&manager.inner.config, topology.mode(), &nodes)?;
         Ok(manager)
     }
 
@@ -208,6 +208,7 @@ impl LockManager {
             config: &self.inner.config,
             topology: &self.inner.topology,
             flight: &self.inner.flight,
+            veto: crate::features::quarantine::quarantine,
         })
     }
 }

@@ -1,8 +1,12 @@
 //! One voter's node: what the quorum engine and topology discovery ask of a Redis master.
 //!
-//! The engine talks to nodes only through the [`Node`] trait, so that the same voting and
-//! discovery code runs against real Redis (`redis_node`) and against the in-memory nodes of the
-//! model-based property tests.
+//! The engine and the features talk to nodes only through the [`Node`] trait, so that the same
+//! voting and discovery code runs against real Redis (`adapter::redis_node`) and against the
+//! in-memory nodes of the model-based property tests. Every vote is one primitive, a script of
+//! the registry run with its keys and arguments, optionally followed by `WAIT`
+//! ([`Node::run`]); the rest reads what a server says about itself (facts, cluster slots, its
+//! clock) or where to subscribe. A new feature is a new script and a new decision, never a new
+//! method here.
 
 use std::fmt;
 use std::sync::Arc;
@@ -10,10 +14,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 
-use crate::acks::AckedWriter;
-use crate::cluster_replies::SlotRange;
 use crate::error::NodeError;
-use crate::fencing::{FencedReply, fencing_unsupported};
 use crate::server::ServerFacts;
 
 /// A node's answer to the acquire script.
@@ -23,6 +24,42 @@ pub(crate) enum AcquireReply {
     Granted,
     /// Someone else holds the key; their remaining time (`None`: the key has no expiry).
     Held(Option<Duration>),
+}
+
+/// A node's answer to the fenced acquire script.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FencedReply {
+    /// The key was set with our token: the voter's fencing counter (0 when it has none) and
+    /// its clock (`TIME`) in microseconds since the Unix epoch.
+    Granted { counter: u64, time: u64 },
+    /// Someone else holds the key; their remaining time (`None`: the key has no expiry).
+    Held(Option<Duration>),
+}
+
+/// One call of the port's one primitive, [`Node::run`]: a script of the registry
+/// (`adapter::scripts`), its keys and arguments, and the `WAIT` that follows it, as
+/// `(replicas, milliseconds)`, when replicas must acknowledge the write.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ScriptCall<'a> {
+    pub(crate) script: &'static redis::Script,
+    pub(crate) keys: &'a [&'a [u8]],
+    pub(crate) args: &'a [&'a [u8]],
+    pub(crate) wait: Option<(usize, u64)>,
+}
+
+/// What [`Node::run`] returns: the script's reply, and how many replicas acknowledged it
+/// (`None` without `WAIT`).
+pub(crate) type ScriptReply = (redis::Value, Option<i64>);
+
+/// An inclusive slot range and the address of the master serving it. An empty `host` means
+/// the node does not know its own address (a node that never met a peer reports `ip: ""`):
+/// the caller uses the address it reached the node at, as `redis-cli` does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SlotRange {
+    pub(crate) start: u16,
+    pub(crate) end: u16,
+    pub(crate) host: String,
+    pub(crate) port: u16,
 }
 
 /// What a node reports about a key: its token, and its remaining time (`None`: no expiry).
@@ -45,19 +82,6 @@ pub(crate) trait Node: Send + Sync + fmt::Debug {
     fn is_connected(&self) -> bool {
         false
     }
-    /// Run the acquire script.
-    fn acquire<'a>(
-        &'a self,
-        key: &'a [u8],
-        token: &'a str,
-        ttl: Duration,
-    ) -> NodeResult<'a, AcquireReply>;
-    /// Run the compare-and-PEXPIRE script; `true` when the key held our token.
-    fn extend<'a>(&'a self, key: &'a [u8], token: &'a str, ttl: Duration) -> NodeResult<'a, bool>;
-    /// Run the compare-and-delete script; `true` when the key held our token.
-    fn release<'a>(&'a self, key: &'a [u8], token: &'a str) -> NodeResult<'a, bool>;
-    /// Read token and remaining time.
-    fn inspect<'a>(&'a self, key: &'a [u8]) -> NodeResult<'a, KeyState>;
     /// Which master serves which slots, from `CLUSTER SHARDS` (Redis 7+).
     fn cluster_shards(&self) -> NodeResult<'_, Vec<SlotRange>>;
     /// Which master serves which slots, from `CLUSTER SLOTS` (any Redis Cluster version).
@@ -67,11 +91,16 @@ pub(crate) trait Node: Send + Sync + fmt::Debug {
     /// `cluster_enabled`, eviction policy...); `None` before the first connection. Who may
     /// vote is decided on these (see `server::admit`).
     fn facts(&self) -> Option<std::sync::Arc<ServerFacts>>;
-    /// Where replica-acknowledged writes go (see `acks`): connections of their own, since
-    /// `WAIT` blocks the connection it is sent on. `None`: this node cannot wait for
-    /// replicas, so an acknowledged vote on it always fails.
-    fn acked_writer(&self) -> Option<AckedWriter<'_>> {
-        None
+    /// Run `script` (from the one registry, `adapter::scripts`) with `keys` and `args`; with
+    /// `wait` = `(replicas, milliseconds)`, followed by `WAIT replicas milliseconds` pipelined
+    /// on a connection of its own (`WAIT` blocks the connection it is sent on). The script's
+    /// reply, and how many replicas acknowledged (`None` without `wait`). Every vote of
+    /// every round kind is one such call (see `engine::round::votes`).
+    fn run<'a>(&'a self, call: ScriptCall<'a>) -> NodeResult<'a, ScriptReply>;
+    /// [`NodeError::WrongType`] when `key` holds something other than a string (a key
+    /// without expiry that `SET NX` cannot tell from a held lock). By default: not checked.
+    fn check_string_key<'a>(&'a self, _key: &'a [u8]) -> NodeResult<'a, ()> {
+        Box::pin(async { Ok(()) })
     }
     /// Read the server's facts afresh, for the health report (and record them, so that a
     /// role change is seen). By default: the facts of the current connection.
@@ -93,35 +122,6 @@ pub(crate) trait Node: Send + Sync + fmt::Debug {
     /// that publish none (the simulation's, an unserved slot).
     fn subscriber_info(&self) -> Option<redis::ConnectionInfo> {
         None
-    }
-
-    // Fencing tokens (see `fencing`): a node that does not implement them fails the vote.
-
-    /// Run the fenced acquire script: take `key` and read the fencing `counter`.
-    fn acquire_fenced<'a>(
-        &'a self,
-        _key: &'a [u8],
-        _counter: &'a [u8],
-        _token: &'a str,
-        _ttl: Duration,
-    ) -> NodeResult<'a, FencedReply> {
-        fencing_unsupported(self.addr())
-    }
-    /// Run the commit script: `counter = max(counter, fencing_token)`, kept for `retention`,
-    /// while `key` holds `token`; `true` when it did.
-    fn fence_commit<'a>(
-        &'a self,
-        _key: &'a [u8],
-        _counter: &'a [u8],
-        _token: &'a str,
-        _fencing_token: u64,
-        _retention: Duration,
-    ) -> NodeResult<'a, bool> {
-        fencing_unsupported(self.addr())
-    }
-    /// Read what every later token granted by this voter exceeds: `max(counter, clock)`.
-    fn read_fence<'a>(&'a self, _counter: &'a [u8]) -> NodeResult<'a, u64> {
-        fencing_unsupported(self.addr())
     }
 }
 
@@ -159,16 +159,7 @@ impl Node for UnservedSlot {
     fn connect(&self) -> NodeResult<'_, ()> {
         self.fail()
     }
-    fn acquire<'a>(&'a self, _: &'a [u8], _: &'a str, _: Duration) -> NodeResult<'a, AcquireReply> {
-        self.fail()
-    }
-    fn extend<'a>(&'a self, _: &'a [u8], _: &'a str, _: Duration) -> NodeResult<'a, bool> {
-        self.fail()
-    }
-    fn release<'a>(&'a self, _: &'a [u8], _: &'a str) -> NodeResult<'a, bool> {
-        self.fail()
-    }
-    fn inspect<'a>(&'a self, _: &'a [u8]) -> NodeResult<'a, KeyState> {
+    fn run<'a>(&'a self, _: ScriptCall<'a>) -> NodeResult<'a, ScriptReply> {
         self.fail()
     }
     fn cluster_shards(&self) -> NodeResult<'_, Vec<SlotRange>> {

@@ -6,7 +6,7 @@
 //! A voter is a *server*, not a URL: two URLs can name one server (`localhost` and
 //! `127.0.0.1`, two databases), and only the `run_id` tells. The facts are parsed by a pure
 //! function (unit-tested apart from any connection) and re-read whenever a connection is
-//! reopened, so a restart (a new `run_id`) is noticed. [`admit()`] turns them into the rule of
+//! reopened, so a restart (a new `run_id`) is noticed. `admit` turns them into the rule of
 //! who may vote in a round.
 //!
 //! `admit`: that rule; `cell`: [`FactsCell`], the facts of a node's current connection and
@@ -14,16 +14,17 @@
 
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
 use tokio::time::Instant;
 
-use crate::error::NodeError;
-use crate::info::parse_info;
+use info::parse_info;
 
 mod admit;
 mod cell;
+pub(crate) mod info;
 
-pub(crate) use admit::{admit, admit_one, quarantine, refusal};
+#[cfg(test)]
+pub(crate) use admit::admit;
+pub(crate) use admit::{Veto, admit_one, refusal};
 pub(crate) use cell::FactsCell;
 
 /// The facts of one Redis server, from one `INFO` reply (and two `CONFIG GET`s), with when
@@ -105,25 +106,6 @@ impl ServerFacts {
         })
     }
 
-    /// Read the facts over an open connection: `INFO default`, then `CONFIG GET` of
-    /// `appendfsync` and (on a cluster node) `cluster-require-full-coverage`. A refused
-    /// `CONFIG` (ACL, renamed command) leaves those unknown; a broken connection is an error.
-    pub(crate) async fn read(conn: &mut MultiplexedConnection) -> Result<Self, NodeError> {
-        let info: String = redis::cmd("INFO")
-            .arg("default")
-            .query_async(conn)
-            .await
-            .map_err(|e| NodeError::from_redis(&e))?;
-        let mut facts = Self::parse(&info, Instant::now()).map_err(NodeError::Protocol)?;
-        facts.appendfsync = config_get(conn, "appendfsync").await?;
-        if facts.cluster_enabled {
-            facts.require_full_coverage = config_get(conn, "cluster-require-full-coverage")
-                .await?
-                .map(|v| v == "yes");
-        }
-        Ok(facts)
-    }
-
     /// Whether a restart keeps every key it acknowledged: the append-only file, fsynced
     /// before each reply (`appendfsync always`). Unknown counts as no.
     pub(crate) fn persists_every_write(&self) -> bool {
@@ -198,27 +180,6 @@ fn replica(value: &str) -> (String, Option<Duration>) {
         .and_then(|v| v.parse::<u64>().ok())
         .map(Duration::from_secs);
     (addr, lag)
-}
-
-/// One `CONFIG GET name` value; `None` when the server refuses (`NOPERM`, unknown command,
-/// unknown parameter). Only a broken connection or a timeout is an error.
-async fn config_get(
-    conn: &mut MultiplexedConnection,
-    name: &str,
-) -> Result<Option<String>, NodeError> {
-    // A map in RESP3, a flat name-value array in RESP2: both read as a map.
-    let reply: redis::RedisResult<std::collections::HashMap<String, String>> = redis::cmd("CONFIG")
-        .arg("GET")
-        .arg(name)
-        .query_async(conn)
-        .await;
-    match reply {
-        Ok(mut values) => Ok(values.remove(name)),
-        Err(err) => match NodeError::from_redis(&err) {
-            error @ (NodeError::Io(_) | NodeError::Timeout(_)) => Err(error),
-            _ => Ok(None),
-        },
-    }
 }
 
 #[cfg(test)]

@@ -73,33 +73,58 @@ fn run(scenario: &Scenario) -> Vec<Hold> {
     )
 }
 
-/// [`run`] with the clients' configuration.
-fn run_with(scenario: &Scenario, config: LockConfig) -> Vec<Hold> {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
+/// A current-thread runtime on a paused clock, for one replay.
+fn paused_runtime() -> tokio::runtime::Runtime {
+    match tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .start_paused(true)
         .build()
     {
         Ok(rt) => rt,
         Err(e) => panic!("cannot build a tokio runtime: {e}"),
-    };
+    }
+}
+
+/// The simulated masters of `scenario`, their clocks started at `epoch`.
+fn sim_nodes(scenario: &Scenario, epoch: Instant) -> Vec<Arc<SimNode>> {
+    scenario
+        .clock_rates
+        .iter()
+        .zip(&scenario.crashes)
+        .enumerate()
+        .map(|(i, (rate, crashes))| {
+            Arc::new(SimNode {
+                name: format!("sim{i}"),
+                clock_rate: *rate,
+                crashes: crashes.clone(),
+                epoch,
+                data: Mutex::new(NodeData::default()),
+            })
+        })
+        .collect()
+}
+
+/// The randomness of one client's link to node `i`: one stream per link, from the seed.
+fn link_rng(seed: u64, client: usize, i: usize) -> Mutex<StdRng> {
+    Mutex::new(StdRng::seed_from_u64(
+        seed ^ ((client as u64) << 32) ^ i as u64,
+    ))
+}
+
+/// A client's manager over its links to the simulated masters.
+fn client_manager(config: &LockConfig, links: Vec<SharedNode>) -> LockManager {
+    match LockManager::with_seeds(config.clone(), Box::new(SimSeeds(links))) {
+        Ok(manager) => manager,
+        Err(e) => panic!("invalid simulation config: {e}"),
+    }
+}
+
+/// [`run`] with the clients' configuration.
+fn run_with(scenario: &Scenario, config: LockConfig) -> Vec<Hold> {
+    let runtime = paused_runtime();
     runtime.block_on(async {
         let epoch = Instant::now();
-        let nodes: Vec<Arc<SimNode>> = scenario
-            .clock_rates
-            .iter()
-            .zip(&scenario.crashes)
-            .enumerate()
-            .map(|(i, (rate, crashes))| {
-                Arc::new(SimNode {
-                    name: format!("sim{i}"),
-                    clock_rate: *rate,
-                    crashes: crashes.clone(),
-                    epoch,
-                    data: Mutex::new(NodeData::default()),
-                })
-            })
-            .collect();
+        let nodes = sim_nodes(scenario, epoch);
         let holds = Arc::new(Mutex::new(Vec::new()));
         let mut clients = Vec::new();
         for client in 0..scenario.clients {
@@ -110,19 +135,14 @@ fn run_with(scenario: &Scenario, config: LockConfig) -> Vec<Hold> {
                     Arc::new(SimLink {
                         node: node.clone(),
                         order: tokio::sync::Mutex::new(()),
-                        rng: Mutex::new(StdRng::seed_from_u64(
-                            scenario.seed ^ ((client as u64) << 32) ^ i as u64,
-                        )),
+                        rng: link_rng(scenario.seed, client, i),
                         max_delay: Duration::from_millis(scenario.max_delay_ms),
                         loss_percent: scenario.loss_percent,
                         hung: scenario.hung == Some(i),
                     }) as SharedNode
                 })
                 .collect();
-            let manager = match LockManager::with_seeds(config.clone(), Box::new(SimSeeds(links))) {
-                Ok(manager) => manager,
-                Err(e) => panic!("invalid simulation config: {e}"),
-            };
+            let manager = client_manager(&config, links);
             let holds = holds.clone();
             let ops = scenario.ops_per_client;
             let mut rng = StdRng::seed_from_u64(scenario.seed.wrapping_add(client as u64));
@@ -141,7 +161,7 @@ fn run_with(scenario: &Scenario, config: LockConfig) -> Vec<Hold> {
                                 sleep(Duration::from_millis(rng.random_range(0..600))).await;
                             }
                             let until = Instant::now().min(lock.deadline);
-                            holds.lock().unwrap_or_else(|p| p.into_inner()).push(Hold {
+                            crate::mutex::lock(&holds).push(Hold {
                                 client,
                                 took,
                                 from,
@@ -159,7 +179,7 @@ fn run_with(scenario: &Scenario, config: LockConfig) -> Vec<Hold> {
         for client in clients {
             let _ = client.await;
         }
-        holds.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        crate::mutex::lock(&holds).clone()
     })
 }
 
@@ -282,23 +302,25 @@ fn a_hung_voter_does_not_delay_decided_rounds() {
     }
 }
 
+/// Three masters whose clocks run twice as fast, three clients, no faults.
+fn fast_clocks(seed: u64) -> Scenario {
+    Scenario {
+        clock_rates: vec![2.0, 2.0, 2.0],
+        crashes: vec![vec![]; 3],
+        max_delay_ms: 5,
+        loss_percent: 0,
+        hung: None,
+        clients: 3,
+        ops_per_client: 6,
+        seed,
+    }
+}
+
 /// A clock faster than the drift factor allows breaks safety: the model is sensitive enough
 /// to see a violated assumption.
 #[test]
 fn clocks_beyond_the_drift_factor_break_safety() {
-    let found = (0..64u64).any(|seed| {
-        overlap(&run(&Scenario {
-            clock_rates: vec![2.0, 2.0, 2.0],
-            crashes: vec![vec![]; 3],
-            max_delay_ms: 5,
-            loss_percent: 0,
-            hung: None,
-            clients: 3,
-            ops_per_client: 6,
-            seed,
-        }))
-        .is_some()
-    });
+    let found = (0..64u64).any(|seed| overlap(&run(&fast_clocks(seed))).is_some());
     assert!(
         found,
         "nodes whose clocks run twice as fast should let locks overlap"
@@ -333,5 +355,4 @@ fn data_loss_yields_a_shrunk_counterexample() {
 
 // The delayed-restart rule in the model: the data-loss counterexample, closed.
 #[cfg(test)]
-#[path = "sim_delayed_restart.rs"]
 mod delayed_restart;

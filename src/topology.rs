@@ -13,10 +13,10 @@
 use std::sync::Arc;
 
 use crate::config::{LockConfig, Mode};
-use crate::error::{LockError, NodeError};
+use crate::error::LockError;
 use crate::keys::{derive_cluster_keys, independent_key, key_slot};
 use crate::node::{SharedNode, UnservedSlot};
-use crate::server::{ServerFacts, admit, refusal};
+use crate::server::ServerFacts;
 
 mod discovery;
 mod mode;
@@ -117,39 +117,6 @@ pub(crate) fn key_on(voters: &[Voter], addr: &str) -> Option<String> {
         .iter()
         .find(|v| v.node.addr() == addr)
         .map(|v| String::from_utf8_lossy(&v.key).into_owned())
-}
-
-/// Apply the voting rule of `server::admit` to one round's answers (in voter order): an
-/// answer from a voter that may not vote (a cluster node in independent mode, a server that
-/// already answered under another name or for another key, an evicting server when refused)
-/// becomes a failure with the reason. A failed answer from a server that may never vote here
-/// reports that reason instead (it says what to change; a cluster node's `MOVED` would not).
-pub(crate) fn admit_votes<T>(
-    mode: Mode,
-    config: &LockConfig,
-    voters: &[Voter],
-    answers: Vec<Result<T, NodeError>>,
-) -> Vec<Result<T, NodeError>> {
-    let facts: Vec<Option<Arc<ServerFacts>>> = voters
-        .iter()
-        .zip(&answers)
-        .map(|(voter, answer)| answer.as_ref().ok().and_then(|_| voter.node.facts()))
-        .collect();
-    let verdicts = admit(mode, config, &facts);
-    answers
-        .into_iter()
-        .zip(verdicts)
-        .zip(voters)
-        .map(|((answer, verdict), voter)| match (answer, verdict) {
-            (Ok(_), Some(reason)) => Err(reason),
-            (Ok(answer), None) => Ok(answer),
-            (Err(error), _) => Err(voter
-                .node
-                .facts()
-                .and_then(|facts| refusal(mode, config, &facts))
-                .unwrap_or(error)),
-        })
-        .collect()
 }
 
 #[cfg(test)]

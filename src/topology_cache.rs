@@ -8,7 +8,9 @@
 //! and 5 connect timeouts after they started.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
+
+use crate::mutex::lock as locked;
 use std::time::Duration;
 
 use futures::FutureExt;
@@ -92,12 +94,6 @@ struct LateSeeds {
 
 /// The least time between two checks of the seeds that did not answer at discovery.
 const LATE_SEED_INTERVAL: Duration = Duration::from_millis(500);
-
-/// Lock a std mutex whose data stays consistent even if a holder panicked (every critical
-/// section here is a single read or write).
-fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 impl TopologyCache {
     /// An empty cache over `seeds`; nothing is read yet.

@@ -7,9 +7,9 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::{GuardOptions, LostReason, State};
+use crate::engine::quorum::drift;
 use crate::lock::Lock;
 use crate::manager::LockManager;
-use crate::quorum::drift;
 use crate::retry::RetryPolicy;
 
 /// The watchdog's step between retries of a failed extension: a retry waits one step plus a

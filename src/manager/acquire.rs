@@ -2,12 +2,12 @@
 
 use std::time::Duration;
 
+use crate::engine::round::Attempt;
 use crate::error::LockError;
+use crate::features::notify::Waiter;
 use crate::input::Resource;
 use crate::lock::Lock;
-use crate::notify::Waiter;
 use crate::retry::RetryPolicy;
-use crate::round::Attempt;
 use crate::topology::key_on;
 
 use super::LockManager;

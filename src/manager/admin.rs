@@ -5,8 +5,8 @@ use std::time::Duration;
 #[cfg(doc)]
 use crate::config::LockConfig;
 use crate::config::Mode;
+use crate::engine::flight::CloseReport;
 use crate::error::LockError;
-use crate::flight::CloseReport;
 use crate::input::Resource;
 use crate::topology::Topology;
 
@@ -88,7 +88,7 @@ impl LockManager {
             Topology::Independent { nodes } => nodes.clone(),
             Topology::Cluster { masters, .. } => masters.clone(),
         };
-        Ok(crate::health::report(&self.inner.config, topology.mode(), &voters).await)
+        Ok(crate::features::health::report(&self.inner.config, topology.mode(), &voters).await)
     }
 
     /// The detected mode (reading the topology if needed).

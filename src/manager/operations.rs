@@ -4,10 +4,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::engine::round::{Round, spawn_release};
 use crate::error::{LockError, NodeError};
 use crate::input::Resource;
 use crate::lock::{Lock, LockInfo, LockToken};
-use crate::round::{Round, spawn_release};
 use crate::topology::key_on;
 
 use super::LockManager;

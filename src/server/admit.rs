@@ -1,25 +1,37 @@
 //! The admission rule: who may vote in a round, given each voter's facts (one vote per
 //! server, no cluster node in independent mode, optionally no evicting or quarantined server).
 
+#[cfg(test)]
 use std::borrow::Borrow;
 
 use tokio::time::Instant;
 
 use crate::config::{LockConfig, Mode};
 use crate::error::NodeError;
-use crate::quarantine::{Verdict, delayed_restart};
 
 use super::ServerFacts;
+
+/// A rule a feature adds to admission (the layer above hands it down, so that admission
+/// imports no feature): why a server with these facts may not vote now, if it may not.
+pub(crate) type Veto = fn(&LockConfig, &ServerFacts, Instant) -> Option<NodeError>;
+
+/// The [`Veto`] of no feature.
+#[cfg(test)]
+fn no_veto(_: &LockConfig, _: &ServerFacts, _: Instant) -> Option<NodeError> {
+    None
+}
 
 /// Who may vote in one round, given each connected voter's facts (in voter order): the
 /// reason a voter may not, or `None` when it may. A voter may not vote
 /// - without facts (its connection has not confirmed what it is),
 /// - in independent mode, when it is a cluster node (`cluster_enabled:1`),
 /// - when `refuse_evicting_voters` is set and it can evict keys,
-/// - when `delayed_restart` is set and it is quarantined (see `quarantine`): it started, or
-///   was seen to restart or change role, less than the longest TTL ago, and may have lost keys,
+/// - when a feature's [`Veto`] refuses it (`features::quarantine`: `delayed_restart` is set
+///   and it started, or was seen to restart or change role, less than the longest TTL ago,
+///   and may have lost keys),
 /// - when an earlier voter is the same server (same `run_id`): one server never votes twice,
 ///   whether it was listed under two names or two voter keys moved onto one master.
+#[cfg(test)]
 pub(crate) fn admit<F: Borrow<ServerFacts>>(
     mode: Mode,
     config: &LockConfig,
@@ -29,6 +41,7 @@ pub(crate) fn admit<F: Borrow<ServerFacts>>(
 }
 
 /// [`admit`] at `now`.
+#[cfg(test)]
 pub(crate) fn admit_at<F: Borrow<ServerFacts>>(
     mode: Mode,
     config: &LockConfig,
@@ -40,7 +53,8 @@ pub(crate) fn admit_at<F: Borrow<ServerFacts>>(
         .enumerate()
         .map(|(i, own)| {
             let earlier = facts[..i].iter().flatten().map(Borrow::borrow);
-            admit_one(mode, config, earlier, own.as_ref().map(Borrow::borrow), now)
+            let own = own.as_ref().map(Borrow::borrow);
+            admit_one(mode, config, no_veto, earlier, own, now)
         })
         .collect()
 }
@@ -50,6 +64,7 @@ pub(crate) fn admit_at<F: Borrow<ServerFacts>>(
 pub(crate) fn admit_one<'f>(
     mode: Mode,
     config: &LockConfig,
+    veto: Veto,
     mut earlier: impl Iterator<Item = &'f ServerFacts>,
     own: Option<&ServerFacts>,
     now: Instant,
@@ -62,8 +77,8 @@ pub(crate) fn admit_one<'f>(
     if let Some(reason) = refusal(mode, config, own) {
         return Some(reason);
     }
-    if let Some(quarantined) = quarantine(config, own, now) {
-        return Some(quarantined);
+    if let Some(vetoed) = veto(config, own, now) {
+        return Some(vetoed);
     }
     let same_server = earlier.any(|earlier| earlier.run_id == own.run_id);
     if same_server {
@@ -76,23 +91,6 @@ pub(crate) fn admit_one<'f>(
         )));
     }
     None
-}
-
-/// [`NodeError::Quarantined`] when delayed restarts are on and `facts` are quarantined at
-/// `now`.
-pub(crate) fn quarantine(
-    config: &LockConfig,
-    facts: &ServerFacts,
-    now: Instant,
-) -> Option<NodeError> {
-    let max_ttl = config.delayed_restart_value()?;
-    match delayed_restart(facts, max_ttl, config.drift_factor_value(), now) {
-        Verdict::Admit => None,
-        Verdict::Quarantined { until, cause } => Some(NodeError::Quarantined {
-            remaining: until.saturating_duration_since(now),
-            reason: cause,
-        }),
-    }
 }
 
 /// Why a server may never vote in this configuration, whatever the others are: a cluster node

@@ -23,7 +23,7 @@ struct FactsState {
 impl FactsCell {
     /// The facts read when the current connection opened; `None` before the first one.
     pub(crate) fn get(&self) -> Option<Arc<ServerFacts>> {
-        self.lock().facts.clone()
+        crate::mutex::lock(&self.state).facts.clone()
     }
 
     /// Record the facts of a freshly opened connection to `addr` (or of a fresh read on an
@@ -31,7 +31,7 @@ impl FactsCell {
     /// seen before, and log, once per node, a server that can evict keys or that does not
     /// persist them.
     pub(crate) fn record(&self, addr: &str, mut facts: ServerFacts) {
-        let mut state = self.lock();
+        let mut state = crate::mutex::lock(&self.state);
         if let Some(old) = &state.facts {
             facts.restart_seen_at = old.restart_seen_at;
             facts.role_change_seen_at = old.role_change_seen_at;
@@ -78,12 +78,5 @@ impl FactsCell {
             );
         }
         state.facts = Some(Arc::new(facts));
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, FactsState> {
-        match self.state.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        }
     }
 }

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::config::{LockConfig, Mode};
+use crate::error::NodeError;
 
 const INFO: &str = "# Server\r\nredis_version:7.0.15\r\nrun_id:abc123\r\n\
                     uptime_in_seconds:42\r\n\r\n# Memory\r\nmaxmemory:10485760\r\n\

@@ -2,7 +2,7 @@
 //! simulated nodes, delays, losses, crashes and drifting clocks as `sim`, checked for token
 //! monotonicity among all holders; and two cheaper protocols the checker must reject.
 //!
-//! - [`Variant::Engine`]: the crate's two-round construction (see `crate::fencing`), with
+//! - [`Variant::Engine`]: the crate's two-round construction (see `crate::features::fencing`), with
 //!   nodes that report their counter and clock ([`Terms`]); the same engine with nodes that
 //!   report only one of them is the counter-only construction (the one before the clock term)
 //!   or a clock-only one.
@@ -27,9 +27,8 @@ mod link;
 mod sequences;
 mod variants;
 
-use super::{Scenario, SimNode, SimSeeds, TTL, scenario};
+use super::{Scenario, TTL, scenario};
 use crate::config::LockConfig;
-use crate::manager::LockManager;
 use crate::node::SharedNode;
 use crate::retry::RetryPolicy;
 use link::{FencedLink, Terms};
@@ -116,31 +115,10 @@ fn run(scenario: &Scenario, variant: Variant, node_timeout: Duration) -> Vec<Fen
 /// Run the scenario as `setup` says on a paused clock; return every hold with its token.
 fn run_setup(scenario: &Scenario, setup: &Setup) -> Vec<FencedHold> {
     let (variant, node_timeout) = (setup.variant, setup.node_timeout);
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => panic!("cannot build a tokio runtime: {e}"),
-    };
+    let runtime = crate::sim::paused_runtime();
     runtime.block_on(async {
         let epoch = Instant::now();
-        let nodes: Vec<Arc<SimNode>> = scenario
-            .clock_rates
-            .iter()
-            .zip(&scenario.crashes)
-            .enumerate()
-            .map(|(i, (rate, crashes))| {
-                Arc::new(SimNode {
-                    name: format!("sim{i}"),
-                    clock_rate: *rate,
-                    crashes: crashes.clone(),
-                    epoch,
-                    data: Mutex::new(Default::default()),
-                })
-            })
-            .collect();
+        let nodes = crate::sim::sim_nodes(scenario, epoch);
         let mut config = LockConfig::new()
             .node_timeout(node_timeout)
             .drift_factor(DRIFT_FACTOR)
@@ -161,9 +139,7 @@ fn run_setup(scenario: &Scenario, setup: &Setup) -> Vec<FencedHold> {
                     Arc::new(FencedLink {
                         node: node.clone(),
                         order: tokio::sync::Mutex::new(()),
-                        rng: Mutex::new(StdRng::seed_from_u64(
-                            scenario.seed ^ ((client as u64) << 32) ^ i as u64,
-                        )),
+                        rng: crate::sim::link_rng(scenario.seed, client, i),
                         slow_ms: scenario.max_delay_ms,
                         loss_percent: scenario.loss_percent,
                         clock_offset_us: setup.offsets_ms.get(i).copied().unwrap_or(0) * 1000,
@@ -173,11 +149,7 @@ fn run_setup(scenario: &Scenario, setup: &Setup) -> Vec<FencedHold> {
                 })
                 .collect();
             let shared: Vec<SharedNode> = links.iter().map(|l| l.clone() as SharedNode).collect();
-            let manager = match LockManager::with_seeds(config.clone(), Box::new(SimSeeds(shared)))
-            {
-                Ok(manager) => manager,
-                Err(e) => panic!("invalid simulation config: {e}"),
-            };
+            let manager = crate::sim::client_manager(&config, shared);
             let holds = holds.clone();
             let ops = scenario.ops_per_client;
             let mut rng = StdRng::seed_from_u64(scenario.seed.wrapping_add(client as u64));
@@ -219,16 +191,13 @@ fn run_setup(scenario: &Scenario, setup: &Setup) -> Vec<FencedHold> {
                     match held {
                         Some((from, until, token)) => {
                             held_count += 1;
-                            holds
-                                .lock()
-                                .unwrap_or_else(|p| p.into_inner())
-                                .push(FencedHold {
-                                    client,
-                                    asked,
-                                    from,
-                                    until,
-                                    token,
-                                });
+                            crate::mutex::lock(&holds).push(FencedHold {
+                                client,
+                                asked,
+                                from,
+                                until,
+                                token,
+                            });
                         }
                         None => sleep(Duration::from_millis(rng.random_range(0..200))).await,
                     }
@@ -238,7 +207,7 @@ fn run_setup(scenario: &Scenario, setup: &Setup) -> Vec<FencedHold> {
         for client in clients {
             let _ = client.await;
         }
-        holds.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        crate::mutex::lock(&holds).clone()
     })
 }
 
@@ -547,16 +516,7 @@ fn tokens_stay_distinct_when_clocks_break_mutual_exclusion() {
     let mut overlapped = false;
     for seed in 0..32u64 {
         let holds = run(
-            &Scenario {
-                clock_rates: vec![2.0, 2.0, 2.0],
-                crashes: vec![vec![]; 3],
-                max_delay_ms: 5,
-                loss_percent: 0,
-                hung: None,
-                clients: 3,
-                ops_per_client: 6,
-                seed,
-            },
+            &crate::sim::fast_clocks(seed),
             Variant::Engine,
             Duration::from_millis(100),
         );

@@ -9,11 +9,12 @@ use std::time::Duration;
 
 use rand::RngExt;
 use rand::rngs::StdRng;
+use redis::Value;
 use tokio::time::{Instant, sleep};
 
-use crate::cluster_replies::SlotRange;
+use crate::adapter::scripts::SCRIPTS;
 use crate::error::NodeError;
-use crate::node::{AcquireReply, KeyState, Node, NodeResult, SharedNode, UnservedSlot};
+use crate::node::{Node, NodeResult, ScriptCall, ScriptReply, SharedNode, SlotRange, UnservedSlot};
 use crate::server::ServerFacts;
 use crate::topology::Seeds;
 
@@ -42,7 +43,7 @@ impl SimNode {
     ) -> Result<T, NodeError> {
         let now = Instant::now();
         let since = now.duration_since(self.epoch).as_millis() as u64;
-        let mut data = self.data.lock().unwrap_or_else(|p| p.into_inner());
+        let mut data = crate::mutex::lock(&self.data);
         data.wiped.resize(self.crashes.len(), false);
         for (i, crash) in self.crashes.iter().enumerate() {
             if crash.loses_data && since >= crash.at_ms && !data.wiped[i] {
@@ -110,7 +111,7 @@ impl SimLink {
         op: impl FnOnce(&mut HashMap<Vec<u8>, (String, Instant)>, Instant) -> T + Send,
     ) -> Result<T, NodeError> {
         let (to_node, to_client, lose_request, lose_reply) = {
-            let mut rng = self.rng.lock().unwrap_or_else(|p| p.into_inner());
+            let mut rng = crate::mutex::lock(&self.rng);
             let max = self.max_delay.as_millis() as u64;
             (
                 Duration::from_millis(rng.random_range(0..=max)),
@@ -122,19 +123,8 @@ impl SimLink {
         if self.hung {
             return std::future::pending().await;
         }
-        let order = self.order.lock().await;
-        sleep(to_node).await;
-        if lose_request {
-            drop(order);
-            return std::future::pending().await;
-        }
-        let result = self.node.apply(op);
-        drop(order);
-        sleep(to_client).await;
-        if lose_reply {
-            return std::future::pending().await;
-        }
-        result
+        let lost = (lose_request, lose_reply);
+        deliver(&self.node, &self.order, (to_node, to_client), lost, op).await
     }
 }
 
@@ -147,50 +137,15 @@ impl Node for SimLink {
         Box::pin(async { Ok(()) })
     }
 
-    fn acquire<'a>(
-        &'a self,
-        key: &'a [u8],
-        token: &'a str,
-        ttl: Duration,
-    ) -> NodeResult<'a, AcquireReply> {
-        Box::pin(self.call(move |keys, now| match keys.get(key) {
-            Some((_, expires)) => AcquireReply::Held(Some(expires.duration_since(now))),
-            None => {
-                keys.insert(
-                    key.to_vec(),
-                    (token.to_string(), self.node.expiry(now, ttl)),
-                );
-                AcquireReply::Granted
-            }
-        }))
-    }
-
-    fn extend<'a>(&'a self, key: &'a [u8], token: &'a str, ttl: Duration) -> NodeResult<'a, bool> {
-        Box::pin(self.call(move |keys, now| match keys.get_mut(key) {
-            Some((holder, expires)) if holder == token => {
-                *expires = self.node.expiry(now, ttl);
-                true
-            }
-            _ => false,
-        }))
-    }
-
-    fn release<'a>(&'a self, key: &'a [u8], token: &'a str) -> NodeResult<'a, bool> {
-        Box::pin(self.call(move |keys, _| {
-            if keys.get(key).is_some_and(|(holder, _)| holder == token) {
-                keys.remove(key);
-                true
-            } else {
-                false
-            }
-        }))
-    }
-
-    fn inspect<'a>(&'a self, key: &'a [u8]) -> NodeResult<'a, KeyState> {
-        Box::pin(self.call(move |keys, now| match keys.get(key) {
-            Some((holder, expires)) => (Some(holder.clone()), Some(expires.duration_since(now))),
-            None => (None, Some(Duration::ZERO)),
-        }))
+    fn run<'a>(&'a self, call: ScriptCall<'a>) -> NodeResult<'a, ScriptReply> {
+        let node = &self.node;
+        let ScriptCall {
+            script, keys, args, ..
+        } = call;
+        Box::pin(async move {
+            let reply = self.call(move |map, now| lock_script(node, script, keys, args, map, now));
+            answered(reply.await?)
+        })
     }
 
     fn cluster_shards(&self) -> NodeResult<'_, Vec<SlotRange>> {
@@ -206,6 +161,96 @@ impl Node for SimLink {
     fn facts(&self) -> Option<std::sync::Arc<ServerFacts>> {
         Some(std::sync::Arc::new(self.node.facts()))
     }
+}
+
+/// One request over an ordered, lossy link to `node`: it applies after `to_node`, in the order
+/// the requests were sent (as on one TCP connection, `order`), and its reply arrives
+/// `to_client` later; a lost request or reply never answers.
+pub(super) async fn deliver<T>(
+    node: &SimNode,
+    order: &tokio::sync::Mutex<()>,
+    (to_node, to_client): (Duration, Duration),
+    (lose_request, lose_reply): (bool, bool),
+    op: impl FnOnce(&mut HashMap<Vec<u8>, (String, Instant)>, Instant) -> T,
+) -> Result<T, NodeError> {
+    let order = order.lock().await;
+    sleep(to_node).await;
+    if lose_request {
+        drop(order);
+        return std::future::pending().await;
+    }
+    let result = node.apply(op);
+    drop(order);
+    sleep(to_client).await;
+    if lose_reply {
+        return std::future::pending().await;
+    }
+    result
+}
+
+/// The lock scripts on the model's keys, with the replies the real scripts give, so that the
+/// real parsers read them; `None` for any other script.
+pub(super) fn lock_script(
+    node: &SimNode,
+    script: &redis::Script,
+    keys: &[&[u8]],
+    args: &[&[u8]],
+    map: &mut HashMap<Vec<u8>, (String, Instant)>,
+    now: Instant,
+) -> Option<Value> {
+    let key = keys.first().copied().unwrap_or_default();
+    let token = args
+        .first()
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .unwrap_or_default();
+    let ttl = args
+        .get(1)
+        .and_then(|a| std::str::from_utf8(a).ok()?.parse().ok())
+        .map(Duration::from_millis)
+        .unwrap_or_default();
+    let ours = map.get(key).is_some_and(|(holder, _)| *holder == token);
+    let hash = script.get_hash();
+    Some(if hash == SCRIPTS.acquire.get_hash() {
+        match map.get(key) {
+            Some((_, expires)) => Value::Array(vec![Value::Int(0), pttl(*expires - now)]),
+            None => {
+                map.insert(key.to_vec(), (token, node.expiry(now, ttl)));
+                Value::Array(vec![Value::Int(1), Value::Int(0)])
+            }
+        }
+    } else if hash == SCRIPTS.extend.get_hash() {
+        if let (true, Some((_, expires))) = (ours, map.get_mut(key)) {
+            *expires = node.expiry(now, ttl);
+        }
+        Value::Int(i64::from(ours))
+    } else if hash == SCRIPTS.release.get_hash() {
+        if ours {
+            map.remove(key);
+        }
+        Value::Int(i64::from(ours))
+    } else if hash == SCRIPTS.inspect.get_hash() {
+        match map.get(key) {
+            Some((holder, expires)) => Value::Array(vec![
+                Value::BulkString(holder.clone().into_bytes()),
+                pttl(*expires - now),
+            ]),
+            None => Value::Array(vec![Value::Nil, Value::Int(-2)]),
+        }
+    } else {
+        return None;
+    })
+}
+
+/// A remaining time as `PTTL` gives it, rounded up to a millisecond.
+pub(super) fn pttl(left: Duration) -> Value {
+    Value::Int(i64::try_from(left.as_micros().div_ceil(1000)).unwrap_or(i64::MAX))
+}
+
+/// A script's reply from the model, or why it has none.
+pub(super) fn answered(reply: Option<Value>) -> Result<(Value, Option<i64>), NodeError> {
+    reply
+        .map(|value| (value, None))
+        .ok_or_else(|| NodeError::Server("the model does not run this script".into()))
 }
 
 pub(super) const NOT_A_CLUSTER: &str = "ERR This instance has cluster support disabled";

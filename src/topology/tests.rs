@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use super::discovery::{check_distinct_servers, check_one_cluster, host_of};
 use super::*;
+use crate::error::NodeError;
 
 /// Seed answers: `Some(kind)` answered, `None` failed (timed out).
 fn answers(kinds: &[Option<bool>]) -> Vec<(String, Option<Result<bool, NodeError>>)> {

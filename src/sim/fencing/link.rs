@@ -6,13 +6,15 @@ use std::time::Duration;
 
 use rand::RngExt;
 use rand::rngs::StdRng;
-use tokio::time::{Instant, sleep};
+use tokio::time::Instant;
 
-use crate::cluster_replies::SlotRange;
 use crate::error::NodeError;
-use crate::fencing::FencedReply;
-use crate::node::{AcquireReply, KeyState, Node, NodeResult};
+use redis::Value;
+
+use crate::adapter::scripts::SCRIPTS;
+use crate::node::{FencedReply, Node, NodeResult, ScriptCall, ScriptReply, SlotRange};
 use crate::server::ServerFacts;
+use crate::sim::node::{answered, deliver, lock_script, pttl};
 use crate::sim::{NOT_A_CLUSTER, SimNode, TTL};
 
 /// The broken variants' counters have no TTL; the model stores them with an expiry far past
@@ -103,7 +105,7 @@ impl FencedLink {
         op: impl FnOnce(&mut Keys, Instant) -> T + Send,
     ) -> Result<T, NodeError> {
         let (to_node, to_client, lose_request, lose_reply) = {
-            let mut rng = self.rng.lock().unwrap_or_else(|p| p.into_inner());
+            let mut rng = crate::mutex::lock(&self.rng);
             (
                 self.delay(&mut rng),
                 self.delay(&mut rng),
@@ -111,19 +113,8 @@ impl FencedLink {
                 rng.random_ratio(self.loss_percent, 100),
             )
         };
-        let order = self.order.lock().await;
-        sleep(to_node).await;
-        if lose_request {
-            drop(order);
-            return std::future::pending().await;
-        }
-        let result = self.node.apply(op);
-        drop(order);
-        sleep(to_client).await;
-        if lose_reply {
-            return std::future::pending().await;
-        }
-        result
+        let lost = (lose_request, lose_reply);
+        deliver(&self.node, &self.order, (to_node, to_client), lost, op).await
     }
 
     /// The one-round variant's acquire: `SET NX PX`, then `INCR` the counter and return it.
@@ -170,51 +161,6 @@ impl Node for FencedLink {
         Box::pin(async { Ok(()) })
     }
 
-    fn acquire<'a>(
-        &'a self,
-        key: &'a [u8],
-        token: &'a str,
-        ttl: Duration,
-    ) -> NodeResult<'a, AcquireReply> {
-        Box::pin(self.call(move |keys, now| match keys.get(key) {
-            Some((_, expires)) => AcquireReply::Held(Some(expires.duration_since(now))),
-            None => {
-                keys.insert(
-                    key.to_vec(),
-                    (token.to_string(), self.node.expiry(now, ttl)),
-                );
-                AcquireReply::Granted
-            }
-        }))
-    }
-
-    fn extend<'a>(&'a self, key: &'a [u8], token: &'a str, ttl: Duration) -> NodeResult<'a, bool> {
-        Box::pin(self.call(move |keys, now| match keys.get_mut(key) {
-            Some((holder, expires)) if holder == token => {
-                *expires = self.node.expiry(now, ttl);
-                true
-            }
-            _ => false,
-        }))
-    }
-
-    fn release<'a>(&'a self, key: &'a [u8], token: &'a str) -> NodeResult<'a, bool> {
-        Box::pin(self.call(move |keys, _| {
-            let ours = keys.get(key).is_some_and(|(holder, _)| holder == token);
-            if ours {
-                keys.remove(key);
-            }
-            ours
-        }))
-    }
-
-    fn inspect<'a>(&'a self, key: &'a [u8]) -> NodeResult<'a, KeyState> {
-        Box::pin(self.call(move |keys, now| match keys.get(key) {
-            Some((holder, expires)) => (Some(holder.clone()), Some(expires.duration_since(now))),
-            None => (None, Some(Duration::ZERO)),
-        }))
-    }
-
     fn cluster_shards(&self) -> NodeResult<'_, Vec<SlotRange>> {
         Box::pin(async { Err(NodeError::Server(NOT_A_CLUSTER.into())) })
     }
@@ -231,16 +177,80 @@ impl Node for FencedLink {
         }))
     }
 
+    /// The fencing scripts, as the real node runs them (by the registry's script), with the
+    /// replies the real scripts give, so that the real parsers read them.
+    fn run<'a>(&'a self, call: ScriptCall<'a>) -> NodeResult<'a, ScriptReply> {
+        let ScriptCall {
+            script, keys, args, ..
+        } = call;
+        Box::pin(async move {
+            let text = |i: usize| args.get(i).map(|a| String::from_utf8_lossy(a).into_owned());
+            let number = |i: usize| text(i).and_then(|t| t.parse::<u64>().ok()).unwrap_or(0);
+            let (key, counter) = (keys.first().copied(), keys.get(1).copied());
+            let hash = script.get_hash();
+            let reply = if hash == SCRIPTS.fence_acquire.get_hash() {
+                let (key, counter) = (key.unwrap_or_default(), counter.unwrap_or_default());
+                let ttl = Duration::from_millis(number(1));
+                match self
+                    .acquire_fenced(key, counter, &text(0).unwrap_or_default(), ttl)
+                    .await?
+                {
+                    FencedReply::Granted { counter, time } => {
+                        let mut reply = vec![Value::Int(1), bulk(counter)];
+                        reply.extend(time_parts(time));
+                        Value::Array(reply)
+                    }
+                    FencedReply::Held(left) => {
+                        let left = pttl(left.unwrap_or_default());
+                        Value::Array(vec![Value::Int(0), left])
+                    }
+                }
+            } else if hash == SCRIPTS.fence_commit.get_hash() {
+                let (key, counter) = (key.unwrap_or_default(), counter.unwrap_or_default());
+                let fence = (number(1), Duration::from_millis(number(2)));
+                let token = text(0).unwrap_or_default();
+                let done = self.fence_commit(key, counter, &token, fence).await?;
+                Value::Int(i64::from(done))
+            } else if hash == SCRIPTS.fence_read.get_hash() {
+                let counter = key.unwrap_or_default();
+                let (value, time) = self.read_fence(counter).await?;
+                let mut reply = vec![bulk(value)];
+                reply.extend(time_parts(time));
+                Value::Array(reply)
+            } else {
+                // The lock scripts, as `SimLink` runs them.
+                let node = &self.node;
+                let reply =
+                    self.call(move |map, now| lock_script(node, script, keys, args, map, now));
+                return answered(reply.await?);
+            };
+            Ok((reply, None))
+        })
+    }
+}
+
+/// A counter as the scripts return it.
+fn bulk(value: u64) -> Value {
+    Value::BulkString(value.to_string().into_bytes())
+}
+
+/// `TIME`'s two parts (seconds, microseconds) of a time in microseconds.
+fn time_parts(us: u64) -> [Value; 2] {
+    [bulk(us / 1_000_000), bulk(us % 1_000_000)]
+}
+
+/// The fencing scripts' work on the model's keys.
+impl FencedLink {
     /// `acquire_fenced.lua`.
-    fn acquire_fenced<'a>(
-        &'a self,
-        key: &'a [u8],
-        counter: &'a [u8],
-        token: &'a str,
+    pub(super) async fn acquire_fenced(
+        &self,
+        key: &[u8],
+        counter: &[u8],
+        token: &str,
         ttl: Duration,
-    ) -> NodeResult<'a, FencedReply> {
+    ) -> Result<FencedReply, NodeError> {
         let node = &self.node;
-        Box::pin(self.call(move |keys, now| {
+        self.call(move |keys, now| {
             if let Some((_, expires)) = keys.get(key) {
                 return FencedReply::Held(Some(expires.duration_since(now)));
             }
@@ -251,30 +261,33 @@ impl Node for FencedLink {
                 Terms::CounterOnly => FencedReply::Granted { counter, time: 0 },
                 Terms::TimeOnly => FencedReply::Granted { counter: 0, time },
             }
-        }))
+        })
+        .await
     }
 
     /// `fence_commit.lua`.
-    fn fence_commit<'a>(
-        &'a self,
-        key: &'a [u8],
-        counter: &'a [u8],
-        token: &'a str,
-        fencing_token: u64,
-        retention: Duration,
-    ) -> NodeResult<'a, bool> {
+    async fn fence_commit(
+        &self,
+        key: &[u8],
+        counter: &[u8],
+        token: &str,
+        (fencing_token, retention): (u64, Duration),
+    ) -> Result<bool, NodeError> {
         let node = &self.node;
-        Box::pin(self.call(move |keys, now| {
+        self.call(move |keys, now| {
             if keys.get(key).is_none_or(|(holder, _)| holder != token) {
                 return false;
             }
             let value = counter_of(keys, counter).max(fencing_token);
             set_counter(keys, counter, value, node.expiry(now, retention));
             true
-        }))
+        })
+        .await
     }
 
-    fn read_fence<'a>(&'a self, counter: &'a [u8]) -> NodeResult<'a, u64> {
-        Box::pin(self.call(move |keys, now| counter_of(keys, counter).max(self.time_us(now))))
+    /// `fence_read.lua`: the counter and the clock.
+    async fn read_fence(&self, counter: &[u8]) -> Result<(u64, u64), NodeError> {
+        self.call(move |keys, now| (counter_of(keys, counter), self.time_us(now)))
+            .await
     }
 }

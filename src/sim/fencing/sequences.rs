@@ -75,14 +75,7 @@ fn empty(at_ms: u64, down_ms: u64) -> Crash {
 
 /// Run the acquisitions in order on a paused clock; each one's token (`None`: not granted).
 fn replay(world: &World, acquires: &[Acquire]) -> Vec<Option<u64>> {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => panic!("cannot build a tokio runtime: {e}"),
-    };
+    let runtime = crate::sim::paused_runtime();
     runtime.block_on(async {
         let epoch = Instant::now();
         let links: Vec<SharedNode> = world

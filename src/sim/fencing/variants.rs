@@ -11,10 +11,12 @@ use rand::seq::SliceRandom;
 use tokio::time::Instant;
 
 use super::{DRIFT_FACTOR, FencedLink, PREFIX, RESOURCE, Variant};
+use crate::engine::quorum::{drift, quorum, validity};
+use crate::engine::round::votes::release;
 use crate::error::NodeError;
-use crate::fencing::{FencedReply, fence_key};
-use crate::node::{Node, with_deadline};
-use crate::quorum::{drift, quorum, validity};
+use crate::features::fencing::fence_key;
+use crate::node::FencedReply;
+use crate::node::with_deadline;
 use crate::sim::TTL;
 
 /// Send one request per link, each in its own task (a sent request lands even when nobody
@@ -121,7 +123,7 @@ pub(super) async fn hand_release(
     join_all(
         links
             .iter()
-            .map(|link| with_deadline(node_timeout, link.release(key, token))),
+            .map(|link| with_deadline(node_timeout, release(link.as_ref(), key, token))),
     )
     .await;
 }
