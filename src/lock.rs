@@ -83,32 +83,49 @@ pub struct Lock {
 /// release deletes it. A release can overtake it (both wait for the same connection to open),
 /// so the release first marks the lock ended, and a grant that lands after that is deleted
 /// as soon as it lands.
-#[derive(Debug, Default)]
+///
+/// Small on purpose (it lives as long as the lock): the late grants are bits over the round's
+/// voter list, which is shared between locks (see [`GrantedSets`]), and the release wakes the
+/// task through an [`AtomicWaker`](futures::task::AtomicWaker).
+#[derive(Debug)]
 pub(crate) struct LateVotes {
-    /// The voters whose grant landed after the decision, while the lock stood. A std mutex,
-    /// only for a push or a copy.
-    granted: std::sync::Mutex<Vec<String>>,
+    /// The round's voters (`host:port`), in voter order; shared, not copied.
+    voters: Arc<[String]>,
+    /// Bit `i`: voter `i`'s grant landed after the decision, while the lock stood. (Voters
+    /// past the 64th are not listed; their late grants are still deleted by the release.)
+    granted: std::sync::atomic::AtomicU64,
     /// Set by the lock's release: a grant that lands later is deleted at once.
     ended: std::sync::atomic::AtomicBool,
     /// Set by a successful extend: [`Lock::granted_by`] then names the voters that extended.
     superseded: std::sync::atomic::AtomicBool,
     /// Wakes the task awaiting the late votes when the lock is released.
-    released: tokio::sync::Notify,
+    released: futures::task::AtomicWaker,
 }
 
 impl LateVotes {
-    /// Record a grant from `voter` that landed after the decision. Returns `false` when the
-    /// lock was released meanwhile: the caller deletes that key.
-    pub(crate) fn landed(&self, voter: &str) -> bool {
+    /// No late grant yet, over the round's `voters`.
+    pub(crate) fn new(voters: Arc<[String]>) -> Self {
+        LateVotes {
+            voters,
+            granted: std::sync::atomic::AtomicU64::new(0),
+            ended: std::sync::atomic::AtomicBool::new(false),
+            superseded: std::sync::atomic::AtomicBool::new(false),
+            released: futures::task::AtomicWaker::new(),
+        }
+    }
+
+    /// Record a grant from voter `i` that landed after the decision. Returns `false` when
+    /// the lock was released meanwhile: the caller deletes that key. The order that matters
+    /// is this check against the release round, which starts after `ended` is set (SeqCst on
+    /// both sides).
+    pub(crate) fn landed(&self, i: usize) -> bool {
         use std::sync::atomic::Ordering;
-        let mut granted = crate::mutex::lock(&self.granted);
-        // Checked under the lock that `Lock::end_late_votes` does not take: the order that
-        // matters is this check against the release round, which starts after `ended` is
-        // set (SeqCst on both sides).
         if self.ended.load(Ordering::SeqCst) {
             return false;
         }
-        granted.push(voter.to_string());
+        if let Some(bit) = u32::try_from(i).ok().and_then(|i| 1u64.checked_shl(i)) {
+            self.granted.fetch_or(bit, Ordering::SeqCst);
+        }
         true
     }
 
@@ -116,18 +133,30 @@ impl LateVotes {
     /// sent at all (the release is queued behind any that were).
     pub(crate) async fn until_ended(&self) {
         use std::sync::atomic::Ordering;
-        loop {
-            let mut notified = std::pin::pin!(self.released.notified());
-            notified.as_mut().enable();
+        futures::future::poll_fn(|cx| {
+            self.released.register(cx.waker());
             if self.ended.load(Ordering::SeqCst) {
-                return;
+                std::task::Poll::Ready(())
+            } else {
+                std::task::Poll::Pending
             }
-            notified.await;
-        }
+        })
+        .await;
     }
 
-    fn granted(&self) -> Vec<String> {
-        crate::mutex::lock(&self.granted).clone()
+    fn end(&self) {
+        self.ended.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.released.wake();
+    }
+
+    fn granted(&self) -> impl Iterator<Item = &String> {
+        let bits = self.granted.load(std::sync::atomic::Ordering::SeqCst);
+        self.voters
+            .iter()
+            .take(64)
+            .enumerate()
+            .filter(move |(i, _)| bits & (1u64 << i) != 0)
+            .map(|(_, voter)| voter)
     }
 }
 
@@ -164,8 +193,7 @@ impl Lock {
     /// being released).
     pub(crate) fn end_late_votes(&self) {
         if let Some(late) = &self.late {
-            late.ended.store(true, std::sync::atomic::Ordering::SeqCst);
-            late.released.notify_waiters();
+            late.end();
         }
     }
 
@@ -217,8 +245,8 @@ impl Lock {
             && !late.superseded.load(std::sync::atomic::Ordering::Relaxed)
         {
             for voter in late.granted() {
-                if !voters.contains(&voter) {
-                    voters.push(voter);
+                if !voters.contains(voter) {
+                    voters.push(voter.clone());
                 }
             }
         }

@@ -211,7 +211,12 @@ impl Round<'_> {
             rest.release = None;
             None
         } else {
-            let late = Arc::new(LateVotes::default());
+            // The names of all the round's voters, shared between locks: the late grants
+            // are bits over it.
+            let voters = self
+                .topology
+                .granted_by(self.voters.iter().map(|v| v.node.addr()));
+            let late = Arc::new(LateVotes::new(voters));
             rest.late_grants(late.clone());
             Some(late)
         };

@@ -63,12 +63,7 @@ impl Rest<AcquireReply> {
         let task = async move {
             let answers = async {
                 while let Some((i, answer)) = calls.next().await {
-                    let Some(voter) = shared.voters.get(i) else {
-                        continue;
-                    };
-                    if matches!(answer, Ok(AcquireReply::Granted))
-                        && !late.landed(voter.node.addr())
-                    {
+                    if matches!(answer, Ok(AcquireReply::Granted)) && !late.landed(i) {
                         release_where(&shared.voters, &[i], &shared.token, patience).await;
                     }
                 }
