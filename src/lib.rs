@@ -163,5 +163,4 @@ pub mod cluster {
     pub use crate::keys::{
         MAX_CLUSTER_VOTERS, SLOT_COUNT, cluster_voter_keys, even_slot_ranges, key_slot, slot_band,
     };
-    pub use crate::server::info::parse_info;
 }

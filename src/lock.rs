@@ -144,6 +144,12 @@ impl LateVotes {
         .await;
     }
 
+    /// Drop the waker [`LateVotes::until_ended`] registered: once the late-vote task is done,
+    /// a waker kept here would keep that finished task's memory alive as long as the lock.
+    pub(crate) fn done_waiting(&self) {
+        drop(self.released.take());
+    }
+
     fn end(&self) {
         self.ended.store(true, std::sync::atomic::Ordering::SeqCst);
         self.released.wake();

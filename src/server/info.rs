@@ -8,7 +8,7 @@ use std::collections::HashMap;
 /// The fields of an `INFO`-style reply, by name. `# Section` headers, blank lines and lines
 /// without a `:` are skipped; values keep everything after the first `:` (minus the line
 /// ending). When a name repeats, the first occurrence wins.
-pub fn parse_info(text: &str) -> HashMap<&str, &str> {
+pub(crate) fn parse_info(text: &str) -> HashMap<&str, &str> {
     let mut fields = HashMap::new();
     for line in text.lines() {
         let line = line.trim_end();

@@ -74,6 +74,7 @@ impl Rest<AcquireReply> {
             // released lock's hung voter).
             let (answers, ended) = (std::pin::pin!(answers), std::pin::pin!(late.until_ended()));
             let _ = tokio::time::timeout(patience, futures::future::select(answers, ended)).await;
+            late.done_waiting();
         };
         if self.flight.spawn(task).is_err() {
             tracing::debug!(
