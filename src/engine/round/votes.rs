@@ -51,9 +51,27 @@ pub(crate) fn confirmed<T>(
     }
 }
 
+/// A writing script on `node`, followed by `WAIT` when `config` asks replicas to
+/// acknowledge it (capped by the vote's deadline `per_call`): every write vote, plain or
+/// fenced, is this one call.
+pub(crate) async fn write_vote(
+    node: &dyn Node,
+    script: &'static redis::Script,
+    (keys, args): (&[&[u8]], &[&[u8]]),
+    (config, per_call): (&LockConfig, Duration),
+) -> Result<ScriptReply, NodeError> {
+    let wait = wait_of(config, per_call);
+    node.run(ScriptCall {
+        script,
+        keys,
+        args,
+        wait,
+    })
+    .await
+}
+
 /// A script whose arguments are our token and a TTL (acquire, extend) on voter `i` of
-/// `shared`, followed by `WAIT` when replicas must acknowledge it (capped by the vote's
-/// deadline `per_call`).
+/// `shared`, written as [`write_vote`] does.
 async fn token_ttl(
     (shared, i): (&Shared, usize),
     script: &'static redis::Script,
@@ -63,14 +81,13 @@ async fn token_ttl(
     let ttl = ttl_millis(ttl);
     let args: &[&[u8]] = &[shared.token.as_str().as_bytes(), &ttl];
     let keys: &[&[u8]] = &[&voter.key];
-    let wait = wait_of(&shared.config, per_call);
-    let call = ScriptCall {
+    write_vote(
+        voter.node.as_ref(),
         script,
-        keys,
-        args,
-        wait,
-    };
-    voter.node.run(call).await
+        (keys, args),
+        (&shared.config, per_call),
+    )
+    .await
 }
 
 /// Voter `i`'s acquire vote: acknowledged by replicas when the configuration asks for it

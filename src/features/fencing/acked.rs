@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::adapter::redis_node::{parse_acquire_fenced, parse_commit, parse_read};
 use crate::adapter::scripts::{SCRIPTS, ttl_millis};
 use crate::config::LockConfig;
-use crate::engine::round::votes::{confirmed, wait_of};
+use crate::engine::round::votes::{confirmed, write_vote};
 use crate::error::NodeError;
 use crate::node::FencedReply;
 use crate::node::ScriptCall;
@@ -28,16 +28,13 @@ pub(super) async fn acquire_fenced(
 ) -> Result<FencedReply, NodeError> {
     let ttl = ttl_millis(ttl);
     let (keys, args): (&[&[u8]], &[&[u8]]) = (&[&voter.key, counter], &[token.as_bytes(), &ttl]);
-    let wait = wait_of(config, per_call);
-    let (reply, acked) = voter
-        .node
-        .run(ScriptCall {
-            script: &SCRIPTS.fence_acquire,
-            keys,
-            args,
-            wait,
-        })
-        .await?;
+    let (reply, acked) = write_vote(
+        voter.node.as_ref(),
+        &SCRIPTS.fence_acquire,
+        (keys, args),
+        (config, per_call),
+    )
+    .await?;
     match parse_acquire_fenced(&reply, counter)? {
         granted @ FencedReply::Granted { .. } => confirmed(granted, acked, config),
         // Nothing was written: replication is beside the point.
@@ -65,23 +62,21 @@ pub(super) async fn fence_commit(
         retention.as_bytes(),
     ];
     let keys: &[&[u8]] = &[&voter.key, counter];
-    let wait = wait_of(config, per_call);
-    let (reply, acked) = voter
-        .node
-        .run(ScriptCall {
-            script: &SCRIPTS.fence_commit,
-            keys,
-            args,
-            wait,
-        })
-        .await?;
+    let (reply, acked) = write_vote(
+        voter.node.as_ref(),
+        &SCRIPTS.fence_commit,
+        (keys, args),
+        (config, per_call),
+    )
+    .await?;
     match parse_commit(&reply, counter)? {
         true => confirmed(true, acked, config),
         false => Ok(false),
     }
 }
 
-/// What `voter` guarantees every later token exceeds: `max(counter, clock)`.
+/// The fencing counter `voter` recorded (checked against its clock like a grant's): the
+/// holder's token while a lock is held, and a floor every later token exceeds.
 pub(super) async fn read_fence(voter: &Voter, counter: &[u8]) -> Result<u64, NodeError> {
     let (reply, _) = voter
         .node
